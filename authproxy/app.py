@@ -1,0 +1,165 @@
+"""``create_app(config)``: the application factory and its life-cycle contexts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import weakref
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE
+from yarl import URL
+
+from authproxy.auth import setup_auth
+from authproxy.config import Config
+from authproxy.context import request_context_middleware
+from authproxy.headers import parse_networks
+from authproxy.health import setup_health
+from authproxy.keystore import KeyTable, make_hasher, update_store
+from authproxy.keywatch import KeyStoreWatcher
+from authproxy.logs import AccessLogger
+from authproxy.proxy import Upstream, proxy_handler
+from authproxy.responses import error_middleware
+from authproxy.state import (
+    CLIENT_SESSION_KEY,
+    CONFIG_KEY,
+    STREAMS_KEY,
+    UPSTREAM_KEY,
+    VERIFIER_KEY,
+    WATCHER_KEY,
+)
+from authproxy.times import Clock, utc_now
+from authproxy.verify import Verifier
+
+log = structlog.stdlib.get_logger(__name__)
+
+
+def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
+    """Build the proxy application for ``config``."""
+    app = web.Application(
+        middlewares=[request_context_middleware, error_middleware],
+        client_max_size=config.server.max_body_size,
+    )
+    app[CONFIG_KEY] = config
+    app[STREAMS_KEY] = weakref.WeakSet()
+    app[UPSTREAM_KEY] = _upstream(config)
+    setup_keys(app, config, clock)
+    setup_auth(app)
+    app.cleanup_ctx.append(_client_session_ctx)
+    setup_health(app)
+    app.router.add_route("*", "/{tail:.*}", proxy_handler, name="proxy")
+    app.on_response_prepare.append(_hide_server_header)
+    app.on_shutdown.append(_log_open_streams)
+    return app
+
+
+def server_kwargs(config: Config) -> dict[str, Any]:
+    """Return the aiohttp server settings shared by ``serve`` and the tests.
+
+    ``serve`` adds ``handler_cancellation=True``, which aiohttp's test server
+    always sets: a handler is cancelled when its client disconnects, and
+    closing the upstream request is the only signal that makes Ollama stop.
+    """
+    return {
+        # Request bodies are relayed verbatim (Ollama accepts zstd on /v1).
+        "auto_decompress": False,
+        "access_log_class": AccessLogger,
+        "keepalive_timeout": config.server.keepalive_timeout,
+        "shutdown_timeout": config.server.shutdown_timeout,
+    }
+
+
+def setup_keys(app: web.Application, config: Config, clock: Clock) -> None:
+    """Create the verifier and the store watcher, started in ``cleanup_ctx``."""
+    keys = config.keys
+    path = Path(keys.file)
+    workers = keys.verify_workers or os.cpu_count() or 1
+
+    def persist_hash(key_id: str, old_hash: str, new_hash: str) -> None:
+        def change(table: KeyTable) -> tuple[KeyTable, None]:
+            record = table.by_id.get(key_id)
+            if record is None or record.hash != old_hash:
+                return table, None
+            return table.replace(dataclasses.replace(record, hash=new_hash)), None
+
+        update_store(path, change)
+
+    async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
+        verifier = Verifier(
+            make_hasher(keys.argon2),
+            workers=workers,
+            queue=keys.verify_queue,
+            cache_ttl=keys.cache_ttl,
+            cache_size=keys.cache_size,
+            clock=clock,
+            persist_hash=persist_hash,
+        )
+        watcher = KeyStoreWatcher(path, verifier, keys.reload_interval)
+        table = await asyncio.get_running_loop().run_in_executor(
+            None, watcher.load_initial
+        )
+        log.info("keystore_loaded", path=str(path), keys=len(table.records))
+        app[VERIFIER_KEY] = verifier
+        app[WATCHER_KEY] = watcher
+        task = asyncio.create_task(watcher.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await verifier.close()
+
+    app.cleanup_ctx.append(keys_ctx)
+
+
+def _upstream(config: Config) -> Upstream:
+    origin = URL(config.upstream.url)
+    host = config.upstream.host_header or origin.host_port_subcomponent or ""
+    return Upstream(
+        origin=origin,
+        host_header=host,
+        trusted_proxies=parse_networks(config.server.trusted_proxies),
+        max_body_size=config.server.max_body_size,
+        response_timeout=config.upstream.response_timeout,
+        idle_timeout=config.upstream.idle_timeout,
+    )
+
+
+async def _client_session_ctx(app: web.Application) -> AsyncIterator[None]:
+    upstream = app[CONFIG_KEY].upstream
+    connector = aiohttp.TCPConnector(
+        limit=upstream.max_connections, enable_cleanup_closed=True
+    )
+    async with aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=upstream.connect_timeout, sock_read=None
+        ),
+    ) as session:
+        app[CLIENT_SESSION_KEY] = session
+        yield
+
+
+async def _hide_server_header(
+    request: web.Request, response: web.StreamResponse
+) -> None:
+    # Don't advertise the Python and aiohttp versions to scanners.
+    if response.headers.get("Server") == SERVER_SOFTWARE:
+        del response.headers["Server"]
+
+
+async def _log_open_streams(app: web.Application) -> None:
+    open_streams = len(app[STREAMS_KEY])
+    if open_streams:
+        log.info("shutdown_waiting_for_streams", streams=open_streams)

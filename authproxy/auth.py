@@ -1,0 +1,63 @@
+"""The auth middleware: every proxied request must present a valid key."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import structlog
+from aiohttp import web
+
+from authproxy.credentials import CredentialError, parse_credentials
+from authproxy.errors import VerifyBusyError
+from authproxy.health import PUBLIC_ROUTES
+from authproxy.responses import Handler, json_error
+from authproxy.state import PRINCIPAL_KEY, VERIFIER_KEY
+from authproxy.verify import VerifyFailedError
+
+log = structlog.stdlib.get_logger(__name__)
+
+CHALLENGES: Final = (
+    ("WWW-Authenticate", 'Basic realm="authproxy", charset="UTF-8"'),
+    ("WWW-Authenticate", 'Bearer realm="authproxy"'),
+)
+BUSY_RETRY_AFTER: Final = "1"
+
+
+def unauthorized(request: web.Request) -> web.Response:
+    """Return the one 401 every authentication failure gets."""
+    return json_error(request, 401, "unauthorized", list(CHALLENGES))
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate the request or answer 401; public routes pass through."""
+    if request.match_info.route.name in PUBLIC_ROUTES:
+        return await handler(request)
+    verifier = request.app[VERIFIER_KEY]
+    try:
+        credential = parse_credentials(request.headers)
+        principal = await verifier.authenticate(credential)
+    except CredentialError as err:
+        log.info("auth_failed", reason=err.reason)
+        return unauthorized(request)
+    except VerifyFailedError as err:
+        log.info(
+            "auth_failed",
+            reason=err.reason,
+            key_id=err.key_id,
+            scheme=credential.scheme,
+        )
+        return unauthorized(request)
+    except VerifyBusyError:
+        log.warning("auth_busy", pending=verifier.pending)
+        return json_error(
+            request, 503, "server busy", {"Retry-After": BUSY_RETRY_AFTER}
+        )
+    request[PRINCIPAL_KEY] = principal
+    structlog.contextvars.bind_contextvars(key_id=principal.key_id)
+    return await handler(request)
+
+
+def setup_auth(app: web.Application) -> None:
+    """Append the auth middleware (after the context and error middlewares)."""
+    app.middlewares.append(auth_middleware)

@@ -1,0 +1,216 @@
+"""Frozen configuration dataclasses and the YAML loader (file, env, flags)."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+from yarl import URL
+
+from authproxy.errors import ConfigError
+from authproxy.schema import build, option, seconds, section, set_dotted, size, walk
+
+ENV_PREFIX: Final = "AUTHPROXY_"
+CONFIG_ENV: Final = "AUTHPROXY_CONFIG"
+
+
+def _port(value: int) -> bool:
+    return 0 <= value <= 65535
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _origin(value: Any) -> str:
+    """Validate an upstream URL and return its normalised origin."""
+    if not isinstance(value, str):
+        raise ValueError("expected an http(s) URL")
+    try:
+        url = URL(value)
+    except ValueError:
+        raise ValueError("expected an http(s) URL") from None
+    if url.scheme not in {"http", "https"} or not url.host:
+        raise ValueError("expected an http(s) URL such as http://127.0.0.1:11434")
+    if url.user or url.password or url.query_string or url.fragment:
+        raise ValueError("expected a URL without credentials, query or fragment")
+    if url.path not in {"", "/"}:
+        raise ValueError("expected an origin without a path")
+    return str(url.origin())
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    """Validate a list of IP addresses or CIDR ranges."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise ValueError("expected a list of IP addresses or CIDR ranges")
+    try:
+        return tuple(str(ipaddress.ip_network(v.strip(), strict=False)) for v in items)
+    except ValueError:
+        raise ValueError("expected a list of IP addresses or CIDR ranges") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenConfig:
+    """Where the proxy accepts client connections."""
+
+    host: str = option("127.0.0.1")
+    port: int = option(11435, check=(_port, "int in 0..65535"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamConfig:
+    """The one Ollama server requests are forwarded to."""
+
+    url: str = option("http://127.0.0.1:11434", parse=_origin)
+    host_header: str | None = option(None)
+    connect_timeout: float = option(10.0, parse=seconds)
+    response_timeout: float = option(600.0, parse=seconds)
+    idle_timeout: float = option(600.0, parse=seconds)
+    max_connections: int = option(256, check=(_positive, "int > 0"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Argon2Config:
+    """argon2id parameters for new hashes; old hashes are upgraded on use."""
+
+    time_cost: int = option(3, check=(_positive, "int > 0"))
+    memory_cost: int = option(65536, check=(lambda v: v >= 8, "int >= 8 (KiB)"))
+    parallelism: int = option(4, check=(_positive, "int > 0"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeysConfig:
+    """The key store and how credentials are verified."""
+
+    file: str = option("keys/keys.yaml")
+    reload_interval: float = option(1.0, parse=seconds, check=(_positive, "> 0"))
+    cache_ttl: float = option(300.0, parse=seconds)
+    cache_size: int = option(10000, check=(_positive, "int > 0"))
+    verify_workers: int | None = option(None, check=(_positive, "int > 0"))
+    verify_queue: int = option(64, check=(lambda v: v >= 0, "int >= 0"))
+    argon2: Argon2Config = section(Argon2Config)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """HTTP server behaviour of the public listener."""
+
+    max_body_size: int = option(100 * 1024**2, parse=size)
+    shutdown_timeout: float = option(30.0, parse=seconds)
+    keepalive_timeout: float = option(75.0, parse=seconds)
+    trusted_proxies: tuple[str, ...] = option((), parse=_networks)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogConfig:
+    """Operational logging."""
+
+    format: str = option(
+        "auto", check=(lambda v: v in {"auto", "json", "console"}, "auto|json|console")
+    )
+    level: str = option(
+        "info",
+        check=(
+            lambda v: v in {"debug", "info", "warning", "error"},
+            "debug|info|warning|error",
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole configuration."""
+
+    listen: ListenConfig = section(ListenConfig)
+    upstream: UpstreamConfig = section(UpstreamConfig)
+    keys: KeysConfig = section(KeysConfig)
+    server: ServerConfig = section(ServerConfig)
+    log: LogConfig = section(LogConfig)
+
+
+def config_keys() -> list[str]:
+    """Return every dotted config key, in declaration order."""
+    return [key for key, _ in walk(Config)]
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Read ``AUTHPROXY_<SECTION>_<KEY>`` variables into dotted overrides.
+
+    Values are parsed as YAML scalars, so ``10``, ``true`` and ``[a, b]`` work.
+
+    Raises:
+        ConfigError: a variable's value is not valid YAML.
+    """
+    result: dict[str, Any] = {}
+    for key in config_keys():
+        name = ENV_PREFIX + key.upper().replace(".", "_")
+        if name in environ:
+            try:
+                result[key] = yaml.safe_load(environ[name])
+            except yaml.YAMLError:
+                raise ConfigError(
+                    f"{key}: environment variable {name} is not valid YAML"
+                ) from None
+    return result
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load the YAML file, then environment variables, then flag overrides.
+
+    Args:
+        path: the YAML file; ``None`` means embedded defaults.
+        overrides: dotted keys from command-line flags, highest priority.
+        environ: the environment to read ``AUTHPROXY_*`` variables from.
+
+    Raises:
+        ConfigError: the file cannot be read or any value is invalid.
+
+    Returns:
+        The validated configuration.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(
+                f"cannot read config file {path}: {err.strerror}"
+            ) from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: expected a mapping at the top")
+        data = loaded or {}
+    merged = {**env_overrides(environ or {}), **(overrides or {})}
+    for key, value in merged.items():
+        set_dotted(data, key, value)
+    return build(Config, data)
+
+
+def as_dict(config: Config) -> dict[str, Any]:
+    """Return the effective configuration as plain data, secrets masked."""
+    data = dataclasses.asdict(config)
+    for key, secret in walk(Config):
+        if secret:
+            node = data
+            *parents, leaf = key.split(".")
+            for part in parents:
+                node = node[part]
+            if node[leaf] is not None:
+                node[leaf] = "***"
+    return data

@@ -1,0 +1,27 @@
+"""The exception hierarchy; HTTP mapping happens only in middlewares and handlers."""
+
+from __future__ import annotations
+
+
+class AuthProxyError(Exception):
+    """Base class of every authproxy error; never raised directly."""
+
+
+class ConfigError(AuthProxyError, ValueError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+class KeyStoreError(AuthProxyError):
+    """The key store cannot be read, parsed or written."""
+
+
+class AuthenticationError(AuthProxyError):
+    """Presented credentials are missing, malformed, unknown or wrong."""
+
+
+class UpstreamError(AuthProxyError):
+    """The upstream Ollama server failed or could not be reached."""
+
+
+class VerifyBusyError(AuthProxyError):
+    """Too many credential verifications are already running or queued."""

@@ -1,0 +1,157 @@
+"""Header filter sets and the X-Forwarded builder; pure functions.
+
+Hop-by-hop headers (RFC 9110 §7.6.1) never cross the proxy, in either
+direction, nor do headers the ``Connection`` header names. The client's
+credentials never reach Ollama: its cloud passthrough would forward them to
+ollama.com (see shared/ollama-wire.md §1e).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+HOP_BY_HOP: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Credentials for the proxy itself, and headers the proxy rebuilds.
+REQUEST_DROP: Final = HOP_BY_HOP | {
+    "authorization",
+    "x-api-key",
+    "cookie",
+    "host",
+    "content-length",
+    "accept-encoding",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+}
+UNTRUSTED_DROP: Final = frozenset({"forwarded", "x-real-ip"})
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+_REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+
+def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """Parse addresses and CIDR ranges.
+
+    Raises:
+        ValueError: a value is not an IP address or network.
+    """
+    return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in values)
+
+
+def is_trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
+    """Tell whether ``address`` lies in one of the trusted networks."""
+    if not trusted:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+def connection_tokens(headers: Mapping[str, str] | CIMultiDictProxy[str]) -> set[str]:
+    """Return the lower-cased header names listed in ``Connection``."""
+    getall = getattr(headers, "getall", None)
+    values = getall("Connection", []) if getall else [headers.get("Connection", "")]
+    return {t.strip().lower() for v in values for t in v.split(",") if t.strip()}
+
+
+def client_address(
+    peer: str, forwarded_for: list[str], trusted: tuple[IPNetwork, ...]
+) -> str:
+    """Find the client address, walking X-Forwarded-For right to left.
+
+    Only hops appended by trusted proxies are believed (uvicorn's rule).
+    """
+    if not is_trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for v in forwarded_for for h in v.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def request_id(value: str | None) -> str:
+    """Keep a sane client-sent request id, or generate a new one."""
+    if value is not None and _REQUEST_ID_RE.fullmatch(value):
+        return value
+    return uuid.uuid4().hex
+
+
+def forward_request_headers(
+    headers: CIMultiDictProxy[str],
+    *,
+    upstream_host: str,
+    peer: str,
+    scheme: str,
+    request_id: str,
+    trusted_peer: bool,
+) -> CIMultiDict[str]:
+    """Build the headers sent upstream.
+
+    Args:
+        headers: the client's request headers.
+        upstream_host: the ``Host`` to send (Ollama rejects foreign hosts).
+        peer: the address of the TCP peer.
+        scheme: ``http`` or ``https``, as the client connected.
+        request_id: the request id to send as ``X-Request-ID``.
+        trusted_peer: the peer is a configured trusted proxy, so its
+            forwarding headers are extended instead of replaced.
+
+    Returns:
+        The filtered headers, plus Host, X-Forwarded-* and X-Request-ID.
+    """
+    drop = REQUEST_DROP | connection_tokens(headers)
+    if not trusted_peer:
+        drop = drop | UNTRUSTED_DROP
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if name.lower() not in drop:
+            out.add(name, value)
+    out["Host"] = upstream_host
+    forwarded_for = peer
+    proto = scheme
+    host = headers.get("Host", "")
+    if trusted_peer:
+        prior = ", ".join(headers.getall("X-Forwarded-For", []))
+        if prior:
+            forwarded_for = f"{prior}, {peer}"
+        proto = headers.get("X-Forwarded-Proto", scheme)
+        host = headers.get("X-Forwarded-Host", host)
+    out["X-Forwarded-For"] = forwarded_for
+    out["X-Forwarded-Proto"] = proto
+    if host:
+        out["X-Forwarded-Host"] = host
+    out[REQUEST_ID_HEADER] = request_id
+    return out
+
+
+def filter_response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """Copy the upstream response headers minus hop-by-hop ones."""
+    drop = HOP_BY_HOP | connection_tokens(headers)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if name.lower() not in drop:
+            out.add(name, value)
+    return out

@@ -1,0 +1,113 @@
+"""structlog set-up and the access logger; aiohttp's records render the same way."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import IO, Any, Final
+
+import structlog
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from authproxy.state import PRINCIPAL_KEY, REQUEST_ID_KEY
+
+LEVELS: Final = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+ACCESS_LOGGER: Final = "authproxy.access"
+_access = structlog.stdlib.get_logger(ACCESS_LOGGER)
+
+_SHARED: Final[list[Any]] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Our handler, so re-configuring replaces only what we installed."""
+
+
+def configure(
+    *,
+    fmt: str = "auto",
+    level: str = "info",
+    stream: IO[str] | None = None,
+    cache: bool = False,
+) -> None:
+    """Send structlog and stdlib logging through one handler.
+
+    Args:
+        fmt: ``json``, ``console``, or ``auto`` (console on a TTY).
+        level: the minimum level name.
+        stream: where lines go; standard output by default.
+        cache: cache loggers on first use (production only; it defeats
+            ``structlog.testing.capture_logs``).
+    """
+    out = stream if stream is not None else sys.stdout
+    use_console = fmt == "console" or (fmt == "auto" and out.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer()
+        if use_console
+        else structlog.processors.JSONRenderer()
+    )
+    handler = _Handler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=_SHARED,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if isinstance(old, _Handler):
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(LEVELS[level])
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_SHARED,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=cache,
+    )
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One ``http_request`` event per request, with its id and key id."""
+
+    def log(
+        self, request: web.BaseRequest, response: web.StreamResponse, time: float
+    ) -> None:
+        """Log one finished request; the query string is left out."""
+        principal = request.get(PRINCIPAL_KEY)
+        _access.info(
+            "http_request",
+            request_id=request.get(REQUEST_ID_KEY),
+            key_id=principal.key_id if principal else None,
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            duration_ms=round(time * 1000, 3),
+            bytes_out=response.body_length,
+            peer=request.remote,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Tell whether access lines would be emitted at all."""
+        return logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO)

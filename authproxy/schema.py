@@ -1,0 +1,196 @@
+"""Build frozen config dataclasses from plain mappings, naming the key on every error.
+
+Each dataclass field is read by its annotated type (``bool``, ``int``, ``float``,
+``str``, ``tuple[str, ...]``, a nested dataclass, or ``X | None``). A field's
+metadata may carry ``parse`` (a converter raising ``ValueError``) and
+``check`` (a predicate plus the expectation it states).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final, TypeVar
+
+from authproxy.errors import ConfigError
+from authproxy.times import parse_duration
+
+T = TypeVar("T")
+
+_SIZE_RE: Final = re.compile(r"(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?", re.IGNORECASE)
+_SIZE_UNITS: Final = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def option(
+    default: Any,
+    *,
+    parse: Callable[[Any], Any] | None = None,
+    check: tuple[Callable[[Any], bool], str] | None = None,
+    secret: bool = False,
+) -> Any:
+    """Declare a config field with its default, converter and range check."""
+    meta = {"parse": parse, "check": check, "secret": secret}
+    if isinstance(default, list | dict):
+        raise TypeError("mutable defaults are not allowed")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def section(cls: type[T]) -> Any:
+    """Declare a nested config section defaulting to its own defaults."""
+    return dataclasses.field(default_factory=cls)
+
+
+def seconds(value: Any) -> float:
+    """Convert a number of seconds or a duration string such as ``10m``."""
+    if isinstance(value, bool):
+        raise ValueError("expected seconds or a duration such as 30s, 10m")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("expected a non-negative duration")
+        return float(value)
+    if isinstance(value, str):
+        return parse_duration(value).total_seconds()
+    raise ValueError("expected seconds or a duration such as 30s, 10m")
+
+
+def size(value: Any) -> int:
+    """Convert a byte count or a size string such as ``100MiB``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        match = _SIZE_RE.fullmatch(value.strip())
+        if match:
+            unit = (match.group(2) or "b").lower()
+            return int(match.group(1)) * _SIZE_UNITS[unit]
+    raise ValueError("expected a byte count or a size such as 100MiB")
+
+
+def build(cls: type[T], data: Any, path: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``.
+
+    Args:
+        cls: a frozen config dataclass.
+        data: the parsed YAML mapping (or ``None`` for all defaults).
+        path: the dotted key prefix used in error messages.
+
+    Raises:
+        ConfigError: a key is unknown or a value is invalid; the message names
+            the dotted key, what was expected and what was seen.
+
+    Returns:
+        The dataclass instance.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{path.rstrip('.') or '<root>'}: expected a mapping, got {data!r}"
+        )
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{path}{key}: unknown key")
+    kwargs: dict[str, Any] = {}
+    for fld in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if fld.name in data:
+            key = f"{path}{fld.name}"
+            kwargs[fld.name] = _convert(hints[fld.name], data[fld.name], key, fld)
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, value: Any, key: str, fld: dataclasses.Field[Any]) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, f"{key}.")  # type: ignore[arg-type]
+    args = typing.get_args(tp)
+    optional = type(None) in args and typing.get_origin(tp) in {
+        typing.Union,
+        types.UnionType,
+    }
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key}: expected {_describe(tp, fld)}, got null")
+    if optional:
+        tp = next(a for a in args if a is not type(None))
+    parse = fld.metadata.get("parse")
+    try:
+        result = parse(value) if parse else _coerce(tp, value)
+    except ValueError as err:
+        detail = str(err) or f"expected {_describe(tp, fld)}"
+        raise ConfigError(f"{key}: {detail}, got {value!r}") from None
+    check = fld.metadata.get("check")
+    if check and not check[0](result):
+        raise ConfigError(f"{key}: expected {check[1]}, got {value!r}")
+    return result
+
+
+def _coerce(tp: Any, value: Any) -> Any:
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError("expected true or false")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError("expected an integer")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError("expected a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError("expected a string")
+    if typing.get_origin(tp) is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ValueError("expected a list of strings")
+    raise TypeError(f"unsupported config type {tp!r}")
+
+
+def _describe(tp: Any, fld: dataclasses.Field[Any]) -> str:
+    check = fld.metadata.get("check")
+    return check[1] if check else getattr(tp, "__name__", str(tp))
+
+
+def walk(cls: type[Any], prefix: str = "") -> Iterator[tuple[str, bool]]:
+    """Yield ``(dotted_key, is_secret)`` for every leaf option of ``cls``."""
+    hints = typing.get_type_hints(cls)
+    for fld in dataclasses.fields(cls):
+        tp = hints[fld.name]
+        if dataclasses.is_dataclass(tp):
+            yield from walk(tp, f"{prefix}{fld.name}.")  # type: ignore[arg-type]
+        else:
+            yield f"{prefix}{fld.name}", bool(fld.metadata.get("secret"))
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for ``key == "a.b.c"``, creating mappings.
+
+    Raises:
+        ConfigError: an intermediate value is not a mapping.
+    """
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(parts[: i + 1])}: expected a mapping")
+        node = child
+    node[parts[-1]] = value

@@ -1,0 +1,26 @@
+"""Typed application and request keys: all shared state lives under these."""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Final
+
+import aiohttp
+from aiohttp import web
+
+from authproxy.config import Config
+from authproxy.verify import Principal, Verifier
+
+if TYPE_CHECKING:
+    from authproxy.keywatch import KeyStoreWatcher  # noqa: F401
+    from authproxy.proxy import Upstream  # noqa: F401
+
+CONFIG_KEY: Final = web.AppKey("config", Config)
+CLIENT_SESSION_KEY: Final = web.AppKey("client_session", aiohttp.ClientSession)
+VERIFIER_KEY: Final = web.AppKey("verifier", Verifier)
+WATCHER_KEY: Final = web.AppKey["KeyStoreWatcher"]("keystore_watcher")
+UPSTREAM_KEY: Final = web.AppKey["Upstream"]("upstream")
+STREAMS_KEY: Final = web.AppKey("streams", weakref.WeakSet[web.StreamResponse])
+
+REQUEST_ID_KEY: Final = web.RequestKey("request_id", str)
+PRINCIPAL_KEY: Final = web.RequestKey("principal", Principal)

@@ -1,0 +1,238 @@
+"""Verify presented credentials against the key table, off the event loop.
+
+argon2 runs in a bounded thread pool behind a bounded queue. Successful
+verifications are cached under an HMAC of the credential (never the
+credential itself) and re-checked against the live record on every hit, so a
+disabled, expired, deleted or changed key stops working at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import structlog
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from authproxy.credentials import Credential
+from authproxy.errors import AuthenticationError, VerifyBusyError
+from authproxy.keystore import KeyRecord, KeyTable, parse_token
+from authproxy.times import Clock, utc_now
+
+log = structlog.stdlib.get_logger(__name__)
+
+PersistHash = Callable[[str, str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: which key, and how it was presented."""
+
+    key_id: str
+    key_name: str
+    scheme: str
+
+
+class VerifyFailedError(AuthenticationError):
+    """Verification failed; ``reason`` and ``key_id`` are safe to log."""
+
+    def __init__(self, reason: str, key_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.key_id = key_id
+
+
+@dataclass(slots=True)
+class _Entry:
+    key_id: str
+    hash: str
+    expires: float
+
+
+@dataclass(slots=True)
+class VerifyStats:
+    """Counters for tests, logs and metrics."""
+
+    cache_hits: int = 0
+    cache_misses: int = 0
+    argon2_verifications: int = 0
+    rehashes: int = 0
+
+
+class Verifier:
+    """Authenticate credentials against the current key table."""
+
+    def __init__(
+        self,
+        hasher: PasswordHasher,
+        *,
+        workers: int,
+        queue: int,
+        cache_ttl: float,
+        cache_size: int,
+        clock: Clock = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        persist_hash: PersistHash | None = None,
+    ) -> None:
+        self.table = KeyTable()
+        self.stats = VerifyStats()
+        self._hasher = hasher
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="argon2")
+        self._slots = asyncio.Semaphore(workers)
+        self._capacity = workers + queue
+        self._pending = 0
+        self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._cache_key = secrets.token_bytes(32)
+        self._cache_ttl = cache_ttl
+        self._cache_size = cache_size
+        self._clock = clock
+        self._monotonic = monotonic
+        self._persist_hash = persist_hash
+        self._rehashing: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending(self) -> int:
+        """Return how many verifications are running or queued."""
+        return self._pending
+
+    def set_table(self, table: KeyTable) -> None:
+        """Swap in a new key table and drop cache entries it invalidates."""
+        self.table = table
+        for digest, entry in list(self._cache.items()):
+            record = table.by_id.get(entry.key_id)
+            if record is None or record.hash != entry.hash:
+                del self._cache[digest]
+
+    async def authenticate(self, credential: Credential) -> Principal:
+        """Verify a credential.
+
+        Args:
+            credential: the parsed, unverified credential.
+
+        Raises:
+            VerifyFailedError: unknown key, wrong secret, disabled or expired.
+            VerifyBusyError: the verification queue is full.
+
+        Returns:
+            The principal the credential belongs to.
+        """
+        record, secret = self._resolve(credential)
+        if record.disabled:
+            raise VerifyFailedError("disabled", record.id)
+        if not record.usable_at(self._clock()):
+            raise VerifyFailedError("expired", record.id)
+        digest = hmac.new(
+            self._cache_key, f"{record.id}\0{secret}".encode(), hashlib.sha256
+        ).digest()
+        entry = self._cache.get(digest)
+        now = self._monotonic()
+        if entry is not None and entry.hash == record.hash and entry.expires > now:
+            self.stats.cache_hits += 1
+            return Principal(record.id, record.name, credential.scheme)
+        self.stats.cache_misses += 1
+        if not await self._verify(record.hash, secret):
+            raise VerifyFailedError("wrong_secret", record.id)
+        # The table may have been swapped while argon2 ran.
+        current = self.table.by_id.get(record.id)
+        if current is None or current.hash != record.hash:
+            raise VerifyFailedError("changed", record.id)
+        self._remember(digest, record, now)
+        self._maybe_rehash(record, secret)
+        return Principal(record.id, record.name, credential.scheme)
+
+    def _resolve(self, credential: Credential) -> tuple[KeyRecord, str]:
+        if credential.scheme == "basic":
+            record = self.table.find(credential.username or "")
+            if record is None:
+                raise VerifyFailedError("unknown_key")
+            if record.kind == "password":
+                return record, credential.secret
+            parsed = parse_token(credential.secret)
+            if parsed is None or parsed[0] != record.id:
+                raise VerifyFailedError("malformed", record.id)
+            return record, parsed[1]
+        parsed = parse_token(credential.secret)
+        if parsed is None:
+            raise VerifyFailedError("malformed")
+        record = self.table.by_id.get(parsed[0])
+        if record is None:
+            raise VerifyFailedError("unknown_key", parsed[0])
+        if record.kind != "token":
+            raise VerifyFailedError("wrong_secret", record.id)
+        return record, parsed[1]
+
+    async def _verify(self, stored_hash: str, secret: str) -> bool:
+        if self._pending >= self._capacity:
+            raise VerifyBusyError("verification queue full")
+        self._pending += 1
+        try:
+            await self._slots.acquire()
+            self.stats.argon2_verifications += 1
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(
+                self._executor, self._check, stored_hash, secret
+            )
+            # The slot is held until argon2 really finishes, even if the
+            # request is cancelled meanwhile, so the bound stays true.
+            future.add_done_callback(lambda _: self._slots.release())
+            return await asyncio.shield(future)
+        finally:
+            self._pending -= 1
+
+    def _check(self, stored_hash: str, secret: str) -> bool:
+        try:
+            return self._hasher.verify(stored_hash, secret)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def _remember(self, digest: bytes, record: KeyRecord, now: float) -> None:
+        if self._cache_ttl <= 0:
+            return
+        self._cache[digest] = _Entry(record.id, record.hash, now + self._cache_ttl)
+        self._cache.move_to_end(digest)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _maybe_rehash(self, record: KeyRecord, secret: str) -> None:
+        persist = self._persist_hash
+        if persist is None or record.id in self._rehashing:
+            return
+        if not self._hasher.check_needs_rehash(record.hash):
+            return
+        self._rehashing.add(record.id)
+        task = asyncio.get_running_loop().create_task(
+            self._rehash(record, secret, persist)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _rehash(
+        self, record: KeyRecord, secret: str, persist: PersistHash
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            new_hash = await loop.run_in_executor(
+                self._executor, self._hasher.hash, secret
+            )
+            await loop.run_in_executor(None, persist, record.id, record.hash, new_hash)
+            self.stats.rehashes += 1
+            log.info("key_rehashed", key_id=record.id)
+        except Exception as err:  # noqa: BLE001 - a failed upgrade must not hurt auth
+            log.warning("key_rehash_failed", key_id=record.id, error=str(err))
+        finally:
+            self._rehashing.discard(record.id)
+
+    async def close(self) -> None:
+        """Finish background rehashes and stop the thread pool."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)

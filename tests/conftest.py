@@ -1,0 +1,169 @@
+"""Shared fixtures: the fake Ollama, a key store, the proxy app, log capture."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+
+from authproxy import logs
+from authproxy.app import create_app, server_kwargs
+from authproxy.config import Config, load_config
+from authproxy.keyadmin import CreatedKey, create_key
+from authproxy.keystore import make_hasher
+from authproxy.times import utc_now
+from tests.fake_ollama.server import FakeOllama, create_fake
+
+# argon2's CHEAPEST profile: tests exercise the real code path, fast.
+CHEAP_ARGON2 = {
+    "keys.argon2.time_cost": 1,
+    "keys.argon2.memory_cost": 8,
+    "keys.argon2.parallelism": 1,
+}
+
+
+@dataclass
+class Secrets:
+    """Every secret a test handled; none may appear in any log line."""
+
+    values: list[str] = field(default_factory=list)
+
+    def add(self, *values: str | None) -> None:
+        self.values.extend(v for v in values if v)
+
+
+@dataclass
+class LogCapture:
+    """The JSON log lines written during a test."""
+
+    stream: io.StringIO
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [
+            json.loads(line) for line in self.stream.getvalue().splitlines() if line
+        ]
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if line.get("event") == name]
+
+
+@pytest.fixture
+def secrets_seen() -> Secrets:
+    return Secrets()
+
+
+@pytest.fixture(autouse=True)
+def log_capture(secrets_seen: Secrets) -> Iterator[LogCapture]:
+    """Capture all logs as JSON and fail the test if a secret shows up in them."""
+    stream = io.StringIO()
+    logs.configure(fmt="json", level="debug", stream=stream)
+    capture = LogCapture(stream)
+    yield capture
+    text = stream.getvalue()
+    for secret in secrets_seen.values:
+        assert secret not in text, "a secret reached the logs"
+
+
+@pytest.fixture
+def fake() -> FakeOllama:
+    return FakeOllama()
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: AiohttpServer, fake: FakeOllama) -> TestServer:
+    # Ollama cancels a request's work when its client goes away; so does the fake.
+    # (aiohttp's test server always runs with handler_cancellation=True.)
+    # Record request bodies as sent: Ollama decodes only zstd on /v1 itself.
+    return await aiohttp_server(create_fake(fake), auto_decompress=False)
+
+
+@pytest.fixture
+def keys_path(tmp_path: Path) -> Path:
+    return tmp_path / "keys" / "keys.yaml"
+
+
+@pytest.fixture
+def overrides(upstream: TestServer, keys_path: Path) -> dict[str, Any]:
+    """Dotted config overrides; tests may add to them before ``proxy`` starts."""
+    return {
+        "upstream.url": str(upstream.make_url("")).rstrip("/"),
+        "keys.file": str(keys_path),
+        **CHEAP_ARGON2,
+    }
+
+
+@pytest.fixture
+def config(overrides: dict[str, Any]) -> Config:
+    return load_config(None, overrides)
+
+
+MakeKey = Callable[..., CreatedKey]
+
+
+@pytest.fixture
+def make_key(config: Config, keys_path: Path, secrets_seen: Secrets) -> MakeKey:
+    """Create a key in the store through the same code path as the CLI."""
+
+    def make(name: str = "alice", **kwargs: Any) -> CreatedKey:
+        created = create_key(
+            keys_path, make_hasher(config.keys.argon2), name, now=utc_now(), **kwargs
+        )
+        secrets_seen.add(created.token, kwargs.get("password"), created.record.hash)
+        return created
+
+    return make
+
+
+@pytest.fixture
+def key(make_key: MakeKey) -> CreatedKey:
+    """A token key named alice, created before the proxy starts."""
+    return make_key("alice")
+
+
+@pytest.fixture
+def token(key: CreatedKey) -> str:
+    assert key.token is not None
+    return key.token
+
+
+@pytest.fixture
+def proxy_app(config: Config, key: CreatedKey) -> web.Application:
+    return create_app(config)
+
+
+@pytest.fixture
+async def proxy(
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    proxy_app: web.Application,
+    config: Config,
+) -> TestClient[web.Request, web.Application]:
+    """The proxy app on a real socket, with the production server settings."""
+    server = await aiohttp_server(proxy_app, **server_kwargs(config))
+    return await aiohttp_client(server)
+
+
+@pytest.fixture
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def closed_port() -> int:
+    """Return a loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def read_chunks(response: Any) -> AsyncIterator[bytes]:
+    async for chunk in response.content.iter_any():
+        yield chunk

@@ -1,0 +1,1 @@
+"""A fake Ollama server that speaks the wire format of shared/ollama-wire.md."""
