@@ -9,6 +9,7 @@ from typing import IO, Any, Final
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from authproxy.state import PRINCIPAL_KEY, REQUEST_ID_KEY
 
@@ -24,6 +25,7 @@ _access = structlog.stdlib.get_logger(ACCESS_LOGGER)
 
 _SHARED: Final[list[Any]] = [
     structlog.contextvars.merge_contextvars,
+    structlog.stdlib.ExtraAdder(allow=("status", "error")),
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -32,6 +34,26 @@ _SHARED: Final[list[Any]] = [
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Our handler, so re-configuring replaces only what we installed."""
+
+
+class ScrubParserErrors(logging.Filter):
+    """Drop the raw request bytes aiohttp puts in its parser-error records.
+
+    aiohttp logs a malformed request with an exception whose message quotes
+    the offending line, which may be an ``Authorization`` header.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite parser-error records to a bare event; never drop them."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = "bad_http_request"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            record.status = exc.code
+            record.error = type(exc).__name__
+        return True
 
 
 def configure(
@@ -58,6 +80,7 @@ def configure(
         else structlog.processors.JSONRenderer()
     )
     handler = _Handler(out)
+    handler.addFilter(ScrubParserErrors())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=_SHARED,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from authproxy.app import create_app, server_kwargs
 from authproxy.config import Config, load_config
 from authproxy.keyadmin import CreatedKey, create_key
 from authproxy.keystore import make_hasher
-from authproxy.times import utc_now
+from authproxy.times import Clock, utc_now
 from tests.fake_ollama.server import FakeOllama, create_fake
 
 # argon2's CHEAPEST profile: tests exercise the real code path, fast.
@@ -150,6 +150,28 @@ async def proxy(
     """The proxy app on a real socket, with the production server settings."""
     server = await aiohttp_server(proxy_app, **server_kwargs(config))
     return await aiohttp_client(server)
+
+
+StartProxy = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.fixture
+def start_proxy(
+    aiohttp_server: AiohttpServer,
+    aiohttp_client: AiohttpClient,
+    overrides: dict[str, Any],
+    key: CreatedKey,
+) -> StartProxy:
+    """Start another proxy with extra config overrides (and an optional clock)."""
+
+    async def start(
+        extra: dict[str, Any] | None = None, clock: Clock | None = None
+    ) -> TestClient[web.Request, web.Application]:
+        cfg = load_config(None, {**overrides, **(extra or {})})
+        app = create_app(cfg, clock=clock) if clock else create_app(cfg)
+        return await aiohttp_client(await aiohttp_server(app, **server_kwargs(cfg)))
+
+    return start
 
 
 @pytest.fixture
