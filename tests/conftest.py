@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
@@ -189,3 +190,23 @@ def closed_port() -> int:
 async def read_chunks(response: Any) -> AsyncIterator[bytes]:
     async for chunk in response.content.iter_any():
         yield chunk
+
+
+def nested(dotted: dict[str, Any]) -> dict[str, Any]:
+    """Turn dotted overrides into the nested mapping a YAML file holds."""
+    result: dict[str, Any] = {}
+    for key, value in dotted.items():
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return result
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, overrides: dict[str, Any]) -> Path:
+    """The test's overrides written as a YAML config file, for the CLI."""
+    path = tmp_path / "authproxy.yaml"
+    path.write_text(yaml.safe_dump(nested(overrides)), encoding="utf-8")
+    return path

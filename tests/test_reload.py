@@ -1,0 +1,126 @@
+"""Hot reload: CLI edits, revocations and broken files, while the server runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from http import HTTPStatus
+from pathlib import Path
+
+import pytest
+
+from authproxy.cli import main
+from authproxy.state import VERIFIER_KEY, WATCHER_KEY
+from tests.fake_ollama.server import FakeOllama
+
+
+async def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """Run the real CLI entry point off the loop and return (code, stdout)."""
+    code = await asyncio.to_thread(main, list(args))
+    return code, capsys.readouterr().out
+
+
+async def wait_for_status(proxy, headers, status: int, limit: float) -> float:
+    """Poll until a request gets ``status``; return the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        resp = await proxy.get("/api/tags", headers=headers)
+        await resp.read()
+        if resp.status == status:
+            return time.monotonic() - start
+        await asyncio.sleep(0.05)
+    pytest.fail(f"no {status} within {limit} s")
+
+
+async def test_key_created_by_cli_works_within_2s(
+    proxy, config_file: Path, capsys, secrets_seen
+) -> None:
+    """`authproxy keys create` against a running server: the token works within 2 s."""
+    code, out = await run_cli(
+        capsys, "keys", "create", "bob", "--json", "--config", str(config_file)
+    )
+    assert code == 0
+    created = json.loads(out)
+    secrets_seen.add(created["token"])
+    headers = {"Authorization": f"Bearer {created['token']}"}
+    elapsed = await wait_for_status(proxy, headers, HTTPStatus.OK, 2.0)
+    assert elapsed < 2.0
+
+
+async def test_revoked_key_stops_within_2s_even_when_cached(
+    proxy, bearer, config_file: Path, capsys
+) -> None:
+    """`authproxy keys revoke` cuts off a key with a warm cache entry within 2 s."""
+    assert (await proxy.get("/api/tags", headers=bearer)).status == HTTPStatus.OK
+    assert (await proxy.get("/api/tags", headers=bearer)).status == HTTPStatus.OK
+    assert proxy.app[VERIFIER_KEY].stats.cache_hits == 1
+    code, out = await run_cli(
+        capsys, "keys", "revoke", "alice", "--config", str(config_file)
+    )
+    assert code == 0
+    assert "Revoked key 'alice'" in out
+    elapsed = await wait_for_status(proxy, bearer, HTTPStatus.UNAUTHORIZED, 2.0)
+    assert elapsed < 2.0
+
+
+async def test_broken_file_keeps_last_good_store(
+    proxy, bearer, keys_path: Path, log_capture
+) -> None:
+    """A half-written store is refused with an error log; the old keys keep working."""
+    good = keys_path.read_text()
+    keys_path.write_text(good[: len(good) // 2] + "\n  - {broken: [")
+    watcher = proxy.app[WATCHER_KEY]
+    for _ in range(60):
+        if watcher.failures:
+            break
+        await asyncio.sleep(0.05)
+    assert watcher.failures == 1
+    assert (await proxy.get("/api/tags", headers=bearer)).status == HTTPStatus.OK
+    failure = log_capture.events("keystore_reload_failed")[0]
+    assert failure["level"] == "error"
+    assert "not valid YAML" in failure["error"]
+    assert "argon2" not in json.dumps(failure)
+    keys_path.write_text(good)
+    for _ in range(60):
+        if watcher.reloads:
+            break
+        await asyncio.sleep(0.05)
+    assert watcher.reloads == 1
+
+
+async def test_deleted_file_keeps_last_good_store(
+    proxy, bearer, keys_path: Path
+) -> None:
+    """A store that vanishes (a bad deploy) does not lock everyone out."""
+    keys_path.unlink()
+    watcher = proxy.app[WATCHER_KEY]
+    for _ in range(60):
+        if watcher.failures:
+            break
+        await asyncio.sleep(0.05)
+    assert watcher.failures == 1
+    assert (await proxy.get("/api/tags", headers=bearer)).status == HTTPStatus.OK
+
+
+async def test_kubernetes_secret_symlink_swap(
+    start_proxy, tmp_path: Path, keys_path: Path, make_key, fake: FakeOllama
+) -> None:
+    """A Secret volume swaps its ..data symlink atomically; the new store is used."""
+    secret_dir = tmp_path / "secret"
+    first = secret_dir / "..2026_11_01"
+    first.mkdir(parents=True)
+    (first / "keys.yaml").write_bytes(keys_path.read_bytes())
+    (secret_dir / "..data").symlink_to(first.name)
+    (secret_dir / "keys.yaml").symlink_to("..data/keys.yaml")
+    client = await start_proxy({"keys.file": str(secret_dir / "keys.yaml")})
+    carol = make_key("carol")  # written to keys_path, the "next version" of the Secret
+    second = secret_dir / "..2026_11_02"
+    second.mkdir()
+    (second / "keys.yaml").write_bytes(keys_path.read_bytes())
+    tmp_link = secret_dir / "..data_tmp"
+    tmp_link.symlink_to(second.name)
+    os.replace(tmp_link, secret_dir / "..data")
+    headers = {"Authorization": f"Bearer {carol.token}"}
+    assert await wait_for_status(client, headers, HTTPStatus.OK, 2.0) < 2.0
