@@ -147,13 +147,13 @@ async def proxy(
     aiohttp_client: AiohttpClient,
     proxy_app: web.Application,
     config: Config,
-) -> TestClient[web.Request, web.Application]:
+) -> TestClient[web.Request, None]:
     """The proxy app on a real socket, with the production server settings."""
     server = await aiohttp_server(proxy_app, **server_kwargs(config))
     return await aiohttp_client(server)
 
 
-StartProxy = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+StartProxy = Callable[..., Awaitable[TestClient[web.Request, None]]]
 
 
 @pytest.fixture
@@ -167,7 +167,7 @@ def start_proxy(
 
     async def start(
         extra: dict[str, Any] | None = None, clock: Clock | None = None
-    ) -> TestClient[web.Request, web.Application]:
+    ) -> TestClient[web.Request, None]:
         cfg = load_config(None, {**overrides, **(extra or {})})
         app = create_app(cfg, clock=clock) if clock else create_app(cfg)
         return await aiohttp_client(await aiohttp_server(app, **server_kwargs(cfg)))

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from argon2 import PasswordHasher
+from multidict import CIMultiDict
 
 from authproxy.keyadmin import revoke_key
 from authproxy.keystore import KeyTable, format_token, read_store, update_store
@@ -116,7 +117,7 @@ async def test_every_failure_gets_the_same_401(
     if case in {"non-ascii", "control-char"}:
         await _raw_request(proxy, headers, fake)
         return
-    await assert_rejected(proxy, fake, aiohttp.client.CIMultiDict(headers))
+    await assert_rejected(proxy, fake, CIMultiDict(headers))
 
 
 async def _raw_request(proxy, headers, fake: FakeOllama) -> None:

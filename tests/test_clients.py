@@ -108,12 +108,11 @@ async def test_ollama_wrong_token_raises_401(proxy, fake: FakeOllama) -> None:
 async def test_openai_chat_streamed(proxy, token, include_usage) -> None:
     """openai.AsyncOpenAI streams chat completions with api_key=token."""
     client = openai.AsyncOpenAI(base_url=base_url(proxy) + "/v1", api_key=token)
-    kwargs = {"stream_options": {"include_usage": True}} if include_usage else {}
     stream = await client.chat.completions.create(
         model="llama3.2",
         messages=[{"role": "user", "content": "Say hi"}],
         stream=True,
-        **kwargs,
+        stream_options={"include_usage": True} if include_usage else openai.omit,
     )
     chunks = [chunk async for chunk in stream]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -221,7 +221,7 @@ def _kwargs(body: Any) -> dict[str, Any]:
     [f[1:] for f in FORMATS],
     ids=[f[0] for f in FORMATS],
 )
-async def test_body_is_relayed_byte_for_byte(  # noqa: PLR0917
+async def test_body_is_relayed_byte_for_byte(
     proxy, bearer, fake: FakeOllama, method, path, body, status, content_type
 ) -> None:
     """Every format arrives exactly as the upstream sent it: status, type, bytes."""
@@ -433,7 +433,7 @@ async def test_upstream_receives_clean_headers(proxy, token, fake: FakeOllama) -
 
 
 def fake_port(proxy) -> int:
-    port = proxy.app[UPSTREAM_KEY].origin.port
+    port: int | None = proxy.app[UPSTREAM_KEY].origin.port
     assert port is not None
     return port
 

@@ -83,7 +83,7 @@ async def _record(request: web.Request, handler: Any) -> web.StreamResponse:
     )
     if not _allowed_host(request.headers.get("Host", "")):
         return web.Response(status=403)
-    response = await handler(request)
+    response: web.StreamResponse = await handler(request)
     if isinstance(response, web.Response) and isinstance(response.body, bytes):
         fake.sent.append(response.body)
     return response
@@ -233,7 +233,7 @@ async def _native(request: web.Request, *, chat: bool) -> web.StreamResponse:
     if empty:
         unload = data.get("keep_alive") in (0, "0")
         return _json(wire.load_reply(model, chat=chat, unload=unload))
-    final_kwargs = {
+    final_kwargs: dict[str, Any] = {
         "prompt_eval_count": b.prompt_eval_count,
         "eval_count": b.eval_count,
     }

@@ -1,0 +1,209 @@
+"""The command line: keys create/list/revoke, --help everywhere, config errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from authproxy.cli import main
+from authproxy.keystore import TOKEN_RE, read_store
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def cli(capsys, config_file: Path, secrets_seen):
+    """Run `authproxy <args> --config <test config>`; remember printed tokens."""
+
+    def call(*args: str) -> tuple[int, str, str]:
+        code, out, err = run(capsys, *args, "--config", str(config_file))
+        secrets_seen.add(*(m.group(0) for m in TOKEN_RE.finditer(out)))
+        return code, out, err
+
+    return call
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["serve"], ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"]],
+    ids=["top", "serve", "keys", "create", "list", "revoke"],
+)
+def test_every_command_has_help(capsys, command) -> None:
+    """--help works on every command and exits 0."""
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    assert "usage: authproxy" in capsys.readouterr().out
+
+
+def test_create_prints_token_once_and_stores_only_a_hash(cli, keys_path: Path) -> None:
+    """The token is printed, and the store holds an argon2id hash, never the token."""
+    code, out, _ = cli("keys", "create", "svc-1")
+    assert code == 0
+    token = TOKEN_RE.search(out)
+    assert token is not None
+    text = keys_path.read_text()
+    assert token.group(0) not in text
+    assert token.group(2) not in text
+    record = read_store(keys_path).by_name["svc-1"]
+    assert record.hash.startswith("$argon2id$")
+    assert record.id == token.group(1)
+    assert stat.S_IMODE(keys_path.stat().st_mode) == 0o600
+    assert len(token.group(2)) == 43  # 256 bits, base64url
+
+
+def test_create_json(cli) -> None:
+    """--json prints one object with id, name and token."""
+    code, out, _ = cli("keys", "create", "svc", "--json", "--expires", "30d")
+    assert code == 0
+    data = json.loads(out)
+    assert set(data) >= {"id", "name", "token", "kind", "created_at", "expires_at"}
+    assert data["name"] == "svc"
+    assert data["kind"] == "token"
+    assert TOKEN_RE.fullmatch(data["token"])
+    assert data["expires_at"].endswith("Z")
+    assert "hash" not in data
+
+
+def test_create_with_password_from_stdin(
+    cli, monkeypatch, keys_path: Path, secrets_seen
+) -> None:
+    """--password-stdin makes a Basic-only key from a chosen password."""
+    secrets_seen.add("a long enough password")
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    code, out, _ = cli("keys", "create", "human", "--password-stdin", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["token"] is None
+    assert data["kind"] == "password"
+    assert "a long enough password" not in keys_path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["bad name"], "", "invalid key name 'bad name'"),
+        (["x", "--expires", "soon"], "", "--expires: invalid time 'soon'"),
+        (
+            ["x", "--expires", "2020-01-01T00:00:00Z"],
+            "",
+            "expiry must be in the future",
+        ),
+        (["x", "--password-stdin"], "short\n", "password too short"),
+    ],
+    ids=["name", "expires-garbage", "expires-past", "short-password"],
+)
+def test_create_rejects_bad_input(
+    cli, monkeypatch, args, stdin, message, keys_path: Path
+) -> None:
+    """Bad input exits 1 with a clear message and writes nothing."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code, out, err = cli("keys", "create", *args)
+    assert code == 1
+    assert message in err
+    assert out == ""
+    assert not keys_path.exists()
+
+
+def test_duplicate_name_is_refused(cli) -> None:
+    """Names are unique."""
+    assert cli("keys", "create", "dup")[0] == 0
+    code, _, err = cli("keys", "create", "dup")
+    assert code == 1
+    assert "a key named 'dup' already exists" in err
+
+
+def test_list_never_shows_secrets(cli, keys_path: Path) -> None:
+    """keys list shows metadata and status, never hashes or tokens."""
+    _, out, _ = cli("keys", "create", "one")
+    token = TOKEN_RE.search(out)
+    assert token is not None
+    cli("keys", "create", "two")
+    cli("keys", "revoke", "two")
+    code, table, _ = cli("keys", "list")
+    assert code == 0
+    assert table.splitlines()[0].split() == [
+        "ID",
+        "NAME",
+        "KIND",
+        "STATUS",
+        "CREATED",
+        "EXPIRES",
+    ]
+    assert "argon2" not in table
+    assert token.group(0) not in table
+    code, out, _ = cli("keys", "list", "--json")
+    rows = json.loads(out)
+    assert [(r["name"], r["status"]) for r in rows] == [
+        ("one", "active"),
+        ("two", "revoked"),
+    ]
+    assert all("hash" not in r for r in rows)
+
+
+def test_revoke_by_id_and_twice(cli) -> None:
+    """Revoking works by id; revoking again says so; an unknown key exits 1."""
+    _, out, _ = cli("keys", "create", "gone", "--json")
+    key_id = json.loads(out)["id"]
+    code, out, _ = cli("keys", "revoke", key_id)
+    assert (code, out.strip()) == (0, f"Revoked key 'gone' (id {key_id}).")
+    code, out, _ = cli("keys", "revoke", "gone")
+    assert (code, out.strip()) == (0, f"Key 'gone' (id {key_id}) was already revoked.")
+    code, _, err = cli("keys", "revoke", "nobody")
+    assert code == 1
+    assert "no key with id or name 'nobody'" in err
+
+
+def test_keys_flag_overrides_config(
+    capsys, tmp_path: Path, config_file: Path, secrets_seen
+) -> None:
+    """--keys FILE wins over keys.file from the config."""
+    other = tmp_path / "elsewhere" / "store.yaml"
+    code, out, _ = run(
+        capsys,
+        "keys",
+        "create",
+        "x",
+        "--json",
+        "--config",
+        str(config_file),
+        "--keys",
+        str(other),
+    )
+    secrets_seen.add(json.loads(out)["token"])
+    assert code == 0
+    assert read_store(other).by_name["x"].name == "x"
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("listen:\n  port: abc\n", "listen.port: expected an integer, got 'abc'"),
+        (
+            "listen:\n  port: 70000\n",
+            "listen.port: expected int in 0..65535, got 70000",
+        ),
+        ("upstream:\n  url: ftp://x\n", "upstream.url: expected an http(s) URL"),
+        ("bogus: 1\n", "bogus: unknown key"),
+        ("keys:\n  argon2:\n    memory: 1\n", "keys.argon2.memory: unknown key"),
+        ("- a\n", "expected a mapping at the top"),
+        ("a: [\n", "is not valid YAML at line 2"),
+    ],
+    ids=["type", "range", "url", "unknown", "unknown-nested", "not-mapping", "yaml"],
+)
+def test_config_errors_name_the_key(capsys, tmp_path: Path, yaml_text, message) -> None:
+    """An invalid config stops the command with exit 2 and names the key."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    code, out, err = run(capsys, "keys", "list", "--config", str(path))
+    assert code == 2
+    assert out == ""
+    assert message in err
