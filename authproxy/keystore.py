@@ -15,7 +15,7 @@ import secrets
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
@@ -291,6 +291,17 @@ _REQUIRED: Final = ("id", "name", "hash", "created_at")
 _TIMES: Final = ("created_at", "expires_at", "revoked_at")
 
 
+def _read_time(key: str, value: Any) -> datetime:
+    # Hand-edited YAML may hold unquoted dates and times.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    if not isinstance(value, str):
+        raise KeyStoreError(f"invalid {key!r}")
+    return parse_timestamp(value)
+
+
 def _record_from_data(item: Any) -> KeyRecord:
     if not isinstance(item, dict):
         raise KeyStoreError("expected a mapping")
@@ -299,15 +310,12 @@ def _record_from_data(item: Any) -> KeyRecord:
         if key not in known:
             raise KeyStoreError(f"unknown field {key!r}")
     for key in _REQUIRED:
-        if not isinstance(item.get(key), str | datetime):
+        if not isinstance(item.get(key), str | date):
             raise KeyStoreError(f"missing or invalid {key!r}")
     values = dict(item)
     for key in _TIMES:
-        value = values.get(key)
-        if isinstance(value, str):
-            values[key] = parse_timestamp(value)
-        elif isinstance(value, datetime):
-            values[key] = parse_timestamp(value.isoformat())
+        if values.get(key) is not None:
+            values[key] = _read_time(key, values[key])
     if not re.fullmatch(r"[a-z2-7]{12}", values["id"]):
         raise KeyStoreError("invalid 'id'")
     validate_name(values["name"])

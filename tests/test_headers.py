@@ -1,0 +1,151 @@
+"""Header filtering and X-Forwarded-* building: pure-function tables."""
+
+from __future__ import annotations
+
+import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from authproxy.headers import (
+    client_address,
+    filter_response_headers,
+    forward_request_headers,
+    parse_networks,
+    request_id,
+)
+
+TRUSTED = parse_networks(["10.0.0.0/8", "192.168.1.1"])
+
+
+def proxy_of(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(CIMultiDict(pairs))
+
+
+class TestClientAddress:
+    @pytest.mark.parametrize(
+        ("peer", "xff", "expected"),
+        [
+            ("1.2.3.4", [], "1.2.3.4"),
+            ("1.2.3.4", ["9.9.9.9"], "1.2.3.4"),
+            ("10.0.0.1", ["9.9.9.9"], "9.9.9.9"),
+            ("10.0.0.1", ["9.9.9.9, 10.0.0.2"], "9.9.9.9"),
+            ("10.0.0.1", ["6.6.6.6, 9.9.9.9, 10.0.0.2"], "9.9.9.9"),
+            ("10.0.0.1", ["10.0.0.3", "10.0.0.2"], "10.0.0.3"),
+            ("10.0.0.1", [], "10.0.0.1"),
+            ("192.168.1.1", ["garbage"], "garbage"),
+        ],
+        ids=[
+            "direct",
+            "untrusted-peer-xff-ignored",
+            "one-hop",
+            "two-hops",
+            "spoofed-left",
+            "all-trusted",
+            "trusted-no-xff",
+            "exact-ip",
+        ],
+    )
+    def test_right_to_left(self, peer, xff, expected) -> None:
+        """Only hops added by trusted proxies are believed."""
+        assert client_address(peer, xff, TRUSTED) == expected
+
+
+class TestRequestId:
+    @pytest.mark.parametrize(
+        ("value", "kept"),
+        [
+            ("abc", True),
+            ("a-b_c.d:e/f+g=h@i", True),
+            (None, False),
+            ("", False),
+            ("a b", False),
+            ("x" * 129, False),
+            ("é", False),
+        ],
+        ids=["simple", "punctuation", "absent", "empty", "space", "long", "non-ascii"],
+    )
+    def test_sane_ids_are_kept(self, value, kept) -> None:
+        """A sane id is kept; anything else becomes a fresh 32-hex id."""
+        result = request_id(value)
+        if kept:
+            assert result == value
+        else:
+            assert len(result) == 32
+            assert int(result, 16) >= 0
+
+
+class TestForwardRequestHeaders:
+    def test_untrusted_peer(self) -> None:
+        """Credentials, hop-by-hop and spoofable forwarding headers are replaced."""
+        out = forward_request_headers(
+            proxy_of(
+                ("Host", "proxy.example:8443"),
+                ("Authorization", "Bearer x"),
+                ("X-API-Key", "x"),
+                ("Cookie", "a=b"),
+                ("Connection", "close, X-Hop"),
+                ("X-Hop", "1"),
+                ("Transfer-Encoding", "chunked"),
+                ("Content-Length", "10"),
+                ("Proxy-Authorization", "Basic x"),
+                ("X-Forwarded-For", "6.6.6.6"),
+                ("Forwarded", "for=6.6.6.6"),
+                ("Accept", "application/json"),
+                ("Accept", "text/plain"),
+            ),
+            upstream_host="127.0.0.1:11434",
+            peer="1.2.3.4",
+            scheme="https",
+            request_id="rid",
+            trusted_peer=False,
+        )
+        assert list(out.items()) == [
+            ("Accept", "application/json"),
+            ("Accept", "text/plain"),
+            ("Host", "127.0.0.1:11434"),
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "proxy.example:8443"),
+            ("X-Request-ID", "rid"),
+        ]
+
+    def test_trusted_peer_extends_the_chain(self) -> None:
+        """Behind a trusted proxy the chain is extended and its proto/host kept."""
+        out = forward_request_headers(
+            proxy_of(
+                ("Host", "internal"),
+                ("X-Forwarded-For", "9.9.9.9"),
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Host", "api.example"),
+                ("Forwarded", "for=9.9.9.9"),
+            ),
+            upstream_host="ollama:11434",
+            peer="10.0.0.1",
+            scheme="http",
+            request_id="rid",
+            trusted_peer=True,
+        )
+        assert out["X-Forwarded-For"] == "9.9.9.9, 10.0.0.1"
+        assert out["X-Forwarded-Proto"] == "https"
+        assert out["X-Forwarded-Host"] == "api.example"
+        assert out["Forwarded"] == "for=9.9.9.9"
+
+
+class TestFilterResponseHeaders:
+    def test_hop_by_hop_dropped(self) -> None:
+        """Hop-by-hop and Connection-named headers never reach the client."""
+        out = filter_response_headers(
+            proxy_of(
+                ("Content-Type", "text/event-stream"),
+                ("Connection", "keep-alive, X-Secret-Hop"),
+                ("X-Secret-Hop", "1"),
+                ("Keep-Alive", "timeout=5"),
+                ("Transfer-Encoding", "chunked"),
+                ("Cache-Control", "no-cache"),
+                ("Content-Length", "12"),
+            )
+        )
+        assert list(out.items()) == [
+            ("Content-Type", "text/event-stream"),
+            ("Cache-Control", "no-cache"),
+            ("Content-Length", "12"),
+        ]

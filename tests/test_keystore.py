@@ -1,0 +1,229 @@
+"""The key store file: parsing, atomic locked writes, tokens, names."""
+
+from __future__ import annotations
+
+import multiprocessing
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+
+from authproxy.config import Argon2Config
+from authproxy.errors import KeyStoreError
+from authproxy.keyadmin import create_key
+from authproxy.keystore import (
+    KeyRecord,
+    KeyTable,
+    dump_store,
+    format_token,
+    make_hasher,
+    new_key_id,
+    new_secret,
+    parse_store,
+    parse_token,
+    read_store,
+    update_store,
+    validate_name,
+    write_store,
+)
+
+CHEAP = Argon2Config(time_cost=1, memory_cost=8, parallelism=1)
+HASH = (
+    "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0"
+    "$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
+)
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def entry(**fields: object) -> str:
+    """One store entry as YAML flow text, with overridable fields."""
+    values = {"id": "abcdefghijkl", "name": "a", "hash": f"'{HASH}'"}
+    values["created_at"] = "2026-01-01"
+    values.update({k: str(v) for k, v in fields.items()})
+    return "keys:\n- {" + ", ".join(f"{k}: {v}" for k, v in values.items()) + "}"
+
+
+def record(**kw: object) -> KeyRecord:
+    values: dict[str, object] = {
+        "id": "abcdefghijkl",
+        "name": "alice",
+        "hash": HASH,
+        "created_at": NOW,
+    }
+    values.update(kw)
+    return KeyRecord(**values)  # type: ignore[arg-type]
+
+
+class TestTokens:
+    def test_round_trip(self) -> None:
+        """A formatted token parses back into its id and 256-bit secret."""
+        key_id, secret = new_key_id(), new_secret()
+        assert parse_token(format_token(key_id, secret)) == (key_id, secret)
+        assert len(key_id) == 12
+        assert len(secret) == 43
+
+    @pytest.mark.parametrize(
+        "token",
+        [
+            "",
+            "ap_",
+            "ap_abcdefghijkl_",
+            "sk_abcdefghijkl_" + "a" * 43,
+            "ap_ABCDEFGHIJKL_" + "a" * 43,
+            "ap_abcdefghijkl_" + "a" * 42,
+            "ap_abcdefghijkl_" + "a" * 44,
+            "ap_abcdefghij1l_" + "a" * 43,
+        ],
+        ids=[
+            "empty",
+            "prefix",
+            "no-secret",
+            "other-prefix",
+            "upper-id",
+            "short",
+            "long",
+            "bad-id-char",
+        ],
+    )
+    def test_malformed(self, token: str) -> None:
+        """Anything not exactly ap_<12 base32>_<43 base64url> is malformed."""
+        assert parse_token(token) is None
+
+    @pytest.mark.parametrize(
+        "name", ["", "-x", "a b", "a:b", "x" * 65, "ap_abcdefghijkl_" + "a" * 43]
+    )
+    def test_bad_names(self, name: str) -> None:
+        """Names must be safe Basic usernames and never look like tokens."""
+        with pytest.raises(KeyStoreError, match="invalid key name"):
+            validate_name(name)
+
+
+class TestParse:
+    def test_round_trip(self) -> None:
+        """dump_store and parse_store agree."""
+        table = KeyTable(
+            (record(), record(id="mnopqrstuvwx", name="bob", disabled=True))
+        )
+        parsed = parse_store(dump_store(table), "x")
+        assert parsed.records == table.records
+        assert parsed.find("bob") is parsed.find("mnopqrstuvwx")
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [
+            ("keys: [\n  {id: x", "x: not valid YAML at line 2"),
+            ("[]", "expected a mapping with a 'keys' list"),
+            ("version: 2\nkeys: []", "unsupported store version"),
+            ("keys:\n- 5", "keys[0]: expected a mapping"),
+            (
+                "keys:\n- {id: abcdefghijkl, name: a}",
+                "keys[0]: missing or invalid 'hash'",
+            ),
+            (entry(created_at="x"), "keys[0]: Invalid isoformat string"),
+            (entry(expires_at=5), "keys[0]: invalid 'expires_at'"),
+            (entry(id="abc"), "keys[0]: invalid 'id'"),
+            (entry(hash="plain"), "keys[0]: 'hash' is not an argon2 hash"),
+            (entry(x=1), "keys[0]: unknown field 'x'"),
+            (entry(kind="magic"), "keys[0]: 'kind' must be token or password"),
+            (entry(disabled="maybe"), "keys[0]: 'disabled' must be true or false"),
+            (
+                entry() + "\n" + entry(id="mnopqrstuvwx").split("\n", 1)[1],
+                "keys[1]: a key named 'a' already exists",
+            ),
+        ],
+        ids=[
+            "yaml",
+            "not-mapping",
+            "version",
+            "item",
+            "missing",
+            "time",
+            "expiry",
+            "id",
+            "hash",
+            "unknown-field",
+            "kind",
+            "disabled",
+            "duplicate",
+        ],
+    )
+    def test_errors_name_the_entry_and_never_quote_hashes(self, text, message) -> None:
+        """Parse errors say where, and never echo file contents."""
+        with pytest.raises(KeyStoreError) as info:
+            parse_store(text, "x")
+        assert message in str(info.value)
+        assert HASH not in str(info.value)
+
+    def test_empty_file_is_an_empty_store(self) -> None:
+        """An empty file holds no keys."""
+        assert parse_store("", "x").records == ()
+
+
+class TestWrite:
+    def test_atomic_write_mode_0600(self, tmp_path: Path) -> None:
+        """The store is replaced whole, mode 0600, with no temp files left."""
+        path = tmp_path / "k" / "keys.yaml"
+        write_store(path, KeyTable((record(),)))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert read_store(path).records == (record(),)
+        assert sorted(p.name for p in path.parent.iterdir()) == ["keys.yaml"]
+
+    def test_unwritable_location(self, tmp_path: Path) -> None:
+        """A location that cannot hold the store gives a clear KeyStoreError."""
+        blocker = tmp_path / "not-a-dir"
+        blocker.write_text("")
+        with pytest.raises(KeyStoreError, match="cannot write"):
+            write_store(blocker / "keys.yaml", KeyTable())
+
+    def test_dates_in_hand_edited_files(self) -> None:
+        """Unquoted YAML dates and times are read as UTC."""
+        text = entry(created_at="2026-01-01", expires_at="2027-01-01 10:00:00")
+        parsed = parse_store(text, "x").records[0]
+        assert parsed.created_at == datetime(2026, 1, 1, tzinfo=UTC)
+        assert parsed.expires_at == datetime(2027, 1, 1, 10, tzinfo=UTC)
+
+    def test_change_can_refuse(self, tmp_path: Path) -> None:
+        """An update that raises leaves the file untouched."""
+        path = tmp_path / "keys.yaml"
+        write_store(path, KeyTable((record(),)))
+        before = path.read_bytes()
+
+        def change(table: KeyTable) -> tuple[KeyTable, None]:
+            raise KeyStoreError("no")
+
+        with pytest.raises(KeyStoreError):
+            update_store(path, change)
+        assert path.read_bytes() == before
+
+
+def _create_many(path: str, prefix: str, count: int) -> None:
+    hasher = make_hasher(CHEAP)
+    for i in range(count):
+        create_key(Path(path), hasher, f"{prefix}-{i}", now=NOW.replace(year=2030))
+
+
+def test_concurrent_writers_lose_no_update(tmp_path: Path) -> None:
+    """Four processes creating keys at once: every key ends up in the store."""
+    path = tmp_path / "keys.yaml"
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=_create_many, args=(str(path), f"p{n}", 10))
+        for n in range(4)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(30)
+        assert proc.exitcode == 0
+    names = {r.name for r in read_store(path).records}
+    assert names == {f"p{n}-{i}" for n in range(4) for i in range(10)}
+
+
+def test_hasher_uses_configured_parameters() -> None:
+    """make_hasher builds argon2id with the configured cost."""
+    hasher = make_hasher(CHEAP)
+    digest = hasher.hash("x")
+    assert digest.startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    assert PasswordHasher().check_needs_rehash(digest)
