@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Final
 
 import structlog
 from aiohttp import web
@@ -44,22 +43,11 @@ def json_error(
 async def error_middleware(
     request: web.Request, handler: Handler
 ) -> web.StreamResponse:
-    """Turn HTTP exceptions and stray errors into JSON error bodies."""
+    """Turn an unexpected error into a logged, JSON 500 (a bug, never routine)."""
     try:
         return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        extra = [
-            (k, v)
-            for k, v in exc.headers.items()
-            if k.lower() not in {"content-type", "content-length"}
-        ]
-        message = _MESSAGES.get(exc.status) or (exc.reason or "error").lower()
-        return json_error(request, exc.status, message, extra)
+    except web.HTTPException:
+        raise
     except Exception:
         log.exception("request_failed")
         return json_error(request, 500, "internal error")
-
-
-_MESSAGES: Final = {413: "request body too large"}

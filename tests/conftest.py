@@ -84,7 +84,9 @@ async def upstream(aiohttp_server: AiohttpServer, fake: FakeOllama) -> TestServe
     # Ollama cancels a request's work when its client goes away; so does the fake.
     # (aiohttp's test server always runs with handler_cancellation=True.)
     # Record request bodies as sent: Ollama decodes only zstd on /v1 itself.
-    return await aiohttp_server(create_fake(fake), auto_decompress=False)
+    return await aiohttp_server(
+        create_fake(fake), auto_decompress=False, access_log=None
+    )
 
 
 @pytest.fixture

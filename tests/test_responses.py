@@ -1,0 +1,46 @@
+"""The error middleware and the JSON error shape."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from aiohttp import web
+
+from authproxy.context import request_context_middleware
+from authproxy.responses import error_middleware, json_error
+
+
+async def test_unexpected_error_is_a_logged_json_500(
+    aiohttp_client, log_capture
+) -> None:
+    """A bug in a handler becomes {"error": "internal error"} and a logged event."""
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("boom")
+
+    app = web.Application(middlewares=[request_context_middleware, error_middleware])
+    app.router.add_get("/", broken)
+    client = await aiohttp_client(app)
+    resp = await client.get("/", headers={"X-Request-ID": "rid-1"})
+    assert resp.status == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert await resp.read() == b'{"error":"internal error"}'
+    assert resp.headers["X-Request-ID"] == "rid-1"
+    event = log_capture.events("request_failed")[0]
+    assert event["request_id"] == "rid-1"
+    assert "RuntimeError: boom" in event["exception"]
+
+
+async def test_json_error_shape(aiohttp_client) -> None:
+    """Errors are compact {"error": ...} with the JSON type and extra headers."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return json_error(request, 429, "slow down", {"Retry-After": "3"})
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    client = await aiohttp_client(app)
+    resp = await client.get("/")
+    assert resp.status == HTTPStatus.TOO_MANY_REQUESTS
+    assert await resp.read() == b'{"error":"slow down"}'
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert resp.headers["Retry-After"] == "3"
