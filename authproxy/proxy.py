@@ -117,7 +117,8 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
         ) as reply:
             return await _relay(request, reply, upstream.idle_timeout)
     except asyncio.CancelledError:
-        log.info("client_disconnected", phase="response_headers")
+        # handler_cancellation: the client left while we waited or relayed.
+        log.info("client_disconnected")
         raise
     except TimeoutError:
         log.warning("upstream_timeout", phase="response_headers")
@@ -163,9 +164,7 @@ async def _relay(
                 log.info("client_disconnected")
                 return response
     except asyncio.CancelledError:
-        # The client went away while we waited on the upstream.
         reply.close()
-        log.info("client_disconnected")
         raise
     finally:
         streams.discard(response)

@@ -289,7 +289,7 @@ async def test_chunks_arrive_as_they_are_sent(proxy, bearer, fake: FakeOllama) -
 
 
 async def test_client_disconnect_closes_upstream(
-    proxy, bearer, fake: FakeOllama
+    proxy, bearer, fake: FakeOllama, log_capture
 ) -> None:
     """When the client leaves mid-stream the upstream request is closed within 1 s."""
     fake.behaviour.tokens = [f"t{i}" for i in range(100)]
@@ -307,6 +307,10 @@ async def test_client_disconnect_closes_upstream(
     assert fake.disconnects, "upstream never saw the disconnect"
     assert fake.disconnects[0] - left < 1.0
     assert fake.completed == 0
+    await asyncio.sleep(0.1)
+    assert len(log_capture.events("client_disconnected")) == 1
+    assert not [line for line in log_capture.lines() if "exception" in line]
+    assert not [line for line in log_capture.lines() if line["level"] == "error"]
 
 
 async def test_client_disconnect_before_headers(
