@@ -10,6 +10,7 @@ from typing import Any
 
 from authproxy import __version__
 from authproxy.cli_keys import add_keys_commands
+from authproxy.cli_ops import add_ops_commands
 from authproxy.config import CONFIG_ENV, Config, load_config
 from authproxy.errors import ConfigError, KeyStoreError
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     add_keys_commands(commands, add_config_options)
+    add_ops_commands(commands, add_config_options)
     return parser
 
 

@@ -202,9 +202,13 @@ def load_config(
     return build(Config, data)
 
 
+def _plain(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in items}
+
+
 def as_dict(config: Config) -> dict[str, Any]:
     """Return the effective configuration as plain data, secrets masked."""
-    data = dataclasses.asdict(config)
+    data = dataclasses.asdict(config, dict_factory=_plain)
     for key, secret in walk(Config):
         if secret:
             node = data

@@ -33,8 +33,17 @@ def cli(capsys, config_file: Path, secrets_seen):
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["serve"], ["keys"], ["keys", "create"], ["keys", "list"], ["keys", "revoke"]],
-    ids=["top", "serve", "keys", "create", "list", "revoke"],
+    [
+        [],
+        ["serve"],
+        ["keys"],
+        ["keys", "create"],
+        ["keys", "list"],
+        ["keys", "revoke"],
+        ["healthcheck"],
+        ["check-config"],
+    ],
+    ids=lambda c: "-".join(c) or "top",
 )
 def test_every_command_has_help(capsys, command) -> None:
     """--help works on every command and exits 0."""
