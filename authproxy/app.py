@@ -17,9 +17,11 @@ from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 from yarl import URL
 
+from authproxy.audit import AuditWriter
 from authproxy.auth import setup_auth
 from authproxy.config import Config
 from authproxy.context import request_context_middleware
+from authproxy.exchange import audit_middleware
 from authproxy.headers import parse_networks
 from authproxy.health import setup_health
 from authproxy.keystore import KeyTable, make_hasher, update_store
@@ -28,6 +30,7 @@ from authproxy.logs import AccessLogger
 from authproxy.proxy import Upstream, proxy_handler
 from authproxy.responses import error_middleware
 from authproxy.state import (
+    AUDIT_KEY,
     CLIENT_SESSION_KEY,
     CONFIG_KEY,
     STREAMS_KEY,
@@ -44,12 +47,14 @@ log = structlog.stdlib.get_logger(__name__)
 def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     """Build the proxy application for ``config``."""
     app = web.Application(
-        middlewares=[request_context_middleware, error_middleware],
+        middlewares=[request_context_middleware, audit_middleware, error_middleware],
         client_max_size=config.server.max_body_size,
     )
     app[CONFIG_KEY] = config
     app[STREAMS_KEY] = weakref.WeakSet()
     app[UPSTREAM_KEY] = _upstream(config)
+    if config.audit.enabled:
+        app.cleanup_ctx.append(_audit_ctx)
     setup_keys(app, config, clock)
     setup_auth(app)
     app.cleanup_ctx.append(_client_session_ctx)
@@ -130,7 +135,20 @@ def _upstream(config: Config) -> Upstream:
         max_body_size=config.server.max_body_size,
         response_timeout=config.upstream.response_timeout,
         idle_timeout=config.upstream.idle_timeout,
+        include_usage=config.audit.openai_include_usage,
     )
+
+
+async def _audit_ctx(app: web.Application) -> AsyncIterator[None]:
+    writer = AuditWriter(app[CONFIG_KEY].audit)
+    # Runs before the server accepts requests, so blocking here is harmless.
+    writer.open()
+    log.info("audit_opened", path=str(writer.path), seq=writer.state.seq)
+    app[AUDIT_KEY] = writer
+    try:
+        yield
+    finally:
+        writer.close()
 
 
 async def _client_session_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -11,7 +11,7 @@ from authproxy.credentials import CredentialError, parse_credentials
 from authproxy.errors import VerifyBusyError
 from authproxy.health import PUBLIC_ROUTES
 from authproxy.responses import Handler, json_error
-from authproxy.state import PRINCIPAL_KEY, VERIFIER_KEY
+from authproxy.state import EXCHANGE_KEY, PRINCIPAL_KEY, VERIFIER_KEY
 from authproxy.verify import VerifyFailedError
 
 log = structlog.stdlib.get_logger(__name__)
@@ -34,11 +34,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.match_info.route.name in PUBLIC_ROUTES:
         return await handler(request)
     verifier = request.app[VERIFIER_KEY]
+    ex = request[EXCHANGE_KEY]
     try:
         credential = parse_credentials(request.headers)
+        ex.scheme = credential.scheme
         principal = await verifier.authenticate(credential)
     except CredentialError as err:
         log.info("auth_failed", reason=err.reason)
+        ex.deny(err.reason)
         return unauthorized(request)
     except VerifyFailedError as err:
         log.info(
@@ -47,9 +50,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             key_id=err.key_id,
             scheme=credential.scheme,
         )
+        ex.deny(err.reason, err.key_id)
         return unauthorized(request)
     except VerifyBusyError:
         log.warning("auth_busy", pending=verifier.pending)
+        ex.deny("verify_busy")
         return json_error(
             request, 503, "server busy", {"Retry-After": BUSY_RETRY_AFTER}
         )

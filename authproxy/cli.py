@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from authproxy import __version__
+from authproxy.cli_audit import add_audit_commands
 from authproxy.cli_keys import add_keys_commands
 from authproxy.cli_ops import add_ops_commands
 from authproxy.config import CONFIG_ENV, Config, load_config
@@ -61,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--upstream", metavar="URL", help="Ollama URL (upstream.url)")
     serve.add_argument(
+        "--audit-log",
+        metavar="FILE",
+        help="audit log file, '-' for stdout (audit.file)",
+    )
+    serve.add_argument(
         "--log-format", choices=["auto", "json", "console"], help="log.format"
     )
     serve.add_argument(
@@ -70,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_keys_commands(commands, add_config_options)
     add_ops_commands(commands, add_config_options)
+    add_audit_commands(commands, add_config_options)
     return parser
 
 
@@ -80,6 +87,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         result.update(args.listen)
     for flag, key in (
         ("upstream", "upstream.url"),
+        ("audit_log", "audit.file"),
         ("keys_file", "keys.file"),
         ("log_format", "log.format"),
         ("log_level", "log.level"),
@@ -108,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Command = args.handler
     try:
         return handler(args, config)
+    except ConfigError as err:
+        print(f"authproxy: {err}", file=sys.stderr)
+        return 2
     except KeyStoreError as err:
         print(f"authproxy: {err}", file=sys.stderr)
         return 1

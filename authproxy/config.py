@@ -109,6 +109,19 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AuditConfig:
+    """The audit log: one sealed JSON line per request."""
+
+    enabled: bool = option(True)
+    file: str = option("audit/usage.jsonl")
+    required: bool = option(False)
+    max_bytes: int = option(0, parse=size)
+    backups: int = option(5, check=(_positive, "int > 0"))
+    backlog: int = option(10000, check=(_positive, "int > 0"))
+    openai_include_usage: bool = option(False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LogConfig:
     """Operational logging."""
 
@@ -132,6 +145,7 @@ class Config:
     upstream: UpstreamConfig = section(UpstreamConfig)
     keys: KeysConfig = section(KeysConfig)
     server: ServerConfig = section(ServerConfig)
+    audit: AuditConfig = section(AuditConfig)
     log: LogConfig = section(LogConfig)
 
 

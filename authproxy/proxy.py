@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict
 from yarl import URL
 
+from authproxy.exchange import Exchange
 from authproxy.headers import (
     REQUEST_ID_HEADER,
     IPNetwork,
@@ -18,15 +21,21 @@ from authproxy.headers import (
     forward_request_headers,
     is_trusted,
 )
+from authproxy.requestbody import BodyLimit, read_model_body
 from authproxy.responses import json_error
+from authproxy.routes import is_metered
 from authproxy.state import (
     CLIENT_SESSION_KEY,
+    EXCHANGE_KEY,
     REQUEST_ID_KEY,
     STREAMS_KEY,
     UPSTREAM_KEY,
 )
+from authproxy.usage import UsageParser
 
 log = structlog.stdlib.get_logger(__name__)
+
+_STREAM_TYPES = ("application/x-ndjson", "text/event-stream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,25 +48,7 @@ class Upstream:
     max_body_size: int
     response_timeout: float
     idle_timeout: float
-
-
-class _BodyLimit:
-    """Counts request body bytes as they stream and stops past the limit."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.seen = 0
-        self.exceeded = False
-
-    async def relay(self, content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-        async for chunk in content.iter_any():
-            self.seen += len(chunk)
-            if self.seen > self.limit:
-                self.exceeded = True
-                raise web.HTTPRequestEntityTooLarge(
-                    max_size=self.limit, actual_size=self.seen
-                )
-            yield chunk
+    include_usage: bool = False
 
 
 def upstream_url(origin: URL, raw_path: str) -> URL | None:
@@ -81,28 +72,24 @@ def upstream_url(origin: URL, raw_path: str) -> URL | None:
 async def proxy_handler(request: web.Request) -> web.StreamResponse:
     """Forward one request and relay the response chunk by chunk."""
     upstream = request.app[UPSTREAM_KEY]
+    ex = request[EXCHANGE_KEY]
     url = upstream_url(upstream.origin, request.raw_path)
     if url is None:
+        ex.deny("invalid_request_target")
         return json_error(request, 400, "invalid request target")
     peer = request.remote or ""
-    request_id = request[REQUEST_ID_KEY]
     headers = forward_request_headers(
         request.headers,
         upstream_host=upstream.host_header,
         peer=peer,
         scheme=request.scheme,
-        request_id=request_id,
+        request_id=request[REQUEST_ID_KEY],
         trusted_peer=is_trusted(peer, upstream.trusted_proxies),
     )
-    limit = _BodyLimit(upstream.max_body_size)
-    body: AsyncIterator[bytes] | None = None
-    if request.body_exists:
-        length = request.content_length
-        if length is not None:
-            if length > upstream.max_body_size:
-                return json_error(request, 413, "request body too large")
-            headers["Content-Length"] = str(length)
-        body = limit.relay(request.content)
+    limit = BodyLimit(upstream.max_body_size)
+    body = await _request_body(request, ex, headers, limit, upstream)
+    if isinstance(body, web.Response):
+        return body
     session = request.app[CLIENT_SESSION_KEY]
     try:
         async with session.request(
@@ -115,28 +102,69 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
                 total=None, sock_read=upstream.response_timeout
             ),
         ) as reply:
-            return await _relay(request, reply, upstream.idle_timeout)
+            return await _relay(request, reply, ex, upstream.idle_timeout)
     except asyncio.CancelledError:
         # handler_cancellation: the client left while we waited or relayed.
+        ex.outcome = "client_disconnected"
         log.info("client_disconnected")
         raise
     except TimeoutError:
+        ex.outcome = "upstream_timeout"
         log.warning("upstream_timeout", phase="response_headers")
         return json_error(request, 504, "upstream timed out")
     except (aiohttp.ClientError, OSError) as err:
+        ex.bytes_in = limit.seen or ex.bytes_in
         if limit.exceeded:
+            ex.deny("body_too_large")
             return json_error(request, 413, "request body too large")
+        ex.outcome = "upstream_error"
         log.warning("upstream_failed", error=type(err).__name__)
         return json_error(request, 502, "upstream unavailable")
 
 
+async def _request_body(
+    request: web.Request,
+    ex: Exchange,
+    headers: CIMultiDict[str],
+    limit: BodyLimit,
+    upstream: Upstream,
+) -> bytes | AsyncIterator[bytes] | web.Response | None:
+    """Return the body to send: bytes for model routes, else a bounded stream."""
+    if not request.body_exists:
+        return None
+    length = request.content_length
+    if length is not None and length > upstream.max_body_size:
+        ex.deny("body_too_large")
+        return json_error(request, 413, "request body too large")
+    if is_metered(ex.route_class) and request.method == "POST":
+        # The model name is needed before forwarding (audit, allow-lists),
+        # so these JSON bodies are read whole; Ollama buffers them too.
+        try:
+            body = await read_model_body(request, ex, upstream.include_usage)
+        except web.HTTPRequestEntityTooLarge:
+            ex.deny("body_too_large")
+            return json_error(request, 413, "request body too large")
+        headers["Content-Length"] = str(len(body))
+        return body
+    if length is not None:
+        headers["Content-Length"] = str(length)
+    return limit.relay(request.content, ex)
+
+
 async def _relay(
-    request: web.Request, reply: aiohttp.ClientResponse, idle_timeout: float
+    request: web.Request,
+    reply: aiohttp.ClientResponse,
+    ex: Exchange,
+    idle_timeout: float,
 ) -> web.StreamResponse:
-    """Stream the upstream reply to the client, byte for byte."""
+    """Stream the upstream reply to the client byte for byte, metering it."""
     connection = reply.connection
     if connection is not None and connection.protocol is not None:
         connection.protocol.read_timeout = idle_timeout
+    content_type = reply.headers.get("Content-Type", "")
+    ex.status = reply.status
+    ex.streamed = content_type.startswith(_STREAM_TYPES)
+    parser = UsageParser(content_type) if is_metered(ex.route_class) else None
     response = web.StreamResponse(
         status=reply.status,
         reason=reply.reason,
@@ -144,6 +172,7 @@ async def _relay(
     )
     response.headers[REQUEST_ID_HEADER] = request[REQUEST_ID_KEY]
     await response.prepare(request)
+    ex.ttfb = time.monotonic() - ex.started
     streams = request.app[STREAMS_KEY]
     streams.add(response)
     content = reply.content
@@ -152,7 +181,9 @@ async def _relay(
             try:
                 chunk = await content.readany()
             except (TimeoutError, aiohttp.ClientError) as err:
-                _abort(request, reply, "upstream_failed", err)
+                timed_out = isinstance(err, TimeoutError)
+                ex.outcome = "upstream_timeout" if timed_out else "upstream_error"
+                _abort(request, reply, err)
                 return response
             try:
                 if not chunk:
@@ -161,23 +192,36 @@ async def _relay(
                 await response.write(chunk)
             except ConnectionError:
                 reply.close()
+                ex.outcome = "client_disconnected"
                 log.info("client_disconnected")
                 return response
+            ex.bytes_out += len(chunk)
+            if parser is not None:
+                parser.feed(chunk)
     except asyncio.CancelledError:
         reply.close()
         raise
     finally:
         streams.discard(response)
+        if parser is not None:
+            ex.usage = parser.finish()
+            _judge_stream(ex)
+
+
+def _judge_stream(ex: Exchange) -> None:
+    """A completed stream with an error line or no terminator is a stream error."""
+    usage = ex.usage
+    if ex.outcome != "completed" or usage is None or (ex.status or 0) >= 400:
+        return  # an error status already says it failed
+    if usage.failed or (usage.streamed and not usage.terminated):
+        ex.outcome = "stream_error"
 
 
 def _abort(
-    request: web.Request,
-    reply: aiohttp.ClientResponse,
-    event: str,
-    err: BaseException,
+    request: web.Request, reply: aiohttp.ClientResponse, err: BaseException
 ) -> None:
     """End the client's stream without its terminator so it can tell it was cut."""
     reply.close()
-    log.warning(event, error=type(err).__name__)
+    log.warning("upstream_failed", error=type(err).__name__, phase="body")
     if request.transport is not None:
         request.transport.close()

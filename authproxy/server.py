@@ -16,7 +16,7 @@ from authproxy.app import create_app, server_kwargs
 from authproxy.config import Config
 from authproxy.keyadmin import CreatedKey, create_key
 from authproxy.keystore import make_hasher
-from authproxy.state import WATCHER_KEY
+from authproxy.state import AUDIT_KEY, WATCHER_KEY
 from authproxy.times import utc_now
 
 log = structlog.stdlib.get_logger(__name__)
@@ -76,6 +76,8 @@ async def _run(config: Config) -> None:
 
     def reload() -> None:
         log.info("sighup_received")
+        if AUDIT_KEY in app:
+            app[AUDIT_KEY].reopen()
         task = loop.create_task(app[WATCHER_KEY].reload(force=True))
         reloads.add(task)
         task.add_done_callback(reloads.discard)

@@ -12,6 +12,8 @@ from authproxy.config import Config
 from authproxy.verify import Principal, Verifier
 
 if TYPE_CHECKING:
+    from authproxy.audit import AuditWriter  # noqa: F401
+    from authproxy.exchange import Exchange  # noqa: F401
     from authproxy.keywatch import KeyStoreWatcher  # noqa: F401
     from authproxy.proxy import Upstream  # noqa: F401
 
@@ -20,7 +22,9 @@ CLIENT_SESSION_KEY: Final = web.AppKey("client_session", aiohttp.ClientSession)
 VERIFIER_KEY: Final = web.AppKey("verifier", Verifier)
 WATCHER_KEY: Final = web.AppKey["KeyStoreWatcher"]("keystore_watcher")
 UPSTREAM_KEY: Final = web.AppKey["Upstream"]("upstream")
+AUDIT_KEY: Final = web.AppKey["AuditWriter"]("audit")
 STREAMS_KEY: Final = web.AppKey("streams", weakref.WeakSet[web.StreamResponse])
 
 REQUEST_ID_KEY: Final = web.RequestKey("request_id", str)
 PRINCIPAL_KEY: Final = web.RequestKey("principal", Principal)
+EXCHANGE_KEY: Final = web.RequestKey["Exchange"]("exchange")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import socket
@@ -95,11 +96,19 @@ def keys_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def overrides(upstream: TestServer, keys_path: Path) -> dict[str, Any]:
+def audit_path(tmp_path: Path) -> Path:
+    return tmp_path / "audit" / "usage.jsonl"
+
+
+@pytest.fixture
+def overrides(
+    upstream: TestServer, keys_path: Path, audit_path: Path
+) -> dict[str, Any]:
     """Dotted config overrides; tests may add to them before ``proxy`` starts."""
     return {
         "upstream.url": str(upstream.make_url("")).rstrip("/"),
         "keys.file": str(keys_path),
+        "audit.file": str(audit_path),
         **CHEAP_ARGON2,
     }
 
@@ -212,3 +221,30 @@ def config_file(tmp_path: Path, overrides: dict[str, Any]) -> Path:
     path = tmp_path / "authproxy.yaml"
     path.write_text(yaml.safe_dump(nested(overrides)), encoding="utf-8")
     return path
+
+
+def read_audit(path: Path) -> list[dict[str, Any]]:
+    """Return the audit records written so far."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_bytes().splitlines() if line]
+
+
+async def wait_audit(path: Path, count: int) -> list[dict[str, Any]]:
+    """Wait (up to 2 s) until ``count`` audit records exist; return them."""
+    for _ in range(200):
+        records = read_audit(path)
+        if len(records) >= count:
+            return records
+        await asyncio.sleep(0.01)
+    return read_audit(path)
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_audit(audit_path: Path, secrets_seen: Secrets) -> Iterator[None]:
+    """Fail the test if any secret it handled reached the audit log."""
+    yield
+    if audit_path.exists():
+        text = audit_path.read_text()
+        for secret in secrets_seen.values:
+            assert secret not in text, "a secret reached the audit log"

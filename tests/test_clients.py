@@ -157,7 +157,7 @@ async def test_openai_bad_key_is_authentication_error(proxy) -> None:
 
 
 async def test_anthropic_messages_streamed(proxy, token) -> None:
-    """anthropic.AsyncAnthropic sends x-api-key and streams messages."""
+    """anthropic.AsyncAnthropic(api_key=token) streams messages (sent as Bearer)."""
     client = anthropic.AsyncAnthropic(base_url=base_url(proxy), api_key=token)
     async with client.messages.stream(
         model="llama3.2",
@@ -173,13 +173,16 @@ async def test_anthropic_messages_streamed(proxy, token) -> None:
 
 
 async def test_anthropic_messages_not_streamed(proxy, token, fake: FakeOllama) -> None:
-    """A plain messages.create call authenticates with x-api-key."""
-    client = anthropic.AsyncAnthropic(base_url=base_url(proxy), api_key=token)
+    """messages.create authenticating with an x-api-key header (older SDKs' way)."""
+    client = anthropic.AsyncAnthropic(
+        base_url=base_url(proxy), api_key=None, default_headers={"X-Api-Key": token}
+    )
     message = await client.messages.create(
         model="llama3.2", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
     )
     assert message.content[0].type == "text"
     assert message.content[0].text == "Hi there!"
     assert "x-api-key" not in fake.last.headers
+    assert "Authorization" not in fake.last.headers
     assert "anthropic-version" in fake.last.headers
     await client.close()

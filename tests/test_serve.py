@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,9 @@ import aiohttp
 import pytest
 import yaml
 
+from authproxy.chain import verify_files
 from authproxy.keystore import TOKEN_RE
-from tests.conftest import Secrets, nested
+from tests.conftest import Secrets, nested, wait_audit
 from tests.fake_ollama.server import FakeOllama
 
 
@@ -49,37 +50,54 @@ class ServeProcess:
         return f"http://127.0.0.1:{self.port}"
 
 
+StartServe = Callable[..., Awaitable[ServeProcess]]
+
+
 @pytest.fixture
-async def serve(
+async def start_serve(
     tmp_path: Path, overrides: dict[str, Any], secrets_seen: Secrets
-) -> AsyncIterator[ServeProcess]:
-    """Start `authproxy serve` on a free port with no key store yet."""
-    config = {**overrides, "keys.reload_interval": "1h", "log.format": "json"}
-    path = tmp_path / "serve.yaml"
-    path.write_text(yaml.safe_dump(nested(config)))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "authproxy",
-        "serve",
-        "--config",
-        str(path),
-        "--listen",
-        "127.0.0.1:0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    server = ServeProcess(proc)
-    started = await server.wait_for("server_started")
-    server.port = int(started["listen"][0].rsplit(":", 1)[1])
-    yield server
-    if proc.returncode is None:
-        proc.kill()
-        await proc.wait()
-    output = "".join(server.lines)
-    for secret in secrets_seen.values:
-        assert output.count(secret) <= 1, "a secret was printed more than once"
+) -> AsyncIterator[StartServe]:
+    """Start `authproxy serve` processes on free ports, with no key store yet."""
+    started: list[ServeProcess] = []
+
+    async def start(*flags: str) -> ServeProcess:
+        config = {**overrides, "keys.reload_interval": "1h", "log.format": "json"}
+        path = tmp_path / "serve.yaml"
+        path.write_text(yaml.safe_dump(nested(config)))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "authproxy",
+            "serve",
+            "--config",
+            str(path),
+            "--listen",
+            "127.0.0.1:0",
+            *flags,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        server = ServeProcess(proc)
+        started.append(server)
+        event = await server.wait_for("server_started")
+        server.port = int(event["listen"][0].rsplit(":", 1)[1])
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.returncode is None:
+            server.proc.kill()
+            await server.proc.wait()
+        output = "".join(server.lines)
+        for secret in secrets_seen.values:
+            assert output.count(secret) <= 1, "a secret was printed more than once"
+
+
+@pytest.fixture
+async def serve(start_serve: StartServe) -> ServeProcess:
+    """One `authproxy serve` process."""
+    return await start_serve()
 
 
 def first_token(server: ServeProcess) -> str:
@@ -162,3 +180,78 @@ async def test_disconnect_while_model_loads_cancels_upstream(
     assert fake.disconnects[0] - left < 1.0
     serve.proc.send_signal(signal.SIGTERM)
     assert await serve.proc.wait() == 0
+
+
+async def test_sighup_reopens_the_audit_log(
+    serve: ServeProcess, audit_path: Path, secrets_seen: Secrets
+) -> None:
+    """logrotate moves the file; after SIGHUP a new file continues the chain."""
+    token = first_token(serve)
+    secrets_seen.add(token)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session:
+        await (await session.get(f"{serve.url}/api/tags", headers=headers)).read()
+        await wait_audit(audit_path, 1)
+        rotated = audit_path.with_name("usage.jsonl.1")
+        audit_path.rename(rotated)
+        serve.proc.send_signal(signal.SIGHUP)
+        await serve.wait_for("audit_reopened")
+        await (await session.get(f"{serve.url}/api/tags", headers=headers)).read()
+    (record,) = await wait_audit(audit_path, 1)
+    assert record["seq"] == 2
+    assert verify_files([rotated, audit_path]).records == 2
+
+
+async def test_audit_to_stdout(start_serve: StartServe, secrets_seen: Secrets) -> None:
+    """--audit-log - writes the sealed records to standard output."""
+    server = await start_serve("--audit-log", "-")
+    secrets_seen.add(first_token(server))
+    async with aiohttp.ClientSession() as session:
+        await session.get(
+            f"{server.url}/api/tags", headers={"Authorization": "Bearer x"}
+        )
+    assert server.proc.stdout is not None
+    async with asyncio.timeout(5):
+        while True:
+            raw = await server.proc.stdout.readline()
+            server.lines.append(raw.decode())
+            if b'"prev_hash"' in raw:
+                break
+    record = json.loads(raw)
+    assert (record["status"], record["outcome"], record["seq"]) == (401, "denied", 1)
+
+
+async def test_kill_9_under_load_leaves_whole_lines(
+    serve: ServeProcess, audit_path: Path, fake: FakeOllama, secrets_seen: Secrets
+) -> None:
+    """SIGKILL mid-load: every line in the audit file is whole, valid and chained."""
+    token = first_token(serve)
+    secrets_seen.add(token)
+    fake.behaviour.tokens = [f"t{i}" for i in range(20)]
+    fake.behaviour.chunk_delay = 0.005
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"model": "llama3.2", "prompt": "x"}
+
+    async def one(session: aiohttp.ClientSession) -> None:
+        try:
+            async with session.post(
+                f"{serve.url}/api/generate", json=body, headers=headers
+            ) as resp:
+                await resp.read()
+        except aiohttp.ClientError:
+            pass
+
+    async with aiohttp.ClientSession() as session:
+        load = [asyncio.create_task(one(session)) for _ in range(300)]
+        await wait_audit(audit_path, 20)
+        serve.proc.kill()
+        await serve.proc.wait()
+        await asyncio.gather(*load)
+    data = audit_path.read_bytes()
+    assert data.endswith(b"\n")
+    lines = data.splitlines()
+    assert len(lines) >= 20
+    assert all(json.loads(line)["outcome"] for line in lines)
+    report = verify_files([audit_path])
+    assert report.ok, report.error
+    assert report.records == len(lines)

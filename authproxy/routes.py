@@ -1,0 +1,68 @@
+"""Classify Ollama routes: what a request is for decides scopes, metering and audit."""
+
+from __future__ import annotations
+
+import enum
+from typing import Final
+
+
+class RouteClass(enum.StrEnum):
+    """What a route does, for scopes (one per class), metering and metrics."""
+
+    INFERENCE = "inference"
+    EMBEDDINGS = "embeddings"
+    MODELS_READ = "models:read"
+    MODELS_MANAGE = "models:manage"
+    CLOUD = "cloud"
+    OTHER = "other"
+
+
+_EXACT: Final[dict[str, RouteClass]] = {
+    "/api/generate": RouteClass.INFERENCE,
+    "/api/chat": RouteClass.INFERENCE,
+    "/v1/chat/completions": RouteClass.INFERENCE,
+    "/v1/completions": RouteClass.INFERENCE,
+    "/v1/responses": RouteClass.INFERENCE,
+    "/v1/messages": RouteClass.INFERENCE,
+    "/api/embed": RouteClass.EMBEDDINGS,
+    "/api/embeddings": RouteClass.EMBEDDINGS,
+    "/v1/embeddings": RouteClass.EMBEDDINGS,
+    "/": RouteClass.MODELS_READ,
+    "/api/version": RouteClass.MODELS_READ,
+    "/api/tags": RouteClass.MODELS_READ,
+    "/api/ps": RouteClass.MODELS_READ,
+    "/api/show": RouteClass.MODELS_READ,
+    "/v1/models": RouteClass.MODELS_READ,
+    "/api/pull": RouteClass.MODELS_MANAGE,
+    "/api/push": RouteClass.MODELS_MANAGE,
+    "/api/create": RouteClass.MODELS_MANAGE,
+    "/api/copy": RouteClass.MODELS_MANAGE,
+    "/api/delete": RouteClass.MODELS_MANAGE,
+    "/api/me": RouteClass.CLOUD,
+    "/api/signout": RouteClass.CLOUD,
+}
+_PREFIXES: Final[tuple[tuple[str, RouteClass], ...]] = (
+    ("/v1/audio/", RouteClass.INFERENCE),
+    ("/v1/models/", RouteClass.MODELS_READ),
+    ("/api/blobs/", RouteClass.MODELS_MANAGE),
+    ("/api/user/keys/", RouteClass.CLOUD),
+    ("/api/experimental/", RouteClass.CLOUD),
+)
+# Routes whose JSON request body names a model and carries the prompt.
+MODEL_BODY_CLASSES: Final = frozenset({RouteClass.INFERENCE, RouteClass.EMBEDDINGS})
+
+
+def classify(path: str) -> RouteClass:
+    """Return the class of a decoded request path (unknown paths are OTHER)."""
+    found = _EXACT.get(path)
+    if found is not None:
+        return found
+    for prefix, route_class in _PREFIXES:
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return route_class
+    return RouteClass.OTHER
+
+
+def is_metered(route_class: RouteClass) -> bool:
+    """Tell whether requests of this class consume tokens."""
+    return route_class in MODEL_BODY_CLASSES

@@ -1,0 +1,290 @@
+"""The audit writer and its hash chain: durability, rotation, failures, verify."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from http import HTTPStatus
+from pathlib import Path
+
+import pytest
+
+from authproxy.audit import AuditWriter, rotated_files
+from authproxy.chain import (
+    GENESIS,
+    ChainState,
+    check_line,
+    seal,
+    tail_state,
+    verify_files,
+)
+from authproxy.cli import main
+from authproxy.config import AuditConfig
+from authproxy.state import AUDIT_KEY
+from tests.conftest import read_audit, wait_audit
+from tests.fake_ollama.server import FakeOllama
+
+
+def writer_for(path: Path, **kw) -> AuditWriter:
+    writer = AuditWriter(AuditConfig(file=str(path), **kw))
+    writer.open()
+    return writer
+
+
+def write_n(writer: AuditWriter, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        writer.append({"n": i, "path": "/api/chat", "note": "ü<>&"})
+
+
+class TestChain:
+    def test_seal_and_check(self) -> None:
+        """A sealed line verifies and carries seq, prev_hash and hash last."""
+        line, state = seal({"a": 1}, ChainState())
+        record, after = check_line(line.rstrip(b"\n"), ChainState())
+        assert after == state
+        assert list(record) == ["a", "seq", "prev_hash"]
+        assert record["prev_hash"] == GENESIS
+        assert line.endswith(f',"hash":"{state.hash}"}}\n'.encode())
+        assert line.isascii()
+
+    @pytest.mark.parametrize(
+        ("mutate", "message"),
+        [
+            (
+                lambda ls: ls.__setitem__(2, ls[2].replace(b'"n":2', b'"n":3')),
+                "3: edited",
+            ),
+            (lambda ls: ls.pop(2), "3: missing records: seq 4 follows seq 2"),
+            (lambda ls: ls.insert(1, ls.pop(3)), "2: missing records"),
+            (lambda ls: ls.__setitem__(4, ls[4][:-10]), "5: not a sealed audit record"),
+            (lambda ls: ls.__setitem__(0, b"garbage"), "1: not a sealed audit record"),
+        ],
+        ids=["edited-byte", "deleted-line", "reordered", "truncated-last", "garbage"],
+    )
+    def test_tampering_is_reported_at_the_first_bad_line(
+        self, tmp_path: Path, mutate, message
+    ) -> None:
+        """Edits, deletions, reordering and truncation each name the first bad line."""
+        path = tmp_path / "a.jsonl"
+        write_n(writer_for(path), 5)
+        assert verify_files([path]).ok
+        lines = path.read_bytes().splitlines()
+        mutate(lines)
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        report = verify_files([path])
+        assert not report.ok
+        assert f"{path}:{message}" in str(report.error)
+
+    def test_torn_final_line(self, tmp_path: Path) -> None:
+        """A file not ending in a newline is reported as torn."""
+        path = tmp_path / "a.jsonl"
+        write_n(writer_for(path), 2)
+        path.write_bytes(path.read_bytes()[:-5])
+        assert "torn last line" in str(verify_files([path]).error)
+
+
+class TestWriter:
+    def test_mode_and_append_only(self, tmp_path: Path) -> None:
+        """The file is created 0600 and only ever appended to."""
+        path = tmp_path / "audit" / "usage.jsonl"
+        writer = writer_for(path)
+        write_n(writer, 3)
+        writer.close()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert [r["n"] for r in read_audit(path)] == [0, 1, 2]
+        assert writer.written == 3
+
+    def test_chain_continues_across_restarts(self, tmp_path: Path) -> None:
+        """A new writer picks up seq and hash from the file's last line."""
+        path = tmp_path / "usage.jsonl"
+        first = writer_for(path)
+        write_n(first, 2)
+        first.close()
+        second = writer_for(path)
+        write_n(second, 2, start=2)
+        second.close()
+        assert [r["seq"] for r in read_audit(path)] == [1, 2, 3, 4]
+        assert verify_files([path]).records == 4
+
+    def test_size_rotation_keeps_the_chain(self, tmp_path: Path) -> None:
+        """Built-in rotation renames to .1, .2 ...; the chain spans the files."""
+        path = tmp_path / "usage.jsonl"
+        writer = writer_for(path, max_bytes=1000, backups=3)
+        write_n(writer, 20)  # about 4 records per file: the oldest file is dropped
+        writer.close()
+        files = rotated_files(path)
+        assert [f.name for f in files] == [
+            "usage.jsonl.3",
+            "usage.jsonl.2",
+            "usage.jsonl.1",
+            "usage.jsonl",
+        ]
+        assert all(f.stat().st_size <= 1000 for f in files)
+        report = verify_files(files)
+        assert report.ok
+        assert report.records == sum(len(read_audit(f)) for f in files) == 16
+        assert read_audit(files[0])[0]["seq"] == 5
+
+    def test_logrotate_then_restart_resumes_from_backup(self, tmp_path: Path) -> None:
+        """After logrotate moved the file, a new writer chains to usage.jsonl.1."""
+        path = tmp_path / "usage.jsonl"
+        writer = writer_for(path)
+        write_n(writer, 3)
+        writer.close()
+        path.rename(path.with_name("usage.jsonl.1"))
+        writer = writer_for(path)
+        write_n(writer, 2, start=3)
+        writer.close()
+        assert read_audit(path)[0]["seq"] == 4
+        assert verify_files(rotated_files(path)).records == 5
+
+    def test_reopen_after_move(self, tmp_path: Path) -> None:
+        """reopen() (SIGHUP) starts a new file that continues the chain."""
+        path = tmp_path / "usage.jsonl"
+        writer = writer_for(path)
+        write_n(writer, 2)
+        path.rename(tmp_path / "usage.jsonl.1")
+        write_n(writer, 1, start=2)  # still goes to the moved file
+        writer.reopen()
+        write_n(writer, 1, start=3)
+        writer.close()
+        assert [r["n"] for r in read_audit(path)] == [3]
+        assert verify_files(rotated_files(path)).records == 4
+
+    def test_failures_are_counted_and_records_kept(
+        self, tmp_path: Path, log_capture
+    ) -> None:
+        """If the file cannot be written, records wait in order and the chain holds."""
+        blocker = tmp_path / "audit"
+        blocker.write_text("not a directory")
+        path = blocker / "usage.jsonl"
+        writer = AuditWriter(AuditConfig(file=str(path)))  # opened lazily: fails
+        write_n(writer, 3)
+        assert (writer.healthy, writer.errors, writer.written) == (False, 3, 0)
+        assert len(log_capture.events("audit_write_failed")) == 1
+        blocker.unlink()
+        write_n(writer, 1, start=3)
+        writer.close()
+        assert writer.healthy is True
+        assert [r["n"] for r in read_audit(path)] == [0, 1, 2, 3]
+        assert verify_files([path]).ok
+        assert log_capture.events("audit_write_recovered")
+
+    def test_backlog_overflow_drops_oldest_and_shows_in_the_chain(
+        self, tmp_path: Path
+    ) -> None:
+        """A bounded backlog drops the oldest records; verify then reports the gap."""
+        blocker = tmp_path / "audit"
+        blocker.write_text("x")
+        path = blocker / "usage.jsonl"
+        writer = AuditWriter(AuditConfig(file=str(path), backlog=2))
+        write_n(writer, 5)
+        assert writer.dropped == 3
+        blocker.unlink()
+        write_n(writer, 1, start=5)
+        assert [r["n"] for r in read_audit(path)] == [3, 4, 5]
+        assert tail_state(path) == writer.state
+
+
+async def test_proxy_keeps_serving_when_audit_fails(
+    start_proxy, key, tmp_path: Path, fake: FakeOllama
+) -> None:
+    """With audit.required false, a broken audit file does not stop traffic."""
+    blocker = tmp_path / "blocked"
+    blocker.mkdir()
+    client = await start_proxy({"audit.file": str(blocker / "usage.jsonl")})
+    (blocker / "usage.jsonl").unlink()
+    blocker.rmdir()
+    blocker.write_text("now a file")
+    client.app[AUDIT_KEY].reopen()
+    resp = await client.get(
+        "/api/tags", headers={"Authorization": f"Bearer {key.token}"}
+    )
+    assert resp.status == HTTPStatus.OK
+    assert client.app[AUDIT_KEY].errors >= 1
+
+
+async def test_required_audit_refuses_requests_until_it_works(
+    start_proxy, key, tmp_path: Path, fake: FakeOllama
+) -> None:
+    """With audit.required true, an unwritable log means 503 until writing works."""
+    target = tmp_path / "req" / "usage.jsonl"
+    client = await start_proxy({"audit.file": str(target), "audit.required": True})
+    writer = client.app[AUDIT_KEY]
+    auth = {"Authorization": f"Bearer {key.token}"}
+    assert (await client.get("/api/tags", headers=auth)).status == HTTPStatus.OK
+    target.unlink()
+    target.parent.rmdir()
+    target.parent.write_text("blocked")
+    writer.reopen()
+    fake.received.clear()
+    await client.get("/api/tags", headers=auth)
+    resp = await client.get("/api/tags", headers=auth)
+    assert resp.status == HTTPStatus.SERVICE_UNAVAILABLE
+    assert await resp.json() == {"error": "audit log unavailable"}
+    assert fake.received == []
+    target.parent.unlink()
+    resp = await client.get("/api/tags", headers=auth)  # its 503 record heals the log
+    assert resp.status == HTTPStatus.SERVICE_UNAVAILABLE
+    assert (await client.get("/api/tags", headers=auth)).status == HTTPStatus.OK
+    records = read_audit(target)
+    # Records that could not be written were kept and written in order once
+    # the log worked again; seq 1 went with the removed file.
+    assert [(r["seq"], r["status"], r["reason"]) for r in records] == [
+        (2, 503, "audit_unavailable"),
+        (3, 503, "audit_unavailable"),
+        (4, 503, "audit_unavailable"),
+        (5, 200, None),
+    ]
+    assert verify_files([target]).ok
+
+
+async def test_concurrent_requests_give_whole_lines(
+    proxy, bearer, audit_path: Path, capsys
+) -> None:
+    """200 concurrent requests: 200 whole lines, a valid chain, tamper-evident."""
+    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "x"}]}
+    replies = await asyncio.gather(
+        *(proxy.post("/api/chat", json=body, headers=bearer) for _ in range(200))
+    )
+    await asyncio.gather(*(r.read() for r in replies))
+    records = await wait_audit(audit_path, 200)
+    assert len(records) == 200
+    assert sorted(r["seq"] for r in records) == list(range(1, 201))
+    assert len({r["request_id"] for r in records}) == 200
+    assert main(["audit", "verify", str(audit_path)]) == 0
+    assert capsys.readouterr().out.strip() == "ok: 200 records in 1 file(s)"
+    data = bytearray(audit_path.read_bytes())
+    data[data.index(b'"status":200', 5000) + 10] = ord("1")  # one byte in one line
+    audit_path.write_bytes(bytes(data))
+    assert main(["audit", "verify", str(audit_path)]) == 1
+    assert "edited" in capsys.readouterr().out
+
+
+async def test_deleting_one_line_is_detected(
+    proxy, bearer, audit_path: Path, capsys
+) -> None:
+    """Removing a single record from the middle fails verification at its successor."""
+    for _ in range(5):
+        await (await proxy.get("/api/tags", headers=bearer)).read()
+    await wait_audit(audit_path, 5)
+    lines = audit_path.read_bytes().splitlines(keepends=True)
+    audit_path.write_bytes(b"".join(lines[:2] + lines[3:]))
+    assert main(["audit", "verify", str(audit_path)]) == 1
+    assert capsys.readouterr().out.strip() == (
+        f"FAILED after 2 good records: {audit_path}:3: missing records: "
+        "seq 4 follows seq 2"
+    )
+
+
+def test_verify_cli_defaults_to_configured_files(
+    capsys, config_file: Path, audit_path: Path
+) -> None:
+    """audit verify with no FILE checks audit.file and its backups."""
+    writer = writer_for(audit_path, max_bytes=800)
+    write_n(writer, 6)
+    writer.close()
+    files = rotated_files(audit_path)
+    assert len(files) > 1
+    assert main(["audit", "verify", "--config", str(config_file)]) == 0
+    assert capsys.readouterr().out.strip() == f"ok: 6 records in {len(files)} file(s)"
