@@ -28,7 +28,9 @@ DURATIONS = {
 NO_DURATIONS = dict.fromkeys(DURATIONS)
 
 # (id, path, body, prompt, completion, exact, stream, model, durations)
-SOURCES: list[tuple[str, str, dict[str, Any], int, int, bool, bool, str, dict]] = [
+SOURCES: list[
+    tuple[str, str, dict[str, Any], int, int, bool, bool, str, dict[str, Any]]
+] = [
     ("generate-stream", "/api/generate", GEN, 26, 4, True, True, "llama3.2", DURATIONS),
     (
         "generate-json",

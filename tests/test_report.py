@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from authproxy.audit import AuditWriter
 from authproxy.cli import main
 from authproxy.config import AuditConfig
 
-RECORDS = [
+RECORDS: list[dict[str, Any]] = [
     {
         "ts": "2026-11-20T10:00:00Z",
         "key_id": "k1",
