@@ -1,4 +1,4 @@
-"""Hashed key records: tokens, the YAML store, atomic locked writes.
+"""The key store: tokens, the YAML file of records, atomic locked writes.
 
 Only argon2id hashes are stored. A token is ``ap_<id>_<secret>``: the public
 id names its record, so verifying a token costs exactly one argon2 verify.
@@ -7,24 +7,29 @@ id names its record, so verifying a token costs exactly one argon2 verify.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import os
-import re
 import secrets
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Final, TypeVar
 
 import yaml
 from argon2 import PasswordHasher, Type
 
 from authproxy.config import Argon2Config
 from authproxy.errors import KeyStoreError
-from authproxy.times import format_timestamp, parse_timestamp
+from authproxy.keyrecord import (
+    TOKEN_RE,
+    KeyRecord,
+    record_from_data,
+    record_to_data,
+    validate_name,
+)
+
+__all__ = ["TOKEN_RE", "KeyRecord", "KeyTable", "validate_name"]
 
 T = TypeVar("T")
 
@@ -32,37 +37,7 @@ TOKEN_PREFIX: Final = "ap"  # noqa: S105 - a public prefix, not a secret
 ID_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz234567"
 ID_LENGTH: Final = 12
 SECRET_BYTES: Final = 32
-TOKEN_RE: Final = re.compile(r"ap_([a-z2-7]{12})_([A-Za-z0-9_-]{43})")
-NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 STORE_VERSION: Final = 1
-
-KeyKind = Literal["token", "password"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeyRecord:
-    """One key as stored: public metadata plus the argon2id hash of its secret."""
-
-    id: str
-    name: str
-    hash: str
-    kind: KeyKind = "token"
-    created_at: datetime
-    expires_at: datetime | None = None
-    disabled: bool = False
-    revoked_at: datetime | None = None
-
-    def usable_at(self, now: datetime) -> bool:
-        """Tell whether the key may authenticate at ``now``."""
-        if self.disabled:
-            return False
-        return self.expires_at is None or now < self.expires_at
-
-    def public(self) -> dict[str, Any]:
-        """Return the record without its hash, for listings."""
-        data = _record_to_data(self)
-        del data["hash"]
-        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,20 +108,6 @@ def parse_token(token: str) -> tuple[str, str] | None:
     return match.group(1), match.group(2)
 
 
-def validate_name(name: str) -> str:
-    """Check a key name.
-
-    Raises:
-        KeyStoreError: the name is empty, too long or has unsafe characters.
-    """
-    if not NAME_RE.fullmatch(name) or TOKEN_RE.fullmatch(name):
-        raise KeyStoreError(
-            f"invalid key name {name!r}: use 1-64 of A-Z a-z 0-9 . _ @ -, "
-            "starting with a letter or digit"
-        )
-    return name
-
-
 def parse_store(text: str, source: str) -> KeyTable:
     """Parse the YAML text of a key store.
 
@@ -176,7 +137,7 @@ def parse_store(text: str, source: str) -> KeyTable:
     table = KeyTable()
     for index, item in enumerate(data.get("keys") or []):
         try:
-            record = _record_from_data(item)
+            record = record_from_data(item)
             table = table.add(record)
         except (KeyStoreError, TypeError, ValueError) as err:
             raise KeyStoreError(f"{source}: keys[{index}]: {err}") from None
@@ -185,7 +146,7 @@ def parse_store(text: str, source: str) -> KeyTable:
 
 def dump_store(table: KeyTable) -> str:
     """Serialise a table to the YAML store format."""
-    records = [_record_to_data(r) for r in table.records]
+    records = [record_to_data(r) for r in table.records]
     data = {"version": STORE_VERSION, "keys": records}
     header = "# authproxy key store: argon2id hashes only. Use `authproxy keys`.\n"
     return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
@@ -275,54 +236,3 @@ def update_store(path: Path, change: Callable[[KeyTable], tuple[KeyTable, T]]) -
         if new_table is not table:
             write_store(path, new_table)
         return result
-
-
-def _record_to_data(record: KeyRecord) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    for fld in dataclasses.fields(record):
-        value = getattr(record, fld.name)
-        if isinstance(value, datetime):
-            value = format_timestamp(value)
-        data[fld.name] = value
-    return data
-
-
-_REQUIRED: Final = ("id", "name", "hash", "created_at")
-_TIMES: Final = ("created_at", "expires_at", "revoked_at")
-
-
-def _read_time(key: str, value: Any) -> datetime:
-    # Hand-edited YAML may hold unquoted dates and times.
-    if isinstance(value, date) and not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, datetime):
-        value = value.isoformat()
-    if not isinstance(value, str):
-        raise KeyStoreError(f"invalid {key!r}")
-    return parse_timestamp(value)
-
-
-def _record_from_data(item: Any) -> KeyRecord:
-    if not isinstance(item, dict):
-        raise KeyStoreError("expected a mapping")
-    known = {f.name for f in dataclasses.fields(KeyRecord)}
-    for key in item:
-        if key not in known:
-            raise KeyStoreError(f"unknown field {key!r}")
-    for key in _REQUIRED:
-        if not isinstance(item.get(key), str | date):
-            raise KeyStoreError(f"missing or invalid {key!r}")
-    values = dict(item)
-    for key in _TIMES:
-        if values.get(key) is not None:
-            values[key] = _read_time(key, values[key])
-    if not re.fullmatch(r"[a-z2-7]{12}", values["id"]):
-        raise KeyStoreError("invalid 'id'")
-    validate_name(values["name"])
-    if not values["hash"].startswith("$argon2"):
-        raise KeyStoreError("'hash' is not an argon2 hash")
-    if values.get("kind", "token") not in {"token", "password"}:
-        raise KeyStoreError("'kind' must be token or password")
-    if not isinstance(values.get("disabled", False), bool):
-        raise KeyStoreError("'disabled' must be true or false")
-    return KeyRecord(**values)

@@ -121,7 +121,7 @@ class TestParse:
                 "keys:\n- {id: abcdefghijkl, name: a}",
                 "keys[0]: missing or invalid 'hash'",
             ),
-            (entry(created_at="x"), "keys[0]: Invalid isoformat string"),
+            (entry(created_at="x"), "keys[0]: invalid 'created_at'"),
             (entry(expires_at=5), "keys[0]: invalid 'expires_at'"),
             (entry(id="abc"), "keys[0]: invalid 'id'"),
             (entry(hash="plain"), "keys[0]: 'hash' is not an argon2 hash"),
