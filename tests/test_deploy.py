@@ -76,7 +76,6 @@ PROXY_UID: Final = 10001
 # Settings the proxy gains in parallel work (issue 5). They are ignored until then.
 PLANNED_VARIABLES: Final = frozenset(
     {
-        "AUTHPROXY_AUDIT_FILE",
         "AUTHPROXY_TLS_CERT",
         "AUTHPROXY_TLS_KEY",
         "AUTHPROXY_ADMIN_LISTEN",
