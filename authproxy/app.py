@@ -19,7 +19,7 @@ from yarl import URL
 
 from authproxy.audit import AuditWriter
 from authproxy.auth import setup_auth
-from authproxy.config import Config
+from authproxy.config import Config, signing_key_file
 from authproxy.context import request_context_middleware
 from authproxy.exchange import audit_middleware
 from authproxy.headers import parse_networks
@@ -29,6 +29,7 @@ from authproxy.keywatch import KeyStoreWatcher
 from authproxy.logs import AccessLogger
 from authproxy.proxy import Upstream, proxy_handler
 from authproxy.responses import error_middleware
+from authproxy.signing import load_signing_keys
 from authproxy.state import (
     AUDIT_KEY,
     CLIENT_SESSION_KEY,
@@ -106,7 +107,14 @@ def setup_keys(app: web.Application, config: Config, clock: Clock) -> None:
             clock=clock,
             persist_hash=persist_hash,
         )
-        watcher = KeyStoreWatcher(path, verifier, keys.reload_interval)
+        jwt_config, jwt_path = config.jwt, signing_key_file(config)
+        watcher = KeyStoreWatcher(
+            path,
+            verifier,
+            keys.reload_interval,
+            signing=lambda: load_signing_keys(jwt_config, jwt_path),
+            signing_path=None if jwt_config.key_env else jwt_path,
+        )
         table = await asyncio.get_running_loop().run_in_executor(
             None, watcher.load_initial
         )

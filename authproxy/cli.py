@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--upstream", metavar="URL", help="Ollama URL (upstream.url)")
     serve.add_argument(
+        "--admin-listen",
+        metavar="HOST:PORT",
+        help="admin API listener, '' to disable (admin.listen)",
+    )
+    serve.add_argument(
         "--audit-log",
         metavar="FILE",
         help="audit log file, '-' for stdout (audit.file)",
@@ -88,6 +93,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     for flag, key in (
         ("upstream", "upstream.url"),
         ("audit_log", "audit.file"),
+        ("admin_listen", "admin.listen"),
         ("keys_file", "keys.file"),
         ("log_format", "log.format"),
         ("log_level", "log.level"),

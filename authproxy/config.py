@@ -119,6 +119,37 @@ class AuditConfig:
     backups: int = option(5, check=(_positive, "int > 0"))
     backlog: int = option(10000, check=(_positive, "int > 0"))
     openai_include_usage: bool = option(False)
+    admin_file: str = option("audit/admin.jsonl")
+
+
+def _listen_address(value: Any) -> str:
+    """Validate ``HOST:PORT`` (or empty to disable)."""
+    if not isinstance(value, str):
+        raise ValueError("expected HOST:PORT or an empty string")
+    if value == "":
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+        raise ValueError("expected HOST:PORT such as 127.0.0.1:11436")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdminConfig:
+    """The admin API (and /metrics) listener."""
+
+    listen: str = option("127.0.0.1:11436", parse=_listen_address)
+    idempotency_ttl: float = option(86400.0, parse=seconds)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JWTConfig:
+    """Signing keys for short-lived JWTs; never inline secrets."""
+
+    key_file: str | None = option(None)
+    key_env: str | None = option(None)
+    previous_key_env: str | None = option(None)
+    max_ttl: float = option(86400.0, parse=seconds, check=(_positive, "> 0"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,7 +177,16 @@ class Config:
     keys: KeysConfig = section(KeysConfig)
     server: ServerConfig = section(ServerConfig)
     audit: AuditConfig = section(AuditConfig)
+    admin: AdminConfig = section(AdminConfig)
+    jwt: JWTConfig = section(JWTConfig)
     log: LogConfig = section(LogConfig)
+
+
+def signing_key_file(config: Config) -> Path:
+    """Return ``jwt.key_file``, by default ``jwt-signing.yaml`` beside the key store."""
+    if config.jwt.key_file:
+        return Path(config.jwt.key_file)
+    return Path(config.keys.file).with_name("jwt-signing.yaml")
 
 
 def config_keys() -> list[str]:

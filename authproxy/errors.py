@@ -15,6 +15,10 @@ class KeyStoreError(AuthProxyError):
     """The key store cannot be read, parsed or written."""
 
 
+class KeyNotFoundError(KeyStoreError):
+    """No key has the given id or name."""
+
+
 class AuthenticationError(AuthProxyError):
     """Presented credentials are missing, malformed, unknown or wrong."""
 

@@ -1,16 +1,27 @@
-"""Key life-cycle operations on the store file, shared by the CLI and the server."""
+"""Key life-cycle operations on the store file, shared by the CLI and the admin API.
+
+Every change runs under the store's lock with an atomic replace, so the CLI
+and a running server never lose each other's updates.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 from argon2 import PasswordHasher
 
-from authproxy.errors import KeyStoreError
+from authproxy.errors import KeyNotFoundError, KeyStoreError
+from authproxy.keyrecord import (
+    DEFAULT_SCOPES,
+    PreviousSecret,
+    fingerprint,
+    validate_models,
+    validate_scopes,
+)
 from authproxy.keystore import (
     KeyRecord,
     KeyTable,
@@ -20,14 +31,17 @@ from authproxy.keystore import (
     update_store,
     validate_name,
 )
+from authproxy.signing import SigningKeys, mint
 from authproxy.times import format_timestamp
 
 MIN_PASSWORD_LENGTH: Final = 12
+MAX_NOTE_LENGTH: Final = 500
+UPDATABLE: Final = frozenset({"scopes", "models", "expires_at", "disabled", "note"})
 
 
 @dataclass(frozen=True, slots=True)
 class CreatedKey:
-    """A new record plus its token, which exists only in this object."""
+    """A record plus its new token, which exists only in this object."""
 
     record: KeyRecord
     token: str | None
@@ -37,35 +51,40 @@ class CreatedKey:
         return {**self.record.public(), "token": self.token}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeySpec:
+    """What a new key should be; validated by ``create_key``."""
+
+    name: str
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+    models: tuple[str, ...] = ()
+    expires_at: datetime | None = None
+    note: str | None = None
+    password: str | None = None
+
+
 def create_key(
-    path: Path,
-    hasher: PasswordHasher,
-    name: str,
-    *,
-    now: datetime,
-    expires_at: datetime | None = None,
-    password: str | None = None,
+    path: Path, hasher: PasswordHasher, spec: KeySpec, *, now: datetime
 ) -> CreatedKey:
     """Add a key to the store and return it with its one-time token.
 
     Args:
         path: the store file (created if missing).
         hasher: the argon2id hasher.
-        name: the unique key name.
+        spec: name, scopes, model allow-list, expiry, note, and an optional
+            chosen password for a Basic-only key (else a token is generated).
         now: the creation time.
-        expires_at: when the key stops working, if ever.
-        password: a chosen password for a Basic-only key; otherwise a
-            random token is generated.
 
     Raises:
-        KeyStoreError: invalid name or password, duplicate name, or I/O failure.
+        KeyStoreError: invalid input, duplicate name, or I/O failure.
 
     Returns:
         The record and the token (``None`` for a password key).
     """
-    validate_name(name)
-    if expires_at is not None and expires_at <= now:
-        raise KeyStoreError("expiry must be in the future")
+    validate_name(spec.name)
+    _check_expiry(spec.expires_at, now)
+    _check_note(spec.note)
+    password = spec.password
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
         raise KeyStoreError(
             f"password too short: use at least {MIN_PASSWORD_LENGTH} characters"
@@ -74,11 +93,15 @@ def create_key(
     secret = password if password is not None else new_secret()
     record = KeyRecord(
         id=key_id,
-        name=name,
-        hash=hasher.hash(secret),
+        name=spec.name,
         kind="password" if password is not None else "token",
+        scopes=validate_scopes(list(spec.scopes)),
+        models=validate_models(list(spec.models)),
+        note=spec.note,
         created_at=now,
-        expires_at=expires_at,
+        expires_at=spec.expires_at,
+        hash=hasher.hash(secret),
+        fingerprint=None if password is not None else fingerprint(secret),
     )
 
     def change(table: KeyTable) -> tuple[KeyTable, None]:
@@ -89,23 +112,115 @@ def create_key(
     return CreatedKey(record, token)
 
 
-def revoke_key(path: Path, ref: str, *, now: datetime) -> tuple[KeyRecord, bool]:
-    """Disable a key for good, by id or name.
+def find_key(table: KeyTable, ref: str) -> KeyRecord:
+    """Return the record with id or name ``ref``.
 
     Raises:
-        KeyStoreError: no such key, or I/O failure.
+        KeyNotFoundError: there is none.
+    """
+    record = table.find(ref)
+    if record is None:
+        raise KeyNotFoundError(f"no key with id or name {ref!r}")
+    return record
+
+
+def update_key(
+    path: Path, ref: str, changes: dict[str, Any], *, now: datetime
+) -> KeyRecord:
+    """Change scopes, models, expires_at, disabled and/or note of a key.
+
+    Disabling a key also ends every JWT issued for it so far.
+
+    Raises:
+        KeyNotFoundError: no such key.
+        KeyStoreError: an unknown field or invalid value (the message names it).
+    """
+    unknown = set(changes) - UPDATABLE
+    if unknown:
+        raise KeyStoreError(f"{sorted(unknown)[0]}: not a field that can be changed")
+    values: dict[str, Any] = {}
+    if "scopes" in changes:
+        values["scopes"] = validate_scopes(changes["scopes"])
+    if "models" in changes:
+        values["models"] = validate_models(changes["models"])
+    if "note" in changes:
+        _check_note(changes["note"])
+        values["note"] = changes["note"]
+    if "expires_at" in changes:
+        expires_at = changes["expires_at"]
+        if expires_at is not None and not isinstance(expires_at, datetime):
+            raise KeyStoreError("expires_at: expected a time or null")
+        values["expires_at"] = expires_at
+    if "disabled" in changes:
+        if not isinstance(changes["disabled"], bool):
+            raise KeyStoreError("disabled: expected true or false")
+        values["disabled"] = changes["disabled"]
+
+    def change(table: KeyTable) -> tuple[KeyTable, KeyRecord]:
+        record = find_key(table, ref)
+        if record.revoked_at is not None and values.get("disabled") is False:
+            raise KeyStoreError("disabled: a revoked key cannot be enabled again")
+        new = dataclasses.replace(record, **values)
+        if new.disabled and not record.disabled:
+            new = dataclasses.replace(new, tokens_valid_after=now)
+        return table.replace(new), new
+
+    return update_store(path, change)
+
+
+def rotate_key(
+    path: Path, hasher: PasswordHasher, ref: str, *, grace: timedelta, now: datetime
+) -> CreatedKey:
+    """Give a token key a new secret; the old one works until ``now + grace``.
+
+    The key id stays, so the record, its policy and its history stay too.
+
+    Raises:
+        KeyNotFoundError: no such key.
+        KeyStoreError: a password key, a revoked key, or I/O failure.
+    """
+    secret = new_secret()
+    new_hash = hasher.hash(secret)
+
+    def change(table: KeyTable) -> tuple[KeyTable, KeyRecord]:
+        record = find_key(table, ref)
+        if record.kind != "token":
+            raise KeyStoreError("only token keys can be rotated")
+        if record.revoked_at is not None:
+            raise KeyStoreError("a revoked key cannot be rotated")
+        previous = tuple(p for p in record.previous if now < p.until)
+        if grace > timedelta(0):
+            old = PreviousSecret(
+                hash=record.hash, fingerprint=record.fingerprint, until=now + grace
+            )
+            previous = (*previous, old)
+        new = dataclasses.replace(
+            record, hash=new_hash, fingerprint=fingerprint(secret), previous=previous
+        )
+        return table.replace(new), new
+
+    record = update_store(path, change)
+    return CreatedKey(record, format_token(record.id, secret))
+
+
+def revoke_key(path: Path, ref: str, *, now: datetime) -> tuple[KeyRecord, bool]:
+    """Disable a key for good, by id or name; its JWTs die with it.
+
+    Raises:
+        KeyNotFoundError: no such key.
+        KeyStoreError: I/O failure.
 
     Returns:
         The record and whether it was newly revoked.
     """
 
     def change(table: KeyTable) -> tuple[KeyTable, tuple[KeyRecord, bool]]:
-        record = table.find(ref)
-        if record is None:
-            raise KeyStoreError(f"no key with id or name {ref!r}")
+        record = find_key(table, ref)
         if record.revoked_at is not None:
             return table, (record, False)
-        revoked = dataclasses.replace(record, disabled=True, revoked_at=now)
+        revoked = dataclasses.replace(
+            record, disabled=True, revoked_at=now, previous=(), tokens_valid_after=now
+        )
         return table.replace(revoked), (revoked, True)
 
     return update_store(path, change)
@@ -130,3 +245,74 @@ def describe(record: KeyRecord, now: datetime) -> dict[str, Any]:
 def format_when(value: datetime | None) -> str:
     """Format an optional time for tables."""
     return format_timestamp(value) if value is not None else "-"
+
+
+def _check_expiry(expires_at: datetime | None, now: datetime) -> None:
+    if expires_at is not None and expires_at <= now:
+        raise KeyStoreError("expires_at: must be in the future")
+
+
+def _check_note(note: Any) -> None:
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH):
+        raise KeyStoreError(
+            f"note: expected text of at most {MAX_NOTE_LENGTH} characters"
+        )
+
+
+def mint_key_token(
+    keys: SigningKeys,
+    record: KeyRecord,
+    *,
+    ttl: timedelta,
+    max_ttl: timedelta,
+    now: datetime,
+    scopes: list[str] | None = None,
+    models: list[str] | None = None,
+) -> dict[str, Any]:
+    """Mint a short-lived JWT for a key, with at most the key's rights.
+
+    The token's scopes must be a subset of the key's; its model list narrows
+    the key's allow-list further (both must match at request time). It dies
+    with the key: revoking or disabling the key ends it.
+
+    Raises:
+        KeyStoreError: bad ttl, scopes the key lacks, bad models, or an
+            unusable key (the message names the field).
+
+    Returns:
+        ``token``, ``key_id``, ``scopes``, ``models`` and ``expires_at``.
+    """
+    if not timedelta(0) < ttl <= max_ttl:
+        raise KeyStoreError(f"ttl: must be more than 0 and at most {max_ttl}")
+    if not record.usable_at(now):
+        raise KeyStoreError("key: disabled, revoked or expired")
+    granted = list(record.scopes) if scopes is None else list(validate_scopes(scopes))
+    lacking = [s for s in granted if s not in record.scopes]
+    if lacking:
+        raise KeyStoreError(f"scopes: the key lacks {lacking[0]!r}")
+    narrowed = list(validate_models(models)) if models is not None else []
+    claims: dict[str, Any] = {"sub": record.id, "typ": "key", "scopes": granted}
+    if narrowed:
+        claims["models"] = narrowed
+    token = mint(keys, claims, now, ttl)
+    return {
+        "token": token,
+        "key_id": record.id,
+        "scopes": granted,
+        "models": narrowed,
+        "expires_at": format_timestamp(now + ttl),
+    }
+
+
+def mint_admin_token(
+    keys: SigningKeys, *, actor: str, ttl: timedelta, max_ttl: timedelta, now: datetime
+) -> dict[str, Any]:
+    """Mint an admin JWT (scope ``admin`` only) for ``actor``.
+
+    Raises:
+        KeyStoreError: bad ttl.
+    """
+    if not timedelta(0) < ttl <= max_ttl:
+        raise KeyStoreError(f"ttl: must be more than 0 and at most {max_ttl}")
+    token = mint(keys, {"sub": "admin", "typ": "admin", "actor": actor}, now, ttl)
+    return {"token": token, "actor": actor, "expires_at": format_timestamp(now + ttl)}

@@ -63,6 +63,7 @@ class KeyRecord:
     expires_at: datetime | None = None
     disabled: bool = False
     revoked_at: datetime | None = None
+    tokens_valid_after: datetime | None = None
     hash: str
     fingerprint: str | None = None
     previous: tuple[PreviousSecret, ...] = ()
@@ -152,7 +153,7 @@ def _plain(value: Any) -> Any:
 
 
 _REQUIRED: Final = ("id", "name", "hash", "created_at")
-_TIMES: Final = ("created_at", "expires_at", "revoked_at")
+_TIMES: Final = ("created_at", "expires_at", "revoked_at", "tokens_valid_after")
 
 
 def record_from_data(item: Any) -> KeyRecord:

@@ -168,12 +168,22 @@ def read_store(path: Path) -> KeyTable:
 
 
 def write_store(path: Path, table: KeyTable) -> None:
-    """Atomically replace the store: temp file, one write, fsync, rename, mode 0600.
+    """Atomically replace the store with ``table``.
 
     Raises:
         KeyStoreError: the directory is not writable.
     """
-    data = dump_store(table).encode("utf-8")
+    write_file_atomically(path, dump_store(table).encode("utf-8"))
+
+
+def write_file_atomically(path: Path, data: bytes) -> None:
+    """Replace a file: temp file in the same directory, one write, fsync, rename.
+
+    The file gets mode 0600.
+
+    Raises:
+        KeyStoreError: the directory is not writable.
+    """
     directory = path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)

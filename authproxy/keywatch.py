@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
 from authproxy.errors import KeyStoreError
 from authproxy.keystore import KeyTable, read_store
+from authproxy.signing import SigningKeys
 from authproxy.verify import Verifier
 
 log = structlog.stdlib.get_logger(__name__)
@@ -28,7 +30,14 @@ def _signature(path: Path) -> Signature:
 class KeyStoreWatcher:
     """Reload the store when its file changes (also when a symlink is swapped)."""
 
-    def __init__(self, path: Path, verifier: Verifier, interval: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        verifier: Verifier,
+        interval: float,
+        signing: Callable[[], SigningKeys] | None = None,
+        signing_path: Path | None = None,
+    ) -> None:
         self.path = path
         self.interval = interval
         self.reloads = 0
@@ -36,6 +45,9 @@ class KeyStoreWatcher:
         self._verifier = verifier
         self._seen: Signature = None
         self._lock = asyncio.Lock()
+        self._signing = signing
+        self._signing_path = signing_path
+        self._signing_seen: Signature = None
 
     def load_initial(self) -> KeyTable:
         """Load the store synchronously at start-up.
@@ -46,6 +58,14 @@ class KeyStoreWatcher:
         self._seen = _signature(self.path)
         table = read_store(self.path)
         self._verifier.set_table(table)
+        if self._signing is not None:
+            try:
+                self._verifier.signing_keys = self._signing()
+            except KeyStoreError as err:
+                # JWTs stay unusable until the keys load; API keys still work.
+                log.error("signing_keys_unavailable", error=str(err))
+            if self._signing_path is not None:
+                self._signing_seen = _signature(self._signing_path)
         return table
 
     async def reload(self, *, force: bool = False) -> bool:
@@ -71,8 +91,29 @@ class KeyStoreWatcher:
             log.info("keystore_reloaded", path=str(self.path), keys=len(table.records))
             return True
 
+    async def reload_signing(self, *, force: bool = False) -> None:
+        """Reload the JWT signing keys if their file changed (or with ``force``)."""
+        if self._signing is None:
+            return
+        if self._signing_path is not None:
+            signature = _signature(self._signing_path)
+            if not force and signature == self._signing_seen:
+                return
+            self._signing_seen = signature
+        elif not force:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            keys = await loop.run_in_executor(None, self._signing)
+        except KeyStoreError as err:
+            log.error("signing_keys_reload_failed", error=str(err))
+            return
+        self._verifier.signing_keys = keys
+        log.info("signing_keys_reloaded", kids=[k.kid for k in keys.keys])
+
     async def run(self) -> None:
         """Poll forever; cancel the task to stop."""
         while True:
             await asyncio.sleep(self.interval)
             await self.reload()
+            await self.reload_signing()

@@ -13,6 +13,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from authproxy.authorize import check_model, check_scope, is_listing, relay_listing
 from authproxy.exchange import Exchange
 from authproxy.headers import (
     REQUEST_ID_HEADER,
@@ -23,15 +24,17 @@ from authproxy.headers import (
 )
 from authproxy.requestbody import BodyLimit, read_model_body
 from authproxy.responses import json_error
-from authproxy.routes import is_metered
+from authproxy.routes import is_metered, reads_model
 from authproxy.state import (
     CLIENT_SESSION_KEY,
     EXCHANGE_KEY,
+    PRINCIPAL_KEY,
     REQUEST_ID_KEY,
     STREAMS_KEY,
     UPSTREAM_KEY,
 )
 from authproxy.usage import UsageParser
+from authproxy.verify import Principal
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -70,13 +73,17 @@ def upstream_url(origin: URL, raw_path: str) -> URL | None:
 
 
 async def proxy_handler(request: web.Request) -> web.StreamResponse:
-    """Forward one request and relay the response chunk by chunk."""
+    """Check policy, forward one request, relay the response chunk by chunk."""
     upstream = request.app[UPSTREAM_KEY]
     ex = request[EXCHANGE_KEY]
     url = upstream_url(upstream.origin, request.raw_path)
     if url is None:
         ex.deny("invalid_request_target")
         return json_error(request, 400, "invalid request target")
+    principal = request[PRINCIPAL_KEY]
+    denied = check_scope(request, ex, principal)
+    if denied is not None:
+        return denied
     peer = request.remote or ""
     headers = forward_request_headers(
         request.headers,
@@ -90,6 +97,23 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
     body = await _request_body(request, ex, headers, limit, upstream)
     if isinstance(body, web.Response):
         return body
+    denied = check_model(request, ex, principal)
+    if denied is not None:
+        return denied
+    return await _forward(request, ex, url, headers, body, limit, principal)
+
+
+async def _forward(  # noqa: PLR0917 - one request's parts, passed once
+    request: web.Request,
+    ex: Exchange,
+    url: URL,
+    headers: CIMultiDict[str],
+    body: bytes | AsyncIterator[bytes] | None,
+    limit: BodyLimit,
+    principal: Principal,
+) -> web.StreamResponse:
+    """Send the request upstream and relay the reply; map failures to 502/504."""
+    upstream = request.app[UPSTREAM_KEY]
     session = request.app[CLIENT_SESSION_KEY]
     try:
         async with session.request(
@@ -102,6 +126,8 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
                 total=None, sock_read=upstream.response_timeout
             ),
         ) as reply:
+            if principal.model_rules and is_listing(request, reply.status):
+                return await relay_listing(request, reply, ex, principal.model_rules)
             return await _relay(request, reply, ex, upstream.idle_timeout)
     except asyncio.CancelledError:
         # handler_cancellation: the client left while we waited or relayed.
@@ -136,7 +162,7 @@ async def _request_body(
     if length is not None and length > upstream.max_body_size:
         ex.deny("body_too_large")
         return json_error(request, 413, "request body too large")
-    if is_metered(ex.route_class) and request.method == "POST":
+    if request.method == "POST" and reads_model(request.path, ex.route_class):
         # The model name is needed before forwarding (audit, allow-lists),
         # so these JSON bodies are read whole; Ollama buffers them too.
         try:

@@ -63,6 +63,17 @@ def classify(path: str) -> RouteClass:
     return RouteClass.OTHER
 
 
+def reads_model(path: str, route_class: RouteClass) -> bool:
+    """Tell whether the request body names a model the policy must check."""
+    return route_class in MODEL_BODY_CLASSES or path == "/api/show"
+
+
+def path_model(path: str) -> str | None:
+    """Return the model named in the path (``/v1/models/{model}``), if any."""
+    prefix = "/v1/models/"
+    return path[len(prefix) :] if path.startswith(prefix) else None
+
+
 def is_metered(route_class: RouteClass) -> bool:
     """Tell whether requests of this class consume tokens."""
     return route_class in MODEL_BODY_CLASSES

@@ -12,16 +12,37 @@ import structlog
 from aiohttp import web
 
 from authproxy import logs
+from authproxy.admin import create_admin_app
 from authproxy.app import create_app, server_kwargs
 from authproxy.config import Config
-from authproxy.keyadmin import CreatedKey, create_key
+from authproxy.keyadmin import CreatedKey, KeySpec, create_key
 from authproxy.keystore import make_hasher
+from authproxy.logs import AccessLogger
 from authproxy.state import AUDIT_KEY, WATCHER_KEY
 from authproxy.times import utc_now
 
 log = structlog.stdlib.get_logger(__name__)
 
 FIRST_KEY_NAME = "default"
+
+
+async def _start_admin(app: web.Application, config: Config) -> web.AppRunner | None:
+    """Start the admin API on its own listener (``admin.listen``; empty = off)."""
+    if not config.admin.listen:
+        return None
+    host, _, port = config.admin.listen.rpartition(":")
+    runner = web.AppRunner(
+        create_admin_app(app), access_log_class=AccessLogger, handle_signals=False
+    )
+    await runner.setup()
+    await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+    return runner
+
+
+async def _reload_all(app: web.Application) -> None:
+    watcher = app[WATCHER_KEY]
+    await watcher.reload(force=True)
+    await watcher.reload_signing(force=True)
 
 
 def bootstrap_keys(config: Config, out: IO[str]) -> CreatedKey | None:
@@ -34,7 +55,10 @@ def bootstrap_keys(config: Config, out: IO[str]) -> CreatedKey | None:
     if path.exists():
         return None
     created = create_key(
-        path, make_hasher(config.keys.argon2), FIRST_KEY_NAME, now=utc_now()
+        path,
+        make_hasher(config.keys.argon2),
+        KeySpec(name=FIRST_KEY_NAME),
+        now=utc_now(),
     )
     print(
         f"authproxy: created key store {path} with key {FIRST_KEY_NAME!r} "
@@ -64,21 +88,25 @@ async def _run(config: Config) -> None:
     await runner.setup()
     site = web.TCPSite(runner, config.listen.host, config.listen.port)
     await site.start()
+    admin_runner = await _start_admin(app, config)
     addresses = [f"{a[0]}:{a[1]}" for a in runner.addresses]
     log.info(
         "server_started",
         listen=addresses,
+        admin=[f"{a[0]}:{a[1]}" for a in admin_runner.addresses]
+        if admin_runner
+        else [],
         upstream=config.upstream.url,
         keys=config.keys.file,
     )
     stop = asyncio.Event()
-    reloads: set[asyncio.Task[bool]] = set()
+    reloads: set[asyncio.Task[None]] = set()
 
     def reload() -> None:
         log.info("sighup_received")
         if AUDIT_KEY in app:
             app[AUDIT_KEY].reopen()
-        task = loop.create_task(app[WATCHER_KEY].reload(force=True))
+        task = loop.create_task(_reload_all(app))
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
@@ -92,5 +120,7 @@ async def _run(config: Config) -> None:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        if admin_runner is not None:
+            await admin_runner.cleanup()
         await runner.cleanup()
         log.info("server_stopped")

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 from argon2 import PasswordHasher
@@ -24,7 +25,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from authproxy.credentials import Credential
 from authproxy.errors import AuthenticationError, VerifyBusyError
+from authproxy.keyrecord import fingerprint
 from authproxy.keystore import KeyRecord, KeyTable, parse_token
+from authproxy.signing import SigningKeys, TokenError, decode, looks_like_jwt
 from authproxy.times import Clock, utc_now
 
 log = structlog.stdlib.get_logger(__name__)
@@ -34,11 +37,36 @@ PersistHash = Callable[[str, str, str], None]
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller: which key, and how it was presented."""
+    """An authenticated caller: which key, how it was presented, what it may do."""
 
     key_id: str
     key_name: str
     scheme: str
+    scopes: frozenset[str] = frozenset()
+    model_rules: tuple[tuple[str, ...], ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        record: KeyRecord,
+        scheme: str,
+        scopes: frozenset[str] | None = None,
+        token_models: tuple[str, ...] = (),
+    ) -> Principal:
+        """Build the principal of a verified key (optionally narrowed by a JWT)."""
+        key_scopes = frozenset(record.scopes)
+        return cls(
+            record.id,
+            record.name,
+            scheme,
+            key_scopes if scopes is None else key_scopes & scopes,
+            tuple(r for r in (record.models, token_models) if r),
+        )
+
+
+def _still_valid(record: KeyRecord, stored_hash: str, now: datetime) -> bool:
+    """Tell whether ``stored_hash`` is still one of the record's valid secrets."""
+    return any(h == stored_hash for h, _ in record.hashes_at(now))
 
 
 class VerifyFailedError(AuthenticationError):
@@ -64,6 +92,7 @@ class VerifyStats:
     cache_hits: int = 0
     cache_misses: int = 0
     argon2_verifications: int = 0
+    jwt_verifications: int = 0
     rehashes: int = 0
 
 
@@ -81,8 +110,10 @@ class Verifier:
         clock: Clock = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         persist_hash: PersistHash | None = None,
+        signing_keys: SigningKeys | None = None,
     ) -> None:
         self.table = KeyTable()
+        self.signing_keys = signing_keys
         self.stats = VerifyStats()
         self._hasher = hasher
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="argon2")
@@ -107,9 +138,10 @@ class Verifier:
     def set_table(self, table: KeyTable) -> None:
         """Swap in a new key table and drop cache entries it invalidates."""
         self.table = table
+        now = self._clock()
         for digest, entry in list(self._cache.items()):
             record = table.by_id.get(entry.key_id)
-            if record is None or record.hash != entry.hash:
+            if record is None or not _still_valid(record, entry.hash, now):
                 del self._cache[digest]
 
     async def authenticate(self, credential: Credential) -> Principal:
@@ -125,29 +157,79 @@ class Verifier:
         Returns:
             The principal the credential belongs to.
         """
+        if credential.scheme != "basic" and looks_like_jwt(credential.secret):
+            return self._authenticate_jwt(credential.secret)
         record, secret = self._resolve(credential)
-        if record.disabled:
-            raise VerifyFailedError("disabled", record.id)
-        if not record.usable_at(self._clock()):
-            raise VerifyFailedError("expired", record.id)
+        now = self._clock()
+        self._check_usable(record, now)
         digest = hmac.new(
             self._cache_key, f"{record.id}\0{secret}".encode(), hashlib.sha256
         ).digest()
         entry = self._cache.get(digest)
-        now = self._monotonic()
-        if entry is not None and entry.hash == record.hash and entry.expires > now:
+        tick = self._monotonic()
+        if (
+            entry is not None
+            and entry.expires > tick
+            and _still_valid(record, entry.hash, now)
+        ):
             self.stats.cache_hits += 1
-            return Principal(record.id, record.name, credential.scheme)
+            return Principal.of(record, credential.scheme)
         self.stats.cache_misses += 1
-        if not await self._verify(record.hash, secret):
-            raise VerifyFailedError("wrong_secret", record.id)
+        matched = await self._match(record, secret, now)
         # The table may have been swapped while argon2 ran.
         current = self.table.by_id.get(record.id)
-        if current is None or current.hash != record.hash:
+        if current is None or not _still_valid(current, matched, self._clock()):
             raise VerifyFailedError("changed", record.id)
-        self._remember(digest, record, now)
-        self._maybe_rehash(record, secret)
-        return Principal(record.id, record.name, credential.scheme)
+        self._remember(digest, record.id, matched, tick)
+        if matched == current.hash:
+            self._maybe_rehash(current, secret)
+        return Principal.of(current, credential.scheme)
+
+    def _check_usable(self, record: KeyRecord, now: datetime) -> None:
+        if record.disabled:
+            raise VerifyFailedError("disabled", record.id)
+        if not record.usable_at(now):
+            raise VerifyFailedError("expired", record.id)
+
+    async def _match(self, record: KeyRecord, secret: str, now: datetime) -> str:
+        """Return the stored hash ``secret`` matches (one argon2 verify, normally)."""
+        candidates = record.hashes_at(now)
+        if record.kind == "token":
+            # A token's fingerprint picks its hash; a mismatch costs no argon2.
+            presented = fingerprint(secret)
+            candidates = [c for c in candidates if c[1] in {None, presented}]
+        for stored_hash, _ in candidates:
+            if await self._verify(stored_hash, secret):
+                return stored_hash
+        raise VerifyFailedError("wrong_secret", record.id)
+
+    def _authenticate_jwt(self, token: str) -> Principal:
+        if self.signing_keys is None:
+            raise VerifyFailedError("jwt_disabled")
+        now = self._clock()
+        try:
+            claims = decode(self.signing_keys, token, now)
+        except TokenError as err:
+            raise VerifyFailedError(str(err)) from None
+        self.stats.jwt_verifications += 1
+        if claims.get("typ") == "admin":
+            actor = str(claims.get("actor") or "admin")
+            return Principal("admin", actor, "jwt", frozenset({"admin"}))
+        record = self.table.by_id.get(str(claims["sub"]))
+        if claims.get("typ") != "key" or record is None:
+            raise VerifyFailedError("jwt_unknown_key")
+        self._check_usable(record, now)
+        not_before = record.tokens_valid_after
+        if not_before is not None and claims["iat"] < not_before.timestamp():
+            raise VerifyFailedError("jwt_revoked", record.id)
+        scopes = claims.get("scopes")
+        models = claims.get("models")
+        return Principal.of(
+            record,
+            "jwt",
+            frozenset(scopes) if isinstance(scopes, list) else None,
+            tuple(str(m) for m in models) if isinstance(models, list) else (),
+        )
 
     def _resolve(self, credential: Credential) -> tuple[KeyRecord, str]:
         if credential.scheme == "basic":
@@ -194,10 +276,10 @@ class Verifier:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    def _remember(self, digest: bytes, record: KeyRecord, now: float) -> None:
+    def _remember(self, digest: bytes, key_id: str, matched: str, now: float) -> None:
         if self._cache_ttl <= 0:
             return
-        self._cache[digest] = _Entry(record.id, record.hash, now + self._cache_ttl)
+        self._cache[digest] = _Entry(key_id, matched, now + self._cache_ttl)
         self._cache.move_to_end(digest)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

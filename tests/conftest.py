@@ -20,7 +20,8 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from authproxy import logs
 from authproxy.app import create_app, server_kwargs
 from authproxy.config import Config, load_config
-from authproxy.keyadmin import CreatedKey, create_key
+from authproxy.keyadmin import CreatedKey, KeySpec, create_key
+from authproxy.keyrecord import ALL_SCOPES
 from authproxy.keystore import make_hasher
 from authproxy.times import Clock, utc_now
 from tests.fake_ollama.server import FakeOllama, create_fake
@@ -109,6 +110,8 @@ def overrides(
         "upstream.url": str(upstream.make_url("")).rstrip("/"),
         "keys.file": str(keys_path),
         "audit.file": str(audit_path),
+        "audit.admin_file": str(audit_path.with_name("admin.jsonl")),
+        "admin.listen": "127.0.0.1:0",
         **CHEAP_ARGON2,
     }
 
@@ -127,7 +130,10 @@ def make_key(config: Config, keys_path: Path, secrets_seen: Secrets) -> MakeKey:
 
     def make(name: str = "alice", **kwargs: Any) -> CreatedKey:
         created = create_key(
-            keys_path, make_hasher(config.keys.argon2), name, now=utc_now(), **kwargs
+            keys_path,
+            make_hasher(config.keys.argon2),
+            KeySpec(name=name, **kwargs),
+            now=utc_now(),
         )
         secrets_seen.add(created.token, kwargs.get("password"), created.record.hash)
         return created
@@ -137,8 +143,8 @@ def make_key(config: Config, keys_path: Path, secrets_seen: Secrets) -> MakeKey:
 
 @pytest.fixture
 def key(make_key: MakeKey) -> CreatedKey:
-    """A token key named alice, created before the proxy starts."""
-    return make_key("alice")
+    """A token key named alice with every scope, created before the proxy starts."""
+    return make_key("alice", scopes=ALL_SCOPES)
 
 
 @pytest.fixture

@@ -204,14 +204,28 @@ async def test_warm_cache_does_no_argon2_work(proxy, bearer) -> None:
     assert stats.cache_misses == 1
 
 
-async def test_wrong_secret_is_never_cached(proxy, fake: FakeOllama, key) -> None:
-    """Failures always cost a verification; only successes are cached."""
+async def test_wrong_secret_is_rejected_by_fingerprint(
+    proxy, fake: FakeOllama, key
+) -> None:
+    """A wrong token secret for a real id costs no argon2: its fingerprint differs."""
     stats = proxy.app[VERIFIER_KEY].stats
     wrong = {"Authorization": f"Bearer {format_token(key.record.id, 'B' * 43)}"}
     for _ in range(3):
         await assert_rejected(proxy, fake, wrong)
-    assert stats.argon2_verifications == 3
-    assert stats.cache_hits == 0
+    assert (stats.argon2_verifications, stats.cache_hits) == (0, 0)
+
+
+async def test_wrong_secret_is_never_cached(proxy, fake: FakeOllama, key) -> None:
+    """Without a fingerprint (a hand-made record) failures cost argon2, uncached."""
+    verifier = proxy.app[VERIFIER_KEY]
+    record = verifier.table.by_id[key.record.id]
+    verifier.set_table(
+        verifier.table.replace(dataclasses.replace(record, fingerprint=None))
+    )
+    wrong = {"Authorization": f"Bearer {format_token(key.record.id, 'B' * 43)}"}
+    for _ in range(3):
+        await assert_rejected(proxy, fake, wrong)
+    assert (verifier.stats.argon2_verifications, verifier.stats.cache_hits) == (3, 0)
 
 
 async def test_cache_entry_dies_with_its_key(
@@ -287,9 +301,8 @@ async def test_verification_queue_overflow_is_503(
     verifier = client.app[VERIFIER_KEY]
     slow = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
     record = verifier.table.by_id[key.record.id]
-    verifier.set_table(
-        verifier.table.replace(dataclasses.replace(record, hash=slow.hash("x")))
-    )
+    slow_record = dataclasses.replace(record, hash=slow.hash("x"), fingerprint=None)
+    verifier.set_table(verifier.table.replace(slow_record))
     replies = await asyncio.gather(
         *(
             client.get("/api/tags", headers={"Authorization": f"Bearer {k}"})

@@ -104,7 +104,7 @@ def test_create_with_password_from_stdin(
         (
             ["x", "--expires", "2020-01-01T00:00:00Z"],
             "",
-            "expiry must be in the future",
+            "expires_at: must be in the future",
         ),
         (["x", "--password-stdin"], "short\n", "password too short"),
     ],
@@ -144,6 +144,8 @@ def test_list_never_shows_secrets(cli, keys_path: Path) -> None:
         "NAME",
         "KIND",
         "STATUS",
+        "SCOPES",
+        "MODELS",
         "CREATED",
         "EXPIRES",
     ]

@@ -12,7 +12,7 @@ from argon2 import PasswordHasher
 
 from authproxy.config import Argon2Config
 from authproxy.errors import KeyStoreError
-from authproxy.keyadmin import create_key
+from authproxy.keyadmin import KeySpec, create_key
 from authproxy.keystore import (
     KeyRecord,
     KeyTable,
@@ -201,7 +201,7 @@ class TestWrite:
 def _create_many(path: str, prefix: str, count: int) -> None:
     hasher = make_hasher(CHEAP)
     for i in range(count):
-        create_key(Path(path), hasher, f"{prefix}-{i}", now=NOW.replace(year=2030))
+        create_key(Path(path), hasher, KeySpec(name=f"{prefix}-{i}"), now=NOW)
 
 
 def test_concurrent_writers_lose_no_update(tmp_path: Path) -> None:

@@ -1,0 +1,165 @@
+"""Admin API authentication, the admin trail of API actions, and idempotent retries."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Final
+
+import structlog
+from aiohttp import web
+
+from authproxy.adminlog import record_action
+from authproxy.credentials import CredentialError, parse_credentials
+from authproxy.errors import VerifyBusyError
+from authproxy.keyrecord import KeyRecord
+from authproxy.responses import Handler, json_error
+from authproxy.state import CONFIG_KEY, REQUEST_ID_KEY, VERIFIER_KEY
+from authproxy.verify import VerifyFailedError
+
+log = structlog.stdlib.get_logger(__name__)
+
+MAIN_APP_KEY: Final = web.AppKey("main_app", web.Application)
+ACTOR_KEY: Final = web.RequestKey("admin_actor", str)
+PUBLIC: Final = frozenset({"openapi"})
+CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="authproxy-admin"'}
+MAX_IDEMPOTENT: Final = 1000
+
+
+@web.middleware
+async def admin_auth_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Require a key with the ``admin`` scope, or an admin JWT."""
+    if request.match_info.route.name in PUBLIC:
+        return await handler(request)
+    verifier = request.app[MAIN_APP_KEY][VERIFIER_KEY]
+    try:
+        principal = await verifier.authenticate(parse_credentials(request.headers))
+    except (CredentialError, VerifyFailedError) as err:
+        reason = getattr(err, "reason", "invalid")
+        await _trail(request, "auth", "denied", detail={"reason": reason})
+        return json_error(request, 401, "unauthorized", CHALLENGE)
+    except VerifyBusyError:
+        return json_error(request, 503, "server busy", {"Retry-After": "1"})
+    actor = (
+        principal.key_name if principal.scheme != "jwt" else f"jwt:{principal.key_name}"
+    )
+    if "admin" not in principal.scopes:
+        await _trail(
+            request, "auth", "denied", actor=actor, detail={"reason": "no_admin_scope"}
+        )
+        return json_error(request, 403, "this key lacks the 'admin' scope")
+    request[ACTOR_KEY] = actor
+    structlog.contextvars.bind_contextvars(actor=actor)
+    return await handler(request)
+
+
+async def record(
+    request: web.Request, action: str, key: KeyRecord, detail: dict[str, Any]
+) -> None:
+    """Append a successful admin action to the admin trail."""
+    await _trail(request, action, "ok", key=key, detail=detail)
+    log.info("admin_action", action=action, key_id=key.id)
+
+
+async def _trail(
+    request: web.Request,
+    action: str,
+    result: str,
+    *,
+    actor: str | None = None,
+    key: KeyRecord | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    config = request.app[MAIN_APP_KEY][CONFIG_KEY]
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(
+        None,
+        lambda: record_action(
+            Path(config.audit.admin_file),
+            actor=actor or request.get(ACTOR_KEY) or "anonymous",
+            action=action,
+            source="api",
+            result=result,
+            key_id=key.id if key else None,
+            key_name=key.name if key else None,
+            detail=detail,
+            request_id=request.get(REQUEST_ID_KEY),
+            client=request.remote,
+        ),
+    )
+
+
+class IdempotencyCache:
+    """Replays the reply to a retried request with the same ``Idempotency-Key``.
+
+    Replies are held in memory only (they may carry a new token) for
+    ``admin.idempotency_ttl``; a restart forgets them.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: OrderedDict[tuple[str, ...], tuple[float, str, int, bytes]] = (
+            OrderedDict()
+        )
+
+    def _key(
+        self, request: web.Request, action: str, ref: str
+    ) -> tuple[str, ...] | None:
+        given = request.headers.get("Idempotency-Key")
+        if not given:
+            return None
+        return (request.get(ACTOR_KEY, ""), action, ref, given)
+
+    def get(
+        self, request: web.Request, action: str, ref: str, body: dict[str, Any]
+    ) -> web.Response | None:
+        """Return the earlier reply for this key, or ``None``.
+
+        A reused key with a different body gets 409.
+        """
+        key = self._key(request, action, ref)
+        if key is None:
+            return None
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        _, digest, status, earlier = entry
+        if digest != _digest(body):
+            return json_error(
+                request, 409, "Idempotency-Key reused with another request"
+            )
+        return web.Response(
+            status=status, body=earlier, content_type="application/json"
+        )
+
+    def put(
+        self,
+        request: web.Request,
+        action: str,
+        ref: str,
+        body: dict[str, Any],
+        response: web.Response,
+    ) -> web.Response:
+        """Remember ``response`` for retries; return it."""
+        key = self._key(request, action, ref)
+        if key is not None and isinstance(response.body, bytes):
+            expires = time.monotonic() + self.ttl
+            self._entries[key] = (
+                expires,
+                _digest(body),
+                response.status,
+                response.body,
+            )
+            while len(self._entries) > MAX_IDEMPOTENT:
+                self._entries.popitem(last=False)
+        return response
+
+
+def _digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,94 @@
+"""Access policy: scopes per route class, model allow-lists, filtered listings."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterable
+from typing import Any, Final
+
+from authproxy.keyrecord import ALL_SCOPES
+from authproxy.routes import RouteClass
+
+# The only responses the proxy rewrites: model listings, for keys with an
+# allow-list.
+LISTINGS: Final = frozenset({"/api/tags", "/api/ps", "/v1/models"})
+
+
+def missing_scope(scopes: frozenset[str], route_class: RouteClass) -> str | None:
+    """Return the scope a route needs and the key lacks, or ``None``.
+
+    Routes in no class need every scope.
+    """
+    if route_class is RouteClass.OTHER:
+        return next((s for s in ALL_SCOPES if s not in scopes), None)
+    return None if route_class.value in scopes else route_class.value
+
+
+def normalize_model(name: str) -> str:
+    """Return the model name with Ollama's implied ``:latest`` tag."""
+    last = name.rsplit("/", 1)[-1]
+    return name if ":" in last else f"{name}:latest"
+
+
+def is_cloud_model(name: str) -> bool:
+    """Tell whether Ollama would forward this model to ollama.com (§1e)."""
+    tag = normalize_model(name).rsplit(":", 1)[-1]
+    return tag == "cloud" or tag.endswith("-cloud")
+
+
+def model_allowed(name: str, rules: Iterable[tuple[str, ...]]) -> bool:
+    """Tell whether ``name`` matches every non-empty allow-list in ``rules``.
+
+    Patterns are shell globs; ``llama3.2`` means ``llama3.2:latest`` on both
+    sides, and ``llama3.2:*`` allows every tag.
+    """
+    model = normalize_model(name)
+    for patterns in rules:
+        if patterns and not any(_match(model, p) for p in patterns):
+            return False
+    return True
+
+
+def _match(model: str, pattern: str) -> bool:
+    if not any(c in pattern for c in "*?["):
+        pattern = normalize_model(pattern)
+    return fnmatch.fnmatchcase(model, pattern) or fnmatch.fnmatchcase(
+        model.removesuffix(":latest"), pattern
+    )
+
+
+def filter_listing(
+    path: str, body: bytes, rules: Iterable[tuple[str, ...]]
+) -> bytes | None:
+    """Drop disallowed models from a listing body.
+
+    Returns:
+        The rewritten body, or ``None`` if it is not a listing we understand
+        (it is then withheld, never passed through unfiltered).
+    """
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        return None
+    rules = list(rules)
+    if path == "/v1/models" and isinstance(data, dict):
+        items, field, name_key = data.get("data"), "data", "id"
+    elif isinstance(data, dict):
+        items, field, name_key = data.get("models"), "models", "name"
+    else:
+        return None
+    if items is None:
+        return body
+    if not isinstance(items, list):
+        return None
+    kept = [
+        item
+        for item in items
+        if isinstance(item, dict)
+        and isinstance(item.get(name_key), str)
+        and model_allowed(item[name_key], rules)
+    ]
+    data[field] = kept
+    encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return encoded + b"\n" if body.endswith(b"\n") else encoded
