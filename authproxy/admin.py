@@ -28,6 +28,7 @@ from authproxy.adminbody import (
     parse_update,
     parse_usage_query,
 )
+from authproxy.app import metrics_response
 from authproxy.audit import rotated_files
 from authproxy.config import signing_key_file
 from authproxy.context import request_context_middleware
@@ -46,7 +47,7 @@ from authproxy.openapi import OPENAPI
 from authproxy.report import aggregate, as_rows, read_records
 from authproxy.responses import json_error
 from authproxy.signing import load_signing_keys
-from authproxy.state import CONFIG_KEY, VERIFIER_KEY, WATCHER_KEY
+from authproxy.state import CONFIG_KEY, METRICS_KEY, VERIFIER_KEY, WATCHER_KEY
 from authproxy.times import Clock, utc_now
 
 log = structlog.stdlib.get_logger(__name__)
@@ -78,6 +79,7 @@ def create_admin_app(
     r.add_post("/admin/keys/{id}/revoke", revoke, name="revoke_key")
     r.add_post("/admin/keys/{id}/tokens", token, name="mint_token")
     r.add_get("/admin/usage", usage, name="usage")
+    r.add_get("/metrics", metrics, name="metrics")
     return app
 
 
@@ -110,6 +112,11 @@ def _errors(handler: Route) -> Route:
             return json_error(request, 400, str(err))
 
     return wrapped
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: the Prometheus exposition (admin listener, no credential)."""
+    return metrics_response(_main(request)[METRICS_KEY])
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -25,7 +25,7 @@ log = structlog.stdlib.get_logger(__name__)
 
 MAIN_APP_KEY: Final = web.AppKey("main_app", web.Application)
 ACTOR_KEY: Final = web.RequestKey("admin_actor", str)
-PUBLIC: Final = frozenset({"openapi"})
+PUBLIC: Final = frozenset({"openapi", "metrics"})
 CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="authproxy-admin"'}
 MAX_IDEMPOTENT: Final = 1000
 

@@ -27,20 +27,25 @@ from authproxy.health import setup_health
 from authproxy.keystore import KeyTable, make_hasher, update_store
 from authproxy.keywatch import KeyStoreWatcher
 from authproxy.logs import AccessLogger
+from authproxy.metrics import CONTENT_TYPE, Metrics
 from authproxy.proxy import Upstream, proxy_handler
-from authproxy.responses import error_middleware
+from authproxy.responses import error_middleware, json_error
 from authproxy.signing import load_signing_keys
 from authproxy.state import (
     AUDIT_KEY,
     CLIENT_SESSION_KEY,
     CONFIG_KEY,
+    LIFECYCLE_KEY,
+    METRICS_KEY,
+    PRINCIPAL_KEY,
     STREAMS_KEY,
     UPSTREAM_KEY,
     VERIFIER_KEY,
     WATCHER_KEY,
+    Lifecycle,
 )
 from authproxy.times import Clock, utc_now
-from authproxy.verify import Verifier
+from authproxy.verify import Verifier, VerifyStats
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -54,12 +59,16 @@ def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     app[CONFIG_KEY] = config
     app[STREAMS_KEY] = weakref.WeakSet()
     app[UPSTREAM_KEY] = _upstream(config)
+    app[LIFECYCLE_KEY] = Lifecycle()
+    setup_metrics(app, config)
     if config.audit.enabled:
         app.cleanup_ctx.append(_audit_ctx)
     setup_keys(app, config, clock)
     setup_auth(app)
     app.cleanup_ctx.append(_client_session_ctx)
     setup_health(app)
+    if config.metrics.public:
+        app.router.add_get("/metrics", metrics_handler, name="metrics")
     app.router.add_route("*", "/{tail:.*}", proxy_handler, name="proxy")
     app.on_response_prepare.append(_hide_server_header)
     app.on_shutdown.append(_log_open_streams)
@@ -106,6 +115,7 @@ def setup_keys(app: web.Application, config: Config, clock: Clock) -> None:
             cache_size=keys.cache_size,
             clock=clock,
             persist_hash=persist_hash,
+            on_verify=app[METRICS_KEY].argon2_seconds.observe,
         )
         jwt_config, jwt_path = config.jwt, signing_key_file(config)
         watcher = KeyStoreWatcher(
@@ -186,6 +196,36 @@ async def _hide_server_header(
 
 
 async def _log_open_streams(app: web.Application) -> None:
+    app[LIFECYCLE_KEY].stopping = True
     open_streams = len(app[STREAMS_KEY])
     if open_streams:
         log.info("shutdown_waiting_for_streams", streams=open_streams)
+
+
+def setup_metrics(app: web.Application, config: Config) -> None:
+    """Create the metrics registry; its live values are read at scrape time."""
+    metrics = Metrics(config.metrics)
+    app[METRICS_KEY] = metrics
+
+    def audit_counts() -> tuple[int, int] | None:
+        writer = app.get(AUDIT_KEY)
+        return (writer.errors, writer.dropped) if writer else None
+
+    def verify_stats() -> VerifyStats | None:
+        verifier = app.get(VERIFIER_KEY)
+        return verifier.stats if verifier else None
+
+    metrics.watch(verify_stats, lambda: len(app[STREAMS_KEY]), audit_counts)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """GET /metrics on the proxy port: with ``metrics.public`` and an admin key."""
+    principal = request[PRINCIPAL_KEY]
+    if "admin" not in principal.scopes:
+        return json_error(request, 403, "this key lacks the 'admin' scope")
+    return metrics_response(request.app[METRICS_KEY])
+
+
+def metrics_response(metrics: Metrics) -> web.Response:
+    """Return the Prometheus exposition as a response."""
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})

@@ -153,6 +153,15 @@ class JWTConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    """Prometheus metrics (on the admin listener)."""
+
+    public: bool = option(False)
+    key_labels: bool = option(False)
+    max_models: int = option(100, check=(_positive, "int > 0"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LogConfig:
     """Operational logging."""
 
@@ -179,6 +188,7 @@ class Config:
     audit: AuditConfig = section(AuditConfig)
     admin: AdminConfig = section(AdminConfig)
     jwt: JWTConfig = section(JWTConfig)
+    metrics: MetricsConfig = section(MetricsConfig)
     log: LogConfig = section(LogConfig)
 
 

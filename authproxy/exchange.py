@@ -18,6 +18,8 @@ from authproxy.routes import RouteClass, classify, is_metered
 from authproxy.state import (
     AUDIT_KEY,
     EXCHANGE_KEY,
+    LIFECYCLE_KEY,
+    METRICS_KEY,
     PRINCIPAL_KEY,
     REQUEST_ID_KEY,
     UPSTREAM_KEY,
@@ -140,13 +142,19 @@ async def audit_middleware(
         response = await handler(request)
         return response  # noqa: TRY300 - the finally needs `response` set
     except asyncio.CancelledError:
-        ex.outcome = "client_disconnected"
+        # Cancelled: the client left, or a graceful stop ran out of time.
+        stopping = request.app[LIFECYCLE_KEY].stopping
+        ex.outcome = "shutdown" if stopping else "client_disconnected"
         raise
     finally:
         if response is not None:
             _finish_from_response(ex, response)
+        now = time.monotonic()
         if writer is not None:
-            writer.append(build_record(request, ex, time.monotonic()))
+            writer.append(build_record(request, ex, now))
+        request.app[METRICS_KEY].observe(
+            ex, request.get(PRINCIPAL_KEY), now - ex.started
+        )
 
 
 def _finish_from_response(ex: Exchange, response: web.StreamResponse) -> None:

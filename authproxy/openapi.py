@@ -152,6 +152,19 @@ SCHEMAS: Final[dict[str, Any]] = {
 }
 
 PATHS: Final[dict[str, Any]] = {
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics (no credential needed on this listener)",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
     "/admin/openapi.json": {
         "get": {
             "operationId": "openapi",

@@ -130,8 +130,8 @@ async def _forward(  # noqa: PLR0917 - one request's parts, passed once
                 return await relay_listing(request, reply, ex, principal.model_rules)
             return await _relay(request, reply, ex, upstream.idle_timeout)
     except asyncio.CancelledError:
-        # handler_cancellation: the client left while we waited or relayed.
-        ex.outcome = "client_disconnected"
+        # handler_cancellation: the client left while we waited or relayed
+        # (or a graceful stop ran out of time; the middleware tells which).
         log.info("client_disconnected")
         raise
     except TimeoutError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import aiohttp
@@ -15,7 +16,16 @@ if TYPE_CHECKING:
     from authproxy.audit import AuditWriter  # noqa: F401
     from authproxy.exchange import Exchange  # noqa: F401
     from authproxy.keywatch import KeyStoreWatcher  # noqa: F401
+    from authproxy.metrics import Metrics  # noqa: F401
     from authproxy.proxy import Upstream  # noqa: F401
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Mutable server state that outlives the frozen application."""
+
+    stopping: bool = False
+
 
 CONFIG_KEY: Final = web.AppKey("config", Config)
 CLIENT_SESSION_KEY: Final = web.AppKey("client_session", aiohttp.ClientSession)
@@ -23,6 +33,9 @@ VERIFIER_KEY: Final = web.AppKey("verifier", Verifier)
 WATCHER_KEY: Final = web.AppKey["KeyStoreWatcher"]("keystore_watcher")
 UPSTREAM_KEY: Final = web.AppKey["Upstream"]("upstream")
 AUDIT_KEY: Final = web.AppKey["AuditWriter"]("audit")
+METRICS_KEY: Final = web.AppKey["Metrics"]("metrics")
+
+LIFECYCLE_KEY: Final = web.AppKey("lifecycle", Lifecycle)
 STREAMS_KEY: Final = web.AppKey("streams", weakref.WeakSet[web.StreamResponse])
 
 REQUEST_ID_KEY: Final = web.RequestKey("request_id", str)

@@ -111,9 +111,11 @@ class Verifier:
         monotonic: Callable[[], float] = time.monotonic,
         persist_hash: PersistHash | None = None,
         signing_keys: SigningKeys | None = None,
+        on_verify: Callable[[float], None] | None = None,
     ) -> None:
         self.table = KeyTable()
         self.signing_keys = signing_keys
+        self._on_verify = on_verify
         self.stats = VerifyStats()
         self._hasher = hasher
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="argon2")
@@ -271,10 +273,14 @@ class Verifier:
             self._pending -= 1
 
     def _check(self, stored_hash: str, secret: str) -> bool:
+        started = time.perf_counter()
         try:
             return self._hasher.verify(stored_hash, secret)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
+        finally:
+            if self._on_verify is not None:
+                self._on_verify(time.perf_counter() - started)
 
     def _remember(self, digest: bytes, key_id: str, matched: str, now: float) -> None:
         if self._cache_ttl <= 0:

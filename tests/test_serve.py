@@ -19,7 +19,7 @@ import yaml
 
 from authproxy.chain import verify_files
 from authproxy.keystore import TOKEN_RE
-from tests.conftest import Secrets, nested, wait_audit
+from tests.conftest import Secrets, nested, read_audit, wait_audit
 from tests.fake_ollama.server import FakeOllama
 
 
@@ -255,3 +255,80 @@ async def test_kill_9_under_load_leaves_whole_lines(
     report = verify_files([audit_path])
     assert report.ok, report.error
     assert report.records == len(lines)
+
+
+async def test_sigterm_lets_open_streams_finish(
+    start_serve: StartServe, fake: FakeOllama, audit_path: Path, secrets_seen: Secrets
+) -> None:
+    """SIGTERM stops accepting, finishes open streams, flushes the audit, exits 0."""
+    server = await start_serve()
+    token = first_token(server)
+    secrets_seen.add(token)
+    fake.behaviour.tokens = [f"t{i}" for i in range(15)]
+    fake.behaviour.chunk_delay = 0.1
+    async with aiohttp.ClientSession() as session:
+        async with session.post(
+            f"{server.url}/api/chat",
+            json={"model": "llama3.2", "messages": [{"role": "user", "content": "x"}]},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as resp:
+            await resp.content.readline()
+            server.proc.send_signal(signal.SIGTERM)
+            await server.wait_for("server_stopping")
+            rest = await resp.read()
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await session.get(f"{server.url}/healthz")
+    assert rest.count(b"\n") == 15  # 14 more chunks and the final line
+    assert await server.proc.wait() == 0
+    (record,) = read_audit(audit_path)
+    assert (record["outcome"], record["completion_tokens"]) == ("completed", 4)
+
+
+async def test_streams_past_the_shutdown_timeout_are_cut(
+    start_serve: StartServe,
+    overrides: dict[str, Any],
+    fake: FakeOllama,
+    audit_path: Path,
+    secrets_seen: Secrets,
+) -> None:
+    """A stream still open after server.shutdown_timeout is closed; outcome shutdown."""
+    overrides["server.shutdown_timeout"] = "1s"
+    server = await start_serve()
+    token = first_token(server)
+    secrets_seen.add(token)
+    fake.behaviour.tokens = [f"t{i}" for i in range(100)]
+    fake.behaviour.chunk_delay = 0.1
+    async with aiohttp.ClientSession() as session:
+        resp = await session.post(
+            f"{server.url}/api/generate",
+            json={"model": "llama3.2", "prompt": "x"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        await resp.content.readline()
+        server.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+    assert await server.proc.wait() == 0
+    (record,) = read_audit(audit_path)
+    assert record["outcome"] == "shutdown"
+    assert record["usage_exact"] is False
+    assert fake.disconnects
+
+
+async def test_admin_listener_serves(
+    start_serve: StartServe, secrets_seen: Secrets
+) -> None:
+    """serve opens the admin API on admin.listen and reports its address."""
+    server = await start_serve()
+    secrets_seen.add(first_token(server))
+    started = next(
+        json.loads(line) for line in server.lines if '"server_started"' in line
+    )
+    (admin,) = started["admin"]
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://{admin}/admin/openapi.json") as resp:
+            assert resp.status == 200
+        async with session.get(f"http://{admin}/metrics") as resp:
+            assert "authproxy_requests_total" in await resp.text()
+        async with session.get(f"http://{admin}/admin/keys") as resp:
+            assert resp.status == 401

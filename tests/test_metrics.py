@@ -1,0 +1,156 @@
+"""Prometheus metrics after real traffic: content, labels, no secrets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from authproxy.admin import create_admin_app
+from tests.conftest import MakeKey
+from tests.fake_ollama.server import FakeOllama
+
+CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """Return one sample's value from the exposition text."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        metric, _, value = line.rpartition(" ")
+        base, _, raw = metric.partition("{")
+        got = ",".join(sorted(raw.rstrip("}").split(","))) if raw else ""
+        if base == name and got == wanted:
+            return float(value)
+    raise AssertionError(f"no sample {name}{{{wanted}}}")
+
+
+async def scrape(admin: Any) -> str:
+    resp = await admin.get("/metrics")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text: str = await resp.text()
+    return text
+
+
+async def test_metrics_after_traffic(
+    proxy, aiohttp_client, bearer, key, fake: FakeOllama, secrets_seen
+) -> None:
+    """Requests, tokens, auth failures, cache, argon2 and latency are all counted."""
+    admin = await aiohttp_client(create_admin_app(proxy.app))
+    for _ in range(3):
+        await (await proxy.post("/api/chat", json=CHAT, headers=bearer)).read()
+    await (await proxy.get("/api/tags", headers=bearer)).read()
+    await proxy.get("/api/tags", headers={"Authorization": "Bearer nope"})
+    await proxy.get("/api/tags")
+    text = await scrape(admin)
+    assert (
+        sample(text, "authproxy_requests_total", route="inference", status="200") == 3
+    )
+    assert (
+        sample(text, "authproxy_requests_total", route="models:read", status="200") == 1
+    )
+    assert (
+        sample(text, "authproxy_requests_total", route="models:read", status="401") == 2
+    )
+    assert (
+        sample(text, "authproxy_tokens_total", direction="prompt", model="llama3.2")
+        == 78
+    )
+    assert (
+        sample(text, "authproxy_tokens_total", direction="completion", model="llama3.2")
+        == 12
+    )
+    assert sample(text, "authproxy_auth_failures_total", reason="malformed") == 1
+    assert sample(text, "authproxy_auth_failures_total", reason="missing") == 1
+    assert sample(text, "authproxy_verify_cache_total", result="hit") == 3
+    assert sample(text, "authproxy_verify_cache_total", result="miss") == 1
+    assert sample(text, "authproxy_argon2_verify_seconds_count") == 1
+    assert sample(text, "authproxy_upstream_ttfb_seconds_count", route="inference") == 3
+    assert (
+        sample(text, "authproxy_request_duration_seconds_count", route="inference") == 3
+    )
+    assert sample(text, "authproxy_active_streams") == 0
+    assert sample(text, "authproxy_audit_write_errors_total") == 0
+    assert "alice" not in text
+    assert key.record.id not in text  # key ids only with metrics.key_labels
+    for secret in secrets_seen.values:
+        assert secret not in text
+
+
+async def test_active_streams_gauge(
+    proxy, aiohttp_client, bearer, fake: FakeOllama
+) -> None:
+    """A stream being relayed shows in authproxy_active_streams."""
+    admin = await aiohttp_client(create_admin_app(proxy.app))
+    fake.behaviour.tokens = [f"t{i}" for i in range(30)]
+    fake.behaviour.chunk_delay = 0.05
+    resp = await proxy.post("/api/chat", json=CHAT, headers=bearer)
+    await resp.content.readline()
+    assert sample(await scrape(admin), "authproxy_active_streams") == 1
+    await resp.read()
+    await asyncio.sleep(0.05)
+    assert sample(await scrape(admin), "authproxy_active_streams") == 0
+
+
+async def test_key_labels_and_model_cap(
+    start_proxy, aiohttp_client, key, make_key: MakeKey
+) -> None:
+    """With metrics.key_labels, tokens carry the key id; model labels are capped."""
+    client = await start_proxy({"metrics.key_labels": True, "metrics.max_models": 1})
+    admin = await aiohttp_client(create_admin_app(client.app))
+    auth = {"Authorization": f"Bearer {key.token}"}
+    await (await client.post("/api/chat", json=CHAT, headers=auth)).read()
+    await (
+        await client.post("/api/chat", json={**CHAT, "model": "qwen3:8b"}, headers=auth)
+    ).read()
+    text = await scrape(admin)
+    labels = {"direction": "completion", "key_id": key.record.id}
+    assert sample(text, "authproxy_tokens_total", model="llama3.2", **labels) == 4
+    assert sample(text, "authproxy_tokens_total", model="other", **labels) == 4
+    assert "alice" not in text
+
+
+async def test_denials_by_reason(
+    start_proxy, aiohttp_client, make_key: MakeKey
+) -> None:
+    """Policy refusals are counted apart from authentication failures."""
+    limited = make_key("limited", models=["qwen3:*"])
+    client = await start_proxy()
+    admin = await aiohttp_client(create_admin_app(client.app))
+    auth = {"Authorization": f"Bearer {limited.token}"}
+    await client.post("/api/chat", json=CHAT, headers=auth)
+    await client.post("/api/pull", json={"model": "x"}, headers=auth)
+    text = await scrape(admin)
+    assert sample(text, "authproxy_denials_total", reason="model_not_allowed") == 1
+    assert (
+        sample(text, "authproxy_denials_total", reason="missing_scope:models:manage")
+        == 1
+    )
+
+
+@pytest.mark.parametrize("public", [False, True])
+async def test_metrics_on_the_proxy_port(
+    start_proxy, key, make_key: MakeKey, fake: FakeOllama, public
+) -> None:
+    """Only with metrics.public is /metrics served on the proxy port, to admin keys."""
+    plain = make_key("plain")
+    client = await start_proxy({"metrics.public": public})
+    admin_auth = {"Authorization": f"Bearer {key.token}"}
+    resp = await client.get("/metrics", headers=admin_auth)
+    if public:
+        assert resp.status == 200
+        assert "# TYPE authproxy_requests_total counter" in await resp.text()
+        resp = await client.get(
+            "/metrics", headers={"Authorization": f"Bearer {plain.token}"}
+        )
+        assert resp.status == 403
+        resp = await client.get("/metrics")
+        assert resp.status == 401
+        assert [r.path_qs for r in fake.received] == []
+    else:
+        assert resp.status == 404  # forwarded to Ollama like any other path
+        assert fake.last.path_qs == "/metrics"
