@@ -29,6 +29,7 @@ from authproxy.keywatch import KeyStoreWatcher
 from authproxy.logs import AccessLogger
 from authproxy.metrics import CONTENT_TYPE, Metrics
 from authproxy.proxy import Upstream, proxy_handler
+from authproxy.ratelimit import setup_limits
 from authproxy.responses import error_middleware, json_error
 from authproxy.signing import load_signing_keys
 from authproxy.state import (
@@ -64,6 +65,7 @@ def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     if config.audit.enabled:
         app.cleanup_ctx.append(_audit_ctx)
     setup_keys(app, config, clock)
+    setup_limits(app, config, clock)
     setup_auth(app)
     app.cleanup_ctx.append(_client_session_ctx)
     setup_health(app)
@@ -88,6 +90,9 @@ def server_kwargs(config: Config) -> dict[str, Any]:
         "access_log_class": AccessLogger,
         "keepalive_timeout": config.server.keepalive_timeout,
         "shutdown_timeout": config.server.shutdown_timeout,
+        "max_line_size": config.limits.max_request_line,
+        "max_field_size": config.limits.max_header_size,
+        "max_headers": config.limits.max_headers,
     }
 
 

@@ -7,11 +7,20 @@ from typing import Final
 import structlog
 from aiohttp import web
 
+from authproxy.bruteforce import FailureLimiter
 from authproxy.credentials import CredentialError, parse_credentials
 from authproxy.errors import VerifyBusyError
+from authproxy.headers import client_address
 from authproxy.health import PUBLIC_ROUTES
+from authproxy.ratelimit import key_limits_middleware
 from authproxy.responses import Handler, json_error
-from authproxy.state import EXCHANGE_KEY, PRINCIPAL_KEY, VERIFIER_KEY
+from authproxy.state import (
+    BRUTE_FORCE_KEY,
+    EXCHANGE_KEY,
+    PRINCIPAL_KEY,
+    UPSTREAM_KEY,
+    VERIFIER_KEY,
+)
 from authproxy.verify import VerifyFailedError
 
 log = structlog.stdlib.get_logger(__name__)
@@ -35,6 +44,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     verifier = request.app[VERIFIER_KEY]
     ex = request[EXCHANGE_KEY]
+    failures = request.app[BRUTE_FORCE_KEY]
+    client = _client(request)
+    wait = failures.retry_after(client)
+    if wait is not None:
+        # Decided before parsing or hashing anything: a blocked client is cheap.
+        ex.deny("client_blocked")
+        return json_error(
+            request,
+            429,
+            "too many failed authentications; retry later",
+            {"Retry-After": str(wait)},
+        )
     try:
         credential = parse_credentials(request.headers)
         ex.scheme = credential.scheme
@@ -42,6 +63,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     except CredentialError as err:
         log.info("auth_failed", reason=err.reason)
         ex.deny(err.reason)
+        _count_failure(failures, client)
         return unauthorized(request)
     except VerifyFailedError as err:
         log.info(
@@ -51,6 +73,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             scheme=credential.scheme,
         )
         ex.deny(err.reason, err.key_id)
+        _count_failure(failures, client)
         return unauthorized(request)
     except VerifyBusyError:
         log.warning("auth_busy", pending=verifier.pending)
@@ -63,6 +86,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+def _client(request: web.Request) -> str:
+    trusted = request.app[UPSTREAM_KEY].trusted_proxies
+    forwarded = request.headers.getall("X-Forwarded-For", [])
+    return client_address(request.remote or "", forwarded, trusted)
+
+
+def _count_failure(failures: FailureLimiter, client: str) -> None:
+    if failures.failed(client):
+        log.warning("client_blocked", client=client, cooldown=failures.cooldown)
+
+
 def setup_auth(app: web.Application) -> None:
-    """Append the auth middleware (after the context and error middlewares)."""
+    """Append the auth and per-key limits middlewares (after the error middleware)."""
     app.middlewares.append(auth_middleware)
+    app.middlewares.append(key_limits_middleware)

@@ -109,6 +109,22 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LimitsConfig:
+    """Abuse resistance: brute-force blocking, HTTP parser limits, limit state."""
+
+    auth_failures: int = option(20, check=(lambda v: v >= 0, "int >= 0"))
+    auth_window: float = option(60.0, parse=seconds, check=(_positive, "> 0"))
+    auth_cooldown: float = option(300.0, parse=seconds)
+    tracked_clients: int = option(100_000, check=(_positive, "int > 0"))
+    max_request_line: int = option(8190, parse=size, check=(_positive, "> 0"))
+    max_header_size: int = option(8190, parse=size, check=(_positive, "> 0"))
+    max_headers: int = option(100, check=(_positive, "int > 0"))
+    header_timeout: float = option(10.0, parse=seconds)
+    state_file: str | None = option(None)
+    state_interval: float = option(10.0, parse=seconds, check=(_positive, "> 0"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AuditConfig:
     """The audit log: one sealed JSON line per request."""
 
@@ -185,6 +201,7 @@ class Config:
     upstream: UpstreamConfig = section(UpstreamConfig)
     keys: KeysConfig = section(KeysConfig)
     server: ServerConfig = section(ServerConfig)
+    limits: LimitsConfig = section(LimitsConfig)
     audit: AuditConfig = section(AuditConfig)
     admin: AdminConfig = section(AdminConfig)
     jwt: JWTConfig = section(JWTConfig)
@@ -197,6 +214,14 @@ def signing_key_file(config: Config) -> Path:
     if config.jwt.key_file:
         return Path(config.jwt.key_file)
     return Path(config.keys.file).with_name("jwt-signing.yaml")
+
+
+def limits_state_file(config: Config) -> Path:
+    """Return ``limits.state_file``, by default beside the audit log (or key store)."""
+    if config.limits.state_file:
+        return Path(config.limits.state_file)
+    base = config.audit.file if config.audit.file != "-" else config.keys.file
+    return Path(base).with_name("limits-state.json")
 
 
 def config_keys() -> list[str]:

@@ -40,6 +40,56 @@ def fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
 
+LIMIT_FIELDS: Final = (
+    "requests_per_minute",
+    "concurrent",
+    "tokens_per_day",
+    "tokens_per_month",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyLimits:
+    """Per-key limits; ``None`` means unlimited."""
+
+    requests_per_minute: int | None = None
+    concurrent: int | None = None
+    tokens_per_day: int | None = None
+    tokens_per_month: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f) is not None for f in LIMIT_FIELDS)
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the set limits only."""
+        return {
+            f: getattr(self, f) for f in LIMIT_FIELDS if getattr(self, f) is not None
+        }
+
+
+def validate_limits(value: Any) -> KeyLimits:
+    """Check a limits mapping; 0 or null means unlimited.
+
+    Raises:
+        KeyStoreError: unknown fields or values that are not positive integers.
+    """
+    if value is None:
+        return KeyLimits()
+    if not isinstance(value, dict):
+        raise KeyStoreError("limits: expected a mapping")
+    values: dict[str, int | None] = {}
+    for name, limit in value.items():
+        if name not in LIMIT_FIELDS:
+            raise KeyStoreError(f"limits.{name}: unknown limit")
+        if limit is None or limit == 0:
+            values[name] = None
+        elif isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            values[name] = limit
+        else:
+            raise KeyStoreError(f"limits.{name}: expected a positive integer or 0")
+    return KeyLimits(**values)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PreviousSecret:
     """A secret replaced by a rotation that keeps working until ``until``."""
@@ -58,6 +108,7 @@ class KeyRecord:
     kind: KeyKind = "token"
     scopes: tuple[str, ...] = DEFAULT_SCOPES
     models: tuple[str, ...] = ()
+    limits: KeyLimits = KeyLimits()
     note: str | None = None
     created_at: datetime
     expires_at: datetime | None = None
@@ -145,6 +196,8 @@ def record_to_data(record: KeyRecord) -> dict[str, Any]:
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return format_timestamp(value)
+    if isinstance(value, KeyLimits):
+        return value.as_dict()
     if isinstance(value, PreviousSecret):
         return {k: _plain(getattr(value, k)) for k in ("hash", "fingerprint", "until")}
     if isinstance(value, tuple):
@@ -186,6 +239,7 @@ def record_from_data(item: Any) -> KeyRecord:
     if "models" in values:
         values["models"] = validate_models(values["models"] or [])
     _check_fingerprint(values.get("fingerprint"))
+    values["limits"] = validate_limits(values.get("limits"))
     values["previous"] = tuple(_previous(p) for p in values.get("previous") or [])
     return KeyRecord(**values)
 

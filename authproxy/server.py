@@ -15,6 +15,7 @@ from authproxy import logs
 from authproxy.admin import create_admin_app
 from authproxy.app import create_app, server_kwargs
 from authproxy.config import Config
+from authproxy.httpserver import GuardedAppRunner
 from authproxy.keyadmin import CreatedKey, KeySpec, create_key
 from authproxy.keystore import make_hasher
 from authproxy.logs import AccessLogger
@@ -31,8 +32,10 @@ async def _start_admin(app: web.Application, config: Config) -> web.AppRunner | 
     if not config.admin.listen:
         return None
     host, _, port = config.admin.listen.rpartition(":")
-    runner = web.AppRunner(
-        create_admin_app(app), access_log_class=AccessLogger, handle_signals=False
+    runner = GuardedAppRunner(
+        create_admin_app(app),
+        header_timeout=config.limits.header_timeout,
+        access_log_class=AccessLogger,
     )
     await runner.setup()
     await web.TCPSite(runner, host.strip("[]"), int(port)).start()
@@ -84,7 +87,12 @@ def serve(config: Config) -> int:
 
 async def _run(config: Config) -> None:
     app = create_app(config)
-    runner = web.AppRunner(app, handler_cancellation=True, **server_kwargs(config))
+    runner = GuardedAppRunner(
+        app,
+        header_timeout=config.limits.header_timeout,
+        handler_cancellation=True,
+        **server_kwargs(config),
+    )
     await runner.setup()
     site = web.TCPSite(runner, config.listen.host, config.listen.port)
     await site.start()

@@ -14,7 +14,9 @@ from authproxy.verify import Principal, Verifier
 
 if TYPE_CHECKING:
     from authproxy.audit import AuditWriter  # noqa: F401
+    from authproxy.bruteforce import FailureLimiter  # noqa: F401
     from authproxy.exchange import Exchange  # noqa: F401
+    from authproxy.keylimits import KeyLimiter  # noqa: F401
     from authproxy.keywatch import KeyStoreWatcher  # noqa: F401
     from authproxy.metrics import Metrics  # noqa: F401
     from authproxy.proxy import Upstream  # noqa: F401
@@ -33,6 +35,8 @@ VERIFIER_KEY: Final = web.AppKey("verifier", Verifier)
 WATCHER_KEY: Final = web.AppKey["KeyStoreWatcher"]("keystore_watcher")
 UPSTREAM_KEY: Final = web.AppKey["Upstream"]("upstream")
 AUDIT_KEY: Final = web.AppKey["AuditWriter"]("audit")
+BRUTE_FORCE_KEY: Final = web.AppKey["FailureLimiter"]("brute_force")
+KEY_LIMITS_KEY: Final = web.AppKey["KeyLimiter"]("key_limits")
 METRICS_KEY: Final = web.AppKey["Metrics"]("metrics")
 
 LIFECYCLE_KEY: Final = web.AppKey("lifecycle", Lifecycle)

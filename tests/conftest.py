@@ -20,6 +20,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from authproxy import logs
 from authproxy.app import create_app, server_kwargs
 from authproxy.config import Config, load_config
+from authproxy.httpserver import GuardedAppRunner
 from authproxy.keyadmin import CreatedKey, KeySpec, create_key
 from authproxy.keyrecord import ALL_SCOPES
 from authproxy.keystore import make_hasher
@@ -158,16 +159,26 @@ def proxy_app(config: Config, key: CreatedKey) -> web.Application:
     return create_app(config)
 
 
+class ProxyTestServer(TestServer):
+    """aiohttp's test server running the production runner (``GuardedAppRunner``)."""
+
+    def __init__(self, app: web.Application, config: Config) -> None:
+        super().__init__(app)
+        self.config = config
+
+    async def _make_runner(self, **kwargs: Any) -> GuardedAppRunner:
+        kwargs.update(server_kwargs(self.config))
+        return GuardedAppRunner(
+            self.app, header_timeout=self.config.limits.header_timeout, **kwargs
+        )
+
+
 @pytest.fixture
 async def proxy(
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
-    proxy_app: web.Application,
-    config: Config,
+    aiohttp_client: AiohttpClient, proxy_app: web.Application, config: Config
 ) -> TestClient[web.Request, None]:
     """The proxy app on a real socket, with the production server settings."""
-    server = await aiohttp_server(proxy_app, **server_kwargs(config))
-    return await aiohttp_client(server)
+    return await aiohttp_client(ProxyTestServer(proxy_app, config))
 
 
 StartProxy = Callable[..., Awaitable[TestClient[web.Request, None]]]
@@ -175,10 +186,7 @@ StartProxy = Callable[..., Awaitable[TestClient[web.Request, None]]]
 
 @pytest.fixture
 def start_proxy(
-    aiohttp_server: AiohttpServer,
-    aiohttp_client: AiohttpClient,
-    overrides: dict[str, Any],
-    key: CreatedKey,
+    aiohttp_client: AiohttpClient, overrides: dict[str, Any], key: CreatedKey
 ) -> StartProxy:
     """Start another proxy with extra config overrides (and an optional clock)."""
 
@@ -187,7 +195,7 @@ def start_proxy(
     ) -> TestClient[web.Request, None]:
         cfg = load_config(None, {**overrides, **(extra or {})})
         app = create_app(cfg, clock=clock) if clock else create_app(cfg)
-        return await aiohttp_client(await aiohttp_server(app, **server_kwargs(cfg)))
+        return await aiohttp_client(ProxyTestServer(app, cfg))
 
     return start
 

@@ -1,0 +1,142 @@
+"""The HTTP server layer: a header-read deadline and safe replies to malformed HTTP.
+
+aiohttp's parser rejects ambiguous framing (Content-Length with
+Transfer-Encoding, duplicate Content-Length, obsolete line folding) and control
+characters by itself, but its 400 reply quotes the offending bytes, which may
+be a credential, and it has no deadline for reading request headers
+(slowloris). This module fixes both, by subclassing aiohttp's request handler.
+
+Warning:
+    It relies on aiohttp 3.x internals (``RequestHandler._messages``,
+    ``_current_request``, ``_request_count``, ``Server._kwargs``), which the
+    version pin keeps stable; ``tests/test_hostile.py`` exercises every hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any, Final
+
+import structlog
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+
+log = structlog.stdlib.get_logger(__name__)
+
+_CREDENTIAL_LINE: Final = re.compile(rb"b'(authorization|x-api-key)\s*:", re.IGNORECASE)
+_CHALLENGES: Final = (
+    ("WWW-Authenticate", 'Basic realm="authproxy", charset="UTF-8"'),
+    ("WWW-Authenticate", 'Bearer realm="authproxy"'),
+)
+
+
+def _reply(exc: BaseException | None) -> tuple[int, str, tuple[tuple[str, str], ...]]:
+    """Choose status, message and headers for a malformed request; never echo it."""
+    if isinstance(exc, LineTooLong) or "Too many headers" in str(exc):
+        return 431, "request line or headers too large", ()
+    text = str(exc).encode("utf-8", "backslashreplace")
+    if "header value char" in str(exc) and _CREDENTIAL_LINE.search(text):
+        # A control character inside a credential: the same 401 as any bad key.
+        return 401, "unauthorized", _CHALLENGES
+    return 400, "bad request", ()
+
+
+class GuardedRequestHandler(RequestHandler):
+    """aiohttp's handler plus a header deadline and non-echoing parser errors."""
+
+    def __init__(
+        self, manager: web.Server, *, header_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(manager, **kwargs)
+        self._header_timeout = header_timeout
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        """Start the header deadline when a new request begins to arrive."""
+        idle = self._current_request is None and not self._messages
+        if idle and self._header_deadline is None and self._header_timeout > 0:
+            self._header_deadline = self._loop.call_later(
+                self._header_timeout, self._headers_too_slow
+            )
+        before = self._request_count
+        super().data_received(data)
+        if self._request_count != before:
+            self._stop_deadline()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """Drop the deadline with the connection."""
+        self._stop_deadline()
+        super().connection_lost(exc)
+
+    def _stop_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_deadline = None
+        log.warning("request_header_timeout", timeout=self._header_timeout)
+        if self.transport is not None:
+            self.transport.close()
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """Answer malformed requests with JSON that never quotes their bytes."""
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        log.info("bad_http_request", status=status, error=type(exc).__name__)
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started")
+        code, text, headers = _reply(exc)
+        response = web.Response(
+            status=code,
+            body=json.dumps({"error": text}, separators=(",", ":")).encode(),
+            content_type="application/json",
+        )
+        for name, value in headers:
+            response.headers.add(name, value)
+        response.force_close()
+        return response
+
+
+class GuardedServer(web.Server):
+    """A ``web.Server`` whose connections use ``GuardedRequestHandler``."""
+
+    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.header_timeout = header_timeout
+
+    def __call__(self) -> RequestHandler:
+        """Create the protocol for one connection."""
+        return GuardedRequestHandler(
+            self, loop=self._loop, header_timeout=self.header_timeout, **self._kwargs
+        )
+
+
+class GuardedAppRunner(web.AppRunner):
+    """An ``AppRunner`` serving through ``GuardedServer``."""
+
+    def __init__(
+        self, app: web.Application, *, header_timeout: float, **kwargs: Any
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self._header_timeout = header_timeout
+
+    async def _make_server(self) -> web.Server:
+        plain = await super()._make_server()
+        return GuardedServer(
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=plain._loop,
+            header_timeout=self._header_timeout,
+            **plain._kwargs,
+        )
