@@ -18,7 +18,7 @@ from authproxy.times import parse_duration, parse_when
 
 MAX_BODY = 64 * 1024
 _CREATE_FIELDS = frozenset(
-    {"name", "scopes", "models", "expires_at", "note", "password"}
+    {"name", "scopes", "models", "limits", "expires_at", "note", "password"}
 )
 
 
@@ -89,6 +89,7 @@ def parse_key_spec(body: dict[str, Any], now: datetime) -> KeySpec:
         if "scopes" in body
         else DEFAULT_SCOPES,
         models=tuple(_strings("models", body.get("models", []))),
+        limits=body.get("limits"),
         expires_at=_time("expires_at", body.get("expires_at"), now),
         note=note,
         password=password,

@@ -35,6 +35,7 @@ from authproxy.signing import load_signing_keys
 from authproxy.state import (
     AUDIT_KEY,
     CLIENT_SESSION_KEY,
+    CLOCK_KEY,
     CONFIG_KEY,
     LIFECYCLE_KEY,
     METRICS_KEY,
@@ -58,6 +59,7 @@ def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
         client_max_size=config.server.max_body_size,
     )
     app[CONFIG_KEY] = config
+    app[CLOCK_KEY] = clock
     app[STREAMS_KEY] = weakref.WeakSet()
     app[UPSTREAM_KEY] = _upstream(config)
     app[LIFECYCLE_KEY] = Lifecycle()

@@ -87,7 +87,26 @@ def _policy_options(parser: argparse.ArgumentParser, *, expires_help: str) -> No
         help="comma list of allowed model names or globs (empty: all models)",
     )
     parser.add_argument("--expires", metavar="WHEN", help=expires_help)
+    for flag, name in LIMIT_FLAGS:
+        parser.add_argument(
+            flag, type=int, metavar="N", dest=name, help=f"limit {name} (0: none)"
+        )
     parser.add_argument("--note", help="free text, for people")
+
+
+LIMIT_FLAGS = (
+    ("--rpm", "requests_per_minute"),
+    ("--concurrency", "concurrent"),
+    ("--tokens-per-day", "tokens_per_day"),
+    ("--tokens-per-month", "tokens_per_month"),
+)
+
+
+def _limits(args: argparse.Namespace) -> dict[str, Any] | None:
+    given = {
+        n: getattr(args, n) for _, n in LIMIT_FLAGS if getattr(args, n) is not None
+    }
+    return given or None
 
 
 def cmd_create(args: argparse.Namespace, config: Config) -> int:
@@ -101,6 +120,7 @@ def cmd_create(args: argparse.Namespace, config: Config) -> int:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     spec = KeySpec(
+        limits=_limits(args),
         name=args.name,
         scopes=tuple(args.scopes) if args.scopes is not None else DEFAULT_SCOPES,
         models=tuple(args.models or ()),
@@ -183,6 +203,10 @@ def cmd_update(args: argparse.Namespace, config: Config) -> int:
         changes["models"] = args.models
     if args.note is not None:
         changes["note"] = args.note
+    limits = _limits(args)
+    if limits is not None:
+        record = find_key(read_store(store(config)), args.ref)
+        changes["limits"] = {**record.limits.as_dict(), **limits}
     if args.disable or args.enable:
         changes["disabled"] = bool(args.disable)
     if args.expires is not None:
@@ -194,7 +218,7 @@ def cmd_update(args: argparse.Namespace, config: Config) -> int:
             raise KeyStoreError(f"--expires: {err}") from None
     if not changes:
         raise KeyStoreError(
-            "nothing to change: give --scopes, --models, --expires, "
+            "nothing to change: give --scopes, --models, a limit, --expires, "
             "--disable/--enable or --note"
         )
     record = update_key(store(config), args.ref, changes, now=now)

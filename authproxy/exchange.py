@@ -17,6 +17,7 @@ from authproxy.responses import Handler, json_error
 from authproxy.routes import RouteClass, classify, is_metered
 from authproxy.state import (
     AUDIT_KEY,
+    CLOCK_KEY,
     EXCHANGE_KEY,
     LIFECYCLE_KEY,
     METRICS_KEY,
@@ -24,7 +25,7 @@ from authproxy.state import (
     REQUEST_ID_KEY,
     UPSTREAM_KEY,
 )
-from authproxy.times import format_timestamp, utc_now
+from authproxy.times import format_timestamp
 from authproxy.usage import Usage
 
 log = structlog.stdlib.get_logger(__name__)
@@ -128,7 +129,7 @@ async def audit_middleware(
         return await handler(request)
     ex = Exchange(
         started=time.monotonic(),
-        started_at=utc_now(),
+        started_at=request.app[CLOCK_KEY](),
         route_class=classify(request.path),
     )
     request[EXCHANGE_KEY] = ex

@@ -19,6 +19,7 @@ from authproxy.keyrecord import (
     DEFAULT_SCOPES,
     PreviousSecret,
     fingerprint,
+    validate_limits,
     validate_models,
     validate_scopes,
 )
@@ -36,7 +37,9 @@ from authproxy.times import format_timestamp
 
 MIN_PASSWORD_LENGTH: Final = 12
 MAX_NOTE_LENGTH: Final = 500
-UPDATABLE: Final = frozenset({"scopes", "models", "expires_at", "disabled", "note"})
+UPDATABLE: Final = frozenset(
+    {"scopes", "models", "limits", "expires_at", "disabled", "note"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,7 @@ class KeySpec:
     name: str
     scopes: tuple[str, ...] = DEFAULT_SCOPES
     models: tuple[str, ...] = ()
+    limits: dict[str, Any] | None = None
     expires_at: datetime | None = None
     note: str | None = None
     password: str | None = None
@@ -97,6 +101,7 @@ def create_key(
         kind="password" if password is not None else "token",
         scopes=validate_scopes(list(spec.scopes)),
         models=validate_models(list(spec.models)),
+        limits=validate_limits(spec.limits),
         note=spec.note,
         created_at=now,
         expires_at=spec.expires_at,
@@ -143,6 +148,8 @@ def update_key(
         values["scopes"] = validate_scopes(changes["scopes"])
     if "models" in changes:
         values["models"] = validate_models(changes["models"])
+    if "limits" in changes:
+        values["limits"] = validate_limits(changes["limits"])
     if "note" in changes:
         _check_note(changes["note"])
         values["note"] = changes["note"]

@@ -49,6 +49,18 @@ _IDEMPOTENCY = {
     "schema": {"type": "string", "maxLength": 200},
 }
 _STRINGS = {"type": "array", "items": {"type": "string"}}
+_LIMIT = {"type": ["integer", "null"], "minimum": 0}
+_LIMITS = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "0 or null means unlimited",
+    "properties": {
+        "requests_per_minute": _LIMIT,
+        "concurrent": _LIMIT,
+        "tokens_per_day": _LIMIT,
+        "tokens_per_month": _LIMIT,
+    },
+}
 _TIME = {"type": ["string", "null"], "description": "RFC 3339 time or a duration (30d)"}
 _DURATION = {
     "oneOf": [{"type": "string", "examples": ["15m", "24h"]}, {"type": "number"}]
@@ -69,6 +81,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             "kind": {"enum": ["token", "password"]},
             "scopes": {"type": "array", "items": {"enum": list(ALL_SCOPES)}},
             "models": _STRINGS,
+            "limits": _LIMITS,
             "note": {"type": ["string", "null"]},
             "created_at": {"type": "string", "format": "date-time"},
             "expires_at": {"type": ["string", "null"], "format": "date-time"},
@@ -107,6 +120,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             "name": {"type": "string"},
             "scopes": {"type": "array", "items": {"enum": list(ALL_SCOPES)}},
             "models": _STRINGS,
+            "limits": _LIMITS,
             "expires_at": _TIME,
             "note": {"type": "string"},
             "password": {"type": "string", "minLength": 12},
@@ -119,6 +133,7 @@ SCHEMAS: Final[dict[str, Any]] = {
         "properties": {
             "scopes": {"type": "array", "items": {"enum": list(ALL_SCOPES)}},
             "models": _STRINGS,
+            "limits": _LIMITS,
             "expires_at": _TIME,
             "disabled": {"type": "boolean"},
             "note": {"type": ["string", "null"]},

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from authproxy.keywatch import KeyStoreWatcher  # noqa: F401
     from authproxy.metrics import Metrics  # noqa: F401
     from authproxy.proxy import Upstream  # noqa: F401
+    from authproxy.times import Clock  # noqa: F401
 
 
 @dataclass(slots=True)
@@ -30,6 +31,7 @@ class Lifecycle:
 
 
 CONFIG_KEY: Final = web.AppKey("config", Config)
+CLOCK_KEY: Final = web.AppKey["Clock"]("clock")
 CLIENT_SESSION_KEY: Final = web.AppKey("client_session", aiohttp.ClientSession)
 VERIFIER_KEY: Final = web.AppKey("verifier", Verifier)
 WATCHER_KEY: Final = web.AppKey["KeyStoreWatcher"]("keystore_watcher")
