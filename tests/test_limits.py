@@ -141,7 +141,8 @@ async def test_flood_of_bogus_credentials(start_proxy, key, fake: FakeOllama) ->
             "X-Forwarded-For": f"198.18.{i % 250}.{i // 250}",
         }
         resp = await client.get("/api/tags", headers=headers)
-        return resp.status
+        status: int = resp.status
+        return status
 
     async def flood() -> list[int]:
         statuses = []

@@ -30,7 +30,8 @@ async def wait_for_status(proxy, headers, status: int, limit: float) -> float:
         await resp.read()
         if resp.status == status:
             return time.monotonic() - start
-        await asyncio.sleep(0.05)
+        # Slow enough to stay under the brute-force threshold (20 per minute).
+        await asyncio.sleep(0.15)
     pytest.fail(f"no {status} within {limit} s")
 
 
