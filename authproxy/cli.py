@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="audit log file, '-' for stdout (audit.file)",
     )
     serve.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="PEM certificate chain; serve HTTPS (tls.cert)",
+    )
+    serve.add_argument(
+        "--tls-key", metavar="FILE", help="PEM private key of --tls-cert (tls.key)"
+    )
+    serve.add_argument(
         "--log-format", choices=["auto", "json", "console"], help="log.format"
     )
     serve.add_argument(
@@ -97,6 +105,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         ("keys_file", "keys.file"),
         ("log_format", "log.format"),
         ("log_level", "log.level"),
+        ("tls_cert", "tls.cert"),
+        ("tls_key", "tls.key"),
     ):
         value = getattr(args, flag, None)
         if value is not None:

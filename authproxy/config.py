@@ -158,6 +158,37 @@ class AdminConfig:
     idempotency_ttl: float = option(86400.0, parse=seconds)
 
 
+def _path(value: Any) -> str | None:
+    """Validate an optional file path; empty means unset."""
+    if not isinstance(value, str):
+        raise ValueError("expected a file path")
+    return value or None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TLSConfig:
+    """HTTPS on the public listener (off while ``cert`` is unset)."""
+
+    cert: str | None = option(None, parse=_path)
+    key: str | None = option(None, parse=_path)
+    client_ca: str | None = option(None, parse=_path)
+    min_version: str = option(
+        "TLSv1.2", check=(lambda v: v in {"TLSv1.2", "TLSv1.3"}, "TLSv1.2|TLSv1.3")
+    )
+    reload_interval: float = option(1.0, parse=seconds, check=(_positive, "> 0"))
+    redirect_listen: str = option("", parse=_listen_address)
+
+    def __post_init__(self) -> None:
+        # Half a TLS set-up must not quietly fall back to plain HTTP.
+        if self.cert and not self.key:
+            raise ConfigError("tls.key: required when tls.cert is set")
+        if self.key and not self.cert:
+            raise ConfigError("tls.cert: required when tls.key is set")
+        for name in ("client_ca", "redirect_listen"):
+            if getattr(self, name) and not self.cert:
+                raise ConfigError(f"tls.cert: required when tls.{name} is set")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JWTConfig:
     """Signing keys for short-lived JWTs; never inline secrets."""
@@ -202,6 +233,7 @@ class Config:
     keys: KeysConfig = section(KeysConfig)
     server: ServerConfig = section(ServerConfig)
     limits: LimitsConfig = section(LimitsConfig)
+    tls: TLSConfig = section(TLSConfig)
     audit: AuditConfig = section(AuditConfig)
     admin: AdminConfig = section(AdminConfig)
     jwt: JWTConfig = section(JWTConfig)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import structlog
 from aiohttp import web
@@ -21,6 +22,7 @@ from authproxy.keystore import make_hasher
 from authproxy.logs import AccessLogger
 from authproxy.state import AUDIT_KEY, WATCHER_KEY
 from authproxy.times import utc_now
+from authproxy.tls import CertificateReloader, create_redirect_app
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -40,6 +42,23 @@ async def _start_admin(app: web.Application, config: Config) -> web.AppRunner | 
     await runner.setup()
     await web.TCPSite(runner, host.strip("[]"), int(port)).start()
     return runner
+
+
+async def _start_redirect(config: Config, https_port: int) -> web.AppRunner | None:
+    """Start the plain-HTTP redirect listener (``tls.redirect_listen``; empty = off)."""
+    if not config.tls.redirect_listen:
+        return None
+    host, _, port = config.tls.redirect_listen.rpartition(":")
+    runner = web.AppRunner(
+        create_redirect_app(https_port), access_log_class=AccessLogger
+    )
+    await runner.setup()
+    await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+    return runner
+
+
+def _addresses(runner: web.AppRunner | None) -> list[str]:
+    return [f"{a[0]}:{a[1]}" for a in runner.addresses] if runner else []
 
 
 async def _reload_all(app: web.Application) -> None:
@@ -80,12 +99,15 @@ def serve(config: Config) -> int:
         KeyStoreError: the key store cannot be created or loaded.
     """
     logs.configure(fmt=config.log.format, level=config.log.level, cache=True)
+    # Before the key store is bootstrapped: a bad certificate stops start-up
+    # (exit 2) without a token having been printed for nothing.
+    tls = CertificateReloader(config.tls) if config.tls.cert else None
     bootstrap_keys(config, sys.stdout)
-    asyncio.run(_run(config))
+    asyncio.run(_run(config, tls))
     return 0
 
 
-async def _run(config: Config) -> None:
+async def _run(config: Config, tls: CertificateReloader | None) -> None:
     app = create_app(config)
     runner = GuardedAppRunner(
         app,
@@ -94,41 +116,59 @@ async def _run(config: Config) -> None:
         **server_kwargs(config),
     )
     await runner.setup()
-    site = web.TCPSite(runner, config.listen.host, config.listen.port)
+    site = web.TCPSite(
+        runner,
+        config.listen.host,
+        config.listen.port,
+        ssl_context=tls.context if tls else None,
+    )
     await site.start()
     admin_runner = await _start_admin(app, config)
-    addresses = [f"{a[0]}:{a[1]}" for a in runner.addresses]
-    log.info(
-        "server_started",
-        listen=addresses,
-        admin=[f"{a[0]}:{a[1]}" for a in admin_runner.addresses]
-        if admin_runner
-        else [],
-        upstream=config.upstream.url,
-        keys=config.keys.file,
-    )
+    redirect_runner = await _start_redirect(config, runner.addresses[0][1])
     stop = asyncio.Event()
-    reloads: set[asyncio.Task[None]] = set()
+    tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(coro: Coroutine[Any, Any, Any]) -> None:
+        task = loop.create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     def reload() -> None:
         log.info("sighup_received")
         if AUDIT_KEY in app:
             app[AUDIT_KEY].reopen()
-        task = loop.create_task(_reload_all(app))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
+        spawn(_reload_all(app))
+        if tls:
+            spawn(tls.reload(force=True))
 
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
+    if tls:
+        spawn(tls.run())
+    # Logged once the signal handlers are in place: whoever waits for this
+    # event may send SIGHUP straight away.
+    log.info(
+        "server_started",
+        listen=_addresses(runner),
+        scheme="https" if tls else "http",
+        admin=_addresses(admin_runner),
+        redirect=_addresses(redirect_runner),
+        upstream=config.upstream.url,
+        keys=config.keys.file,
+    )
     try:
         await stop.wait()
         log.info("server_stopping", shutdown_timeout=config.server.shutdown_timeout)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-        if admin_runner is not None:
-            await admin_runner.cleanup()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for extra in (redirect_runner, admin_runner):
+            if extra is not None:
+                await extra.cleanup()
         await runner.cleanup()
         log.info("server_stopped")

@@ -1,0 +1,260 @@
+"""HTTPS on the public listener: the server ``SSLContext``, hot reload, redirects.
+
+A certificate is reloaded without a restart and without touching open
+connections: every reload builds a complete new context off the event loop, and
+the listening context's SNI callback (OpenSSL calls it on every handshake, with
+or without SNI) hands each new handshake to the newest good context. A bad new
+pair never leaves its throw-away context, so the old one stays in service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import ssl
+from pathlib import Path
+from typing import Final
+
+import structlog
+from aiohttp import hdrs, web
+
+from authproxy.config import TLSConfig
+from authproxy.errors import ConfigError
+
+log = structlog.stdlib.get_logger(__name__)
+
+MIN_VERSIONS: Final = {
+    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+}
+# Mozilla's "intermediate" profile for TLS 1.2: forward-secret AEAD suites only.
+# TLS 1.3 suites are all modern and are configured by OpenSSL itself.
+INTERMEDIATE_CIPHERS: Final = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+_SSL_LOCATION_RE: Final = re.compile(r"\s*\(_ssl\.c:\d+\)$")
+_HOST_RE: Final = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?")
+
+Signature = tuple[tuple[int, int, int, int] | None, ...]
+
+
+def _no_password() -> bytes:
+    # Without a callback OpenSSL would prompt on the terminal for the
+    # passphrase of an encrypted key and hang the server; an empty one fails.
+    return b""
+
+
+def create_server_context(
+    cert: str | os.PathLike[str],
+    key: str | os.PathLike[str],
+    *,
+    client_ca: str | os.PathLike[str] | None = None,
+    min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
+) -> ssl.SSLContext:
+    """Build a server context: TLS 1.2+, modern ciphers, optional client certs.
+
+    Args:
+        cert: PEM certificate chain, leaf first.
+        key: PEM private key of the leaf (not encrypted).
+        client_ca: PEM bundle of CAs whose client certificates are accepted;
+            with it, every client must present one.
+        min_version: the oldest protocol version accepted.
+
+    Raises:
+        OSError: a file cannot be read (``ssl.SSLError``: it is not valid PEM,
+            or the key does not match the certificate).
+
+    Returns:
+        A new context with the pair loaded.
+    """
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = min_version
+    ctx.set_ciphers(INTERMEDIATE_CIPHERS)
+    ctx.options |= (
+        ssl.OP_NO_COMPRESSION  # CRIME
+        | ssl.OP_CIPHER_SERVER_PREFERENCE
+        | ssl.OP_NO_RENEGOTIATION  # client-initiated renegotiation is a DoS lever
+    )
+    ctx.load_cert_chain(cert, key, password=_no_password)
+    if client_ca is not None:
+        _require_client_certificates(ctx, client_ca)
+    return ctx
+
+
+def _require_client_certificates(
+    ctx: ssl.SSLContext, client_ca: str | os.PathLike[str]
+) -> None:
+    # CERT_REQUIRED: a client without a certificate fails the handshake, so an
+    # unauthenticated client never reaches HTTP at all.
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=client_ca)
+
+
+def _reason(err: OSError) -> str:
+    """Describe a load error by OpenSSL's reason only, never the file's content."""
+    if isinstance(err, ssl.SSLError):
+        if err.reason == "KEY_VALUES_MISMATCH":
+            return "the private key does not match the certificate"
+        return _SSL_LOCATION_RE.sub("", str(err))
+    return err.strerror or type(err).__name__
+
+
+def load_server_context(tls: TLSConfig) -> ssl.SSLContext:
+    """Build the server context for ``tls``, naming the setting that is wrong.
+
+    Raises:
+        ConfigError: a file cannot be read, is not PEM, or the key does not
+            match the certificate. The message never quotes a file.
+
+    Returns:
+        The new context.
+    """
+    if tls.cert is None or tls.key is None:
+        raise ConfigError("tls.cert: required to serve HTTPS")
+    # Opening each file first names the one that is missing or unreadable;
+    # load_cert_chain's own OSError does not say which of the two it was.
+    for name, path in (
+        ("cert", tls.cert),
+        ("key", tls.key),
+        ("client_ca", tls.client_ca),
+    ):
+        if path is not None:
+            try:
+                Path(path).open("rb").close()
+            except OSError as err:
+                raise ConfigError(
+                    f"tls.{name}: cannot read {path}: {_reason(err)}"
+                ) from None
+    try:
+        ctx = create_server_context(
+            tls.cert, tls.key, min_version=MIN_VERSIONS[tls.min_version]
+        )
+    except OSError as err:
+        raise ConfigError(
+            f"tls.cert/tls.key: cannot load {tls.cert} with {tls.key}: {_reason(err)}"
+        ) from None
+    if tls.client_ca is not None:
+        try:
+            _require_client_certificates(ctx, tls.client_ca)
+        except OSError as err:
+            raise ConfigError(
+                f"tls.client_ca: cannot load {tls.client_ca}: {_reason(err)}"
+            ) from None
+    return ctx
+
+
+def _stat(path: str | None) -> tuple[int, int, int, int] | None:
+    if path is None:
+        return None
+    try:
+        # stat follows symlinks, so a swapped link (Kubernetes ..data,
+        # certbot's live/) shows up as a new inode.
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class CertificateReloader:
+    """Own the listening context and put new certificate pairs in service."""
+
+    def __init__(self, tls: TLSConfig) -> None:
+        """Load the configured pair synchronously, before the server starts.
+
+        Raises:
+            ConfigError: the files cannot be loaded (see ``load_server_context``).
+        """
+        self.reloads = 0
+        self.failures = 0
+        self._tls = tls
+        self._lock = asyncio.Lock()
+        self._seen = self._signature()
+        self._current = load_server_context(tls)
+        self.context: Final = self._current
+        self.context.sni_callback = self._select
+
+    def _signature(self) -> Signature:
+        return tuple(
+            _stat(p) for p in (self._tls.cert, self._tls.key, self._tls.client_ca)
+        )
+
+    def _select(
+        self,
+        conn: ssl.SSLObject | ssl.SSLSocket,
+        server_name: str | None,
+        ctx: ssl.SSLContext,
+    ) -> None:
+        # Called for each handshake on the listening context. Switching the
+        # connection's context affects only this handshake; connections that
+        # are already established keep the context they were made with.
+        if self._current is not ctx:
+            conn.context = self._current
+
+    async def reload(self, *, force: bool = False) -> bool:
+        """Load the files again if they changed (or always, with ``force``).
+
+        Returns:
+            Whether a new pair was put in service.
+        """
+        async with self._lock:
+            signature = self._signature()
+            if not force and signature == self._seen:
+                return False
+            # Taken before reading: a file still being written changes again,
+            # so the next poll retries.
+            self._seen = signature
+            loop = asyncio.get_running_loop()
+            try:
+                ctx = await loop.run_in_executor(None, load_server_context, self._tls)
+            except ConfigError as err:
+                self.failures += 1
+                log.error("tls_reload_failed", cert=self._tls.cert, error=str(err))
+                return False
+            self._current = ctx
+            self.reloads += 1
+            log.info("tls_reloaded", cert=self._tls.cert, key=self._tls.key)
+            return True
+
+    async def run(self) -> None:
+        """Poll the files forever; cancel the task to stop."""
+        while True:
+            await asyncio.sleep(self._tls.reload_interval)
+            await self.reload()
+
+
+def create_redirect_app(https_port: int) -> web.Application:
+    """Build the plain-HTTP app that answers every request with a 308 to HTTPS.
+
+    Warning:
+        Nothing here looks at credentials or talks to the upstream. A client
+        that sent a key to this port has already sent it in clear text.
+    """
+    port = "" if https_port == 443 else f":{https_port}"
+
+    async def redirect(request: web.Request) -> web.Response:
+        # The Host header is client-chosen: accept only a plain host name or IP
+        # literal, so the Location cannot point at a userinfo or path trick.
+        match = _HOST_RE.fullmatch(request.headers.get(hdrs.HOST, ""))
+        if match is None:
+            return web.json_response(
+                {"error": "missing or invalid Host header"}, status=400
+            )
+        location = f"https://{match.group(1)}{port}{request.rel_url}"
+        return web.Response(status=308, headers={hdrs.LOCATION: location})
+
+    async def hide_server(request: web.Request, response: web.StreamResponse) -> None:
+        # Same reason as the proxy app: no versions for scanners.
+        response.headers.popall(hdrs.SERVER, None)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", redirect)
+    app.on_response_prepare.append(hide_server)
+    return app
