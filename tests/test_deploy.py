@@ -74,13 +74,6 @@ VENV_BIN: Final = Path(sys.executable).parent
 BASE_IMAGE_RE: Final = re.compile(r"python:3\.11\.\d+-slim-bookworm")
 PROXY_UID: Final = 10001
 # Settings the proxy gains in parallel work (issue 5). They are ignored until then.
-PLANNED_VARIABLES: Final = frozenset(
-    {
-        "AUTHPROXY_TLS_CERT",
-        "AUTHPROXY_TLS_KEY",
-        "AUTHPROXY_ADMIN_LISTEN",
-    }
-)
 # Host-side compose variables; the tests validate the files with their defaults.
 COMPOSE_VARIABLES: Final = ("AUTHPROXY_BIND", "AUTHPROXY_PORT", "OLLAMA_VERSION")
 SLOW_TOOL: Final = pytest.mark.timeout(600)  # the first use may apt-get install
@@ -94,9 +87,9 @@ def venv_tool(name: str) -> str:
 
 
 def known_variables() -> frozenset[str]:
-    """Every ``AUTHPROXY_*`` name the configuration reads, plus the planned ones."""
+    """Every ``AUTHPROXY_*`` name the configuration reads."""
     names = {"AUTHPROXY_" + key.upper().replace(".", "_") for key in config_keys()}
-    return frozenset(names | {"AUTHPROXY_CONFIG"} | PLANNED_VARIABLES)
+    return frozenset(names | {"AUTHPROXY_CONFIG"})
 
 
 # --------------------------------------------------------------------------- Dockerfile
@@ -908,7 +901,9 @@ def test_compose_project_name_comes_from_dotenv() -> None:
         "docker compose -f docker-compose.yml -f docker-compose.tls.yml up -d",
         "/data/audit/usage.jsonl",
         "docker compose run --rm authproxy usage",
-        "See the main README",
+        "docker compose run --rm authproxy keys rotate alice --grace 24h",
+        "docker compose run --rm authproxy audit verify",
+        "see *Administering\nkeys* in the main README",
     ],
 )
 def test_compose_readme_walks_through_operations(text: str) -> None:
