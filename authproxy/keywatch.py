@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
 from authproxy.errors import KeyStoreError
+from authproxy.filesig import Signature, file_signature
 from authproxy.keystore import KeyTable, read_store
 from authproxy.signing import SigningKeys
 from authproxy.verify import Verifier
 
 log = structlog.stdlib.get_logger(__name__)
-
-Signature = tuple[int, int, int, int] | None
-
-
-def _signature(path: Path) -> Signature:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class KeyStoreWatcher:
@@ -43,11 +33,11 @@ class KeyStoreWatcher:
         self.reloads = 0
         self.failures = 0
         self._verifier = verifier
-        self._seen: Signature = None
+        self._seen: Signature | None = None
         self._lock = asyncio.Lock()
         self._signing = signing
         self._signing_path = signing_path
-        self._signing_seen: Signature = None
+        self._signing_seen: Signature | None = None
 
     def load_initial(self) -> KeyTable:
         """Load the store synchronously at start-up.
@@ -55,7 +45,7 @@ class KeyStoreWatcher:
         Raises:
             KeyStoreError: the store cannot be read or parsed.
         """
-        self._seen = _signature(self.path)
+        self._seen = file_signature(self.path)
         table = read_store(self.path)
         self._verifier.set_table(table)
         if self._signing is not None:
@@ -65,7 +55,7 @@ class KeyStoreWatcher:
                 # JWTs stay unusable until the keys load; API keys still work.
                 log.error("signing_keys_unavailable", error=str(err))
             if self._signing_path is not None:
-                self._signing_seen = _signature(self._signing_path)
+                self._signing_seen = file_signature(self._signing_path)
         return table
 
     async def reload(self, *, force: bool = False) -> bool:
@@ -75,7 +65,7 @@ class KeyStoreWatcher:
             Whether a new table was put in service.
         """
         async with self._lock:
-            signature = _signature(self.path)
+            signature = file_signature(self.path)
             if not force and signature == self._seen:
                 return False
             self._seen = signature
@@ -96,7 +86,7 @@ class KeyStoreWatcher:
         if self._signing is None:
             return
         if self._signing_path is not None:
-            signature = _signature(self._signing_path)
+            signature = file_signature(self._signing_path)
             if not force and signature == self._signing_seen:
                 return
             self._signing_seen = signature

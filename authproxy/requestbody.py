@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from authproxy.exchange import Exchange
-from authproxy.usage import estimate_prompt_tokens
+from authproxy.usage import estimate_prompt_tokens, loads_object
 
 # Parsing a body this big (base64 images) would stall the loop noticeably.
 PARSE_OFF_LOOP: Final = 1024 * 1024
@@ -58,9 +58,11 @@ async def read_model_body(
     if request.headers.get("Content-Encoding", "identity") != "identity":
         return body  # zstd-compressed /v1 bodies are relayed untouched
     if len(body) > PARSE_OFF_LOOP:
-        data = await asyncio.get_running_loop().run_in_executor(None, _loads, body)
+        data = await asyncio.get_running_loop().run_in_executor(
+            None, loads_object, body
+        )
     else:
-        data = _loads(body)
+        data = loads_object(body)
     if data is None:
         return body
     model = data.get("model")
@@ -70,14 +72,6 @@ async def read_model_body(
     if include_usage and request.path in _INCLUDE_USAGE_PATHS:
         return _with_include_usage(body, data)
     return body
-
-
-def _loads(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _with_include_usage(body: bytes, data: dict[str, Any]) -> bytes:

@@ -21,6 +21,7 @@ from aiohttp import hdrs, web
 
 from authproxy.config import TLSConfig
 from authproxy.errors import ConfigError
+from authproxy.filesig import file_signature
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -151,18 +152,6 @@ def load_server_context(tls: TLSConfig) -> ssl.SSLContext:
     return ctx
 
 
-def _stat(path: str | None) -> tuple[int, int, int, int] | None:
-    if path is None:
-        return None
-    try:
-        # stat follows symlinks, so a swapped link (Kubernetes ..data,
-        # certbot's live/) shows up as a new inode.
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
 class CertificateReloader:
     """Own the listening context and put new certificate pairs in service."""
 
@@ -183,7 +172,8 @@ class CertificateReloader:
 
     def _signature(self) -> Signature:
         return tuple(
-            _stat(p) for p in (self._tls.cert, self._tls.key, self._tls.client_ca)
+            file_signature(p)
+            for p in (self._tls.cert, self._tls.key, self._tls.client_ca)
         )
 
     def _select(

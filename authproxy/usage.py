@@ -119,11 +119,11 @@ class UsageParser:
         if b'"done":false' in line and b'"error"' not in line:
             self.usage.chunks += 1
             if self.usage.model is None:
-                self._model_from(_loads(line))
+                self._model_from(loads_object(line))
             return
         if b'"done"' not in line and b'"error"' not in line:
             return  # progress lines of pull/push/create
-        obj = _loads(line)
+        obj = loads_object(line)
         if obj is None:
             return
         if "error" in obj:
@@ -170,9 +170,9 @@ class UsageParser:
             if b'"delta":{}' not in data and b'"text":""' not in data:
                 self.usage.chunks += 1  # an OpenAI content chunk
             if self.usage.model is None:
-                self._model_from(_loads(data))
+                self._model_from(loads_object(data))
             return
-        obj = _loads(data)
+        obj = loads_object(data)
         if obj is not None:
             self._sse_object(name.decode("ascii", "replace") or obj.get("type"), obj)
 
@@ -207,7 +207,7 @@ class UsageParser:
     # --- JSON ----------------------------------------------------------------
 
     def _json_body(self, body: bytes) -> None:
-        obj = _loads(body)
+        obj = loads_object(body)
         if obj is None:
             return
         if "error" in obj:
@@ -255,7 +255,8 @@ def _has_content(choice: Any) -> bool:
     return bool(choice.get("text"))
 
 
-def _loads(data: bytes) -> dict[str, Any] | None:
+def loads_object(data: bytes) -> dict[str, Any] | None:
+    """Parse JSON; return it if it is an object, else ``None``."""
     try:
         obj = json.loads(data)
     except ValueError:
