@@ -218,3 +218,98 @@ def test_config_errors_name_the_key(capsys, tmp_path: Path, yaml_text, message) 
     assert code == 2
     assert out == ""
     assert message in err
+
+
+def test_show_update_rotate_token(cli, keys_path: Path, secrets_seen) -> None:
+    """show, update, rotate (with grace) and token all work from the command line."""
+    _, out, _ = cli(
+        "keys", "create", "ops-bot", "--json", "--scopes", "inference,models:read"
+    )
+    created = json.loads(out)
+    code, out, _ = cli("keys", "show", "ops-bot", "--json")
+    assert (code, json.loads(out)["scopes"]) == (0, ["inference", "models:read"])
+    code, out, _ = cli("keys", "show", created["id"])
+    assert code == 0
+    assert f"id: {created['id']}" in out
+    code, out, _ = cli(
+        "keys",
+        "update",
+        "ops-bot",
+        "--models",
+        "llama3.2,qwen3:*",
+        "--note",
+        "bot",
+        "--expires",
+        "30d",
+        "--json",
+    )
+    updated = json.loads(out)
+    assert (code, updated["models"], updated["note"]) == (
+        0,
+        ["llama3.2", "qwen3:*"],
+        "bot",
+    )
+    assert updated["expires_at"] is not None
+    code, out, _ = cli(
+        "keys", "update", "ops-bot", "--expires", "never", "--disable", "--json"
+    )
+    assert (json.loads(out)["expires_at"], json.loads(out)["status"]) == (
+        None,
+        "disabled",
+    )
+    code, out, _ = cli("keys", "update", "ops-bot", "--enable")
+    assert (code, out.strip()) == (0, f"Updated key 'ops-bot' (id {created['id']}).")
+    code, _, err = cli("keys", "update", "ops-bot")
+    assert code == 1
+    assert "nothing to change" in err
+    code, out, _ = cli("keys", "rotate", "ops-bot", "--grace", "1h")
+    assert code == 0
+    assert "The previous token works until " in out
+    new_token = TOKEN_RE.search(out)
+    assert new_token is not None
+    assert new_token.group(1) == created["id"]
+    assert new_token.group(0) != created["token"]
+    record = read_store(keys_path).by_name["ops-bot"]
+    assert len(record.previous) == 1
+    code, out, _ = cli("keys", "rotate", "ops-bot", "--json")
+    assert json.loads(out)["token"].startswith(f"ap_{created['id']}_")
+    code, _, err = cli("keys", "rotate", "ops-bot", "--grace", "later")
+    assert (code, "--grace: invalid duration 'later'" in err) == (1, True)
+    code, out, _ = cli(
+        "keys", "token", "ops-bot", "--ttl", "5m", "--scopes", "inference", "--json"
+    )
+    minted = json.loads(out)
+    secrets_seen.add(minted["token"])
+    assert (code, minted["scopes"], minted["key_id"]) == (
+        0,
+        ["inference"],
+        created["id"],
+    )
+    code, _, err = cli("keys", "token", "ops-bot", "--scopes", "admin")
+    assert (code, "scopes: the key lacks 'admin'" in err) == (1, True)
+    code, _, err = cli("keys", "token", "ops-bot", "--ttl", "soon")
+    assert (code, "--ttl: invalid duration 'soon'" in err) == (1, True)
+
+
+def test_password_keys_cannot_rotate(cli, monkeypatch) -> None:
+    """rotate is for token keys; a password key gets a clear error."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough password\n"))
+    cli("keys", "create", "human", "--password-stdin")
+    code, _, err = cli("keys", "rotate", "human")
+    assert code == 1
+    assert "only token keys can be rotated" in err
+
+
+def test_admin_trail_records_cli_actions(cli, audit_path: Path) -> None:
+    """CLI changes land in the admin trail with the OS user as actor, no secrets."""
+    _, out, _ = cli("keys", "create", "trail", "--json")
+    token = json.loads(out)["token"]
+    cli("keys", "revoke", "trail")
+    text = audit_path.with_name("admin.jsonl").read_text()
+    records = [json.loads(line) for line in text.splitlines()]
+    assert [(r["action"], r["source"]) for r in records] == [
+        ("create", "cli"),
+        ("revoke", "cli"),
+    ]
+    assert records[0]["actor"].startswith("cli:")
+    assert token not in text
