@@ -86,7 +86,7 @@ def test_corrupt_key_file(tmp_path: Path, text: str) -> None:
     ("token", "reason"),
     [
         ("not-a-jwt", "malformed_jwt"),
-        (jwt.encode({"sub": "k"}, SECRET, algorithm="HS512"), "jwt_algorithm"),
+        (jwt.encode({"sub": "k"}, "s" * 64, algorithm="HS512"), "jwt_algorithm"),
     ],
 )
 def test_malformed_tokens(tmp_path: Path, token: str, reason: str) -> None:
