@@ -106,6 +106,10 @@ class ServerConfig:
     shutdown_timeout: float = option(30.0, parse=seconds)
     keepalive_timeout: float = option(75.0, parse=seconds)
     trusted_proxies: tuple[str, ...] = option((), parse=_networks)
+    event_loop: str = option(
+        "auto",
+        check=(lambda v: v in {"auto", "uvloop", "asyncio"}, "auto|uvloop|asyncio"),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
