@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 # Called with each piece of body data and the monotonic time it arrived.
 BodySink = Callable[[bytes, int], None]
@@ -68,7 +69,7 @@ class _Parser:
             case "head":
                 return self._read_head(now)
             case "size":
-                return self._read_size()
+                return self._read_size(now)
             case "data" | "sized":
                 return self._read_data(now)
             case "crlf":
@@ -84,12 +85,19 @@ class _Parser:
         del self.buf[: end + 4]
         return True
 
-    def _read_size(self) -> bool:
-        end = self.buf.find(b"\r\n")
+    def _read_size(self, now: int) -> bool:
+        buf = self.buf
+        end = buf.find(b"\r\n")
         if end < 0:
             return False
-        size = int(bytes(self.buf[:end]).split(b";", 1)[0], 16)
-        del self.buf[: end + 2]
+        size = int(bytes(buf[:end]).split(b";", 1)[0], 16)
+        start = end + 2
+        if size and len(buf) >= start + size + 2:
+            # Fast path: the whole chunk is here (the usual case).
+            self._body(bytes(buf[start : start + size]), now)
+            del buf[: start + size + 2]
+            return True
+        del buf[:start]
         self.remaining = size
         self.state = "data" if size else "trailer"
         return True
@@ -173,8 +181,8 @@ class _Protocol(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses.
+        self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic_ns()

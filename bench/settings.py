@@ -18,8 +18,9 @@ class Settings:
     fidelity_chunks: int = 25
     fidelity_gap_ms: float = 10.0
     slow_streams: int = 2000
-    slow_chunks: int = 200
-    slow_gap_ms: float = 50.0  # 20 chunks/s
+    slow_seconds: float = 10.0  # length of each slow stream
+    slow_gap_ms: float = 100.0  # 10 chunks/s: what the one-core load side sustains
+    stress_gap_ms: float = 50.0  # 20 chunks/s: the brief's example, proxies only
     cold_keys: int = 10
     warm_per_key: int = 200
     flood_rate: float = 200.0
@@ -36,7 +37,7 @@ class Settings:
             audit_repeats=1,
             fidelity_rounds=4,
             slow_streams=300,
-            slow_chunks=40,
+            slow_seconds=3.0,
             cold_keys=3,
             warm_per_key=50,
             flood_duration=3.0,

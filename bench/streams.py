@@ -29,6 +29,8 @@ class StampSink:
     """Splits body data into NDJSON lines and records each stamped chunk's delay."""
 
     delays: list[float]
+    steady: list[float]
+    steady_from_ns: int = 0
     tail: bytes = b""
     chunks: int = 0
     done: bool = False
@@ -40,7 +42,10 @@ class StampSink:
             i = buf.find(_MARK, start, end)
             if i >= 0:
                 j = buf.find(b'"', i + _MARK_LEN, end)
-                self.delays.append((now - int(buf[i + _MARK_LEN : j])) / 1e6)
+                delay = (now - int(buf[i + _MARK_LEN : j])) / 1e6
+                self.delays.append(delay)
+                if now >= self.steady_from_ns:
+                    self.steady.append(delay)
                 self.chunks += 1
             elif buf.find(b'"done":true', start, end) >= 0:
                 self.done = True
@@ -51,6 +56,8 @@ class StampSink:
 @dataclass(slots=True)
 class _Tally:
     delays: list[float] = field(default_factory=list)
+    steady: list[float] = field(default_factory=list)
+    steady_from_ns: int = 0
     ttfb: list[float] = field(default_factory=list)
     durations: list[float] = field(default_factory=list)
     completed: int = 0
@@ -74,7 +81,7 @@ def _stream_request(
 async def _one_stream(
     conn: HttpConnection, raw: bytes, chunks: int, tally: _Tally
 ) -> None:
-    sink = StampSink(tally.delays)
+    sink = StampSink(tally.delays, tally.steady, tally.steady_from_ns)
     try:
         reply = await conn.request(raw, sink)
     except (OSError, ConnectionError) as err:
@@ -127,6 +134,7 @@ async def fidelity(
         "failures": tally.failures,
         "ttfb_ms": summary(tally.ttfb),
         "chunk_delay_ms": summary(tally.delays),
+        "steady_chunk_delay_ms": summary(tally.steady),
     }
 
 
@@ -168,6 +176,8 @@ async def many_streams(
     tasks: list[asyncio.Task[None]] = []
     start = time.monotonic()
     expected = chunks * gap_ms / 1000
+    # Steady state: from one second after the last stream has started.
+    tally.steady_from_ns = time.monotonic_ns() + int((ramp + 1) * 1e9)
     try:
         for index in range(streams):
             delay = start + index * ramp / streams - time.monotonic()
@@ -198,4 +208,5 @@ async def many_streams(
         },
         "ttfb_ms": summary(tally.ttfb),
         "chunk_delay_ms": summary(tally.delays),
+        "steady_chunk_delay_ms": summary(tally.steady),
     }
