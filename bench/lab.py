@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ class Target:
     auth: str
     port: int
     headers: dict[str, str]
+    proc: Proc | None = None  # whose CPU time a measurement also reads
 
     @property
     def label(self) -> str:
@@ -153,18 +155,19 @@ class Lab:
                 raise RuntimeError(f"{name}: warm-up request got {resp.status}")
         return proxy, port
 
-    def small_targets(self, proxy_port: int) -> list[Target]:
+    def small_targets(self, proxy: Proc, proxy_port: int) -> list[Target]:
         """Return direct, nginx (bearer, Basic) and authproxy (bearer, Basic)."""
         key = self.main_key
-        targets = [Target("direct", "", self.origin_port, key.bearer)]
+        targets = [Target("direct", "", self.origin_port, key.bearer, self.origin)]
         if self.front_ports is not None:
+            front = self.front_ports
             targets += [
-                Target("nginx", "bearer map", self.front_ports.bearer, key.bearer),
-                Target("nginx", "htpasswd Basic", self.front_ports.basic, key.basic),
+                Target("nginx", "bearer map", front.bearer, key.bearer, self.front),
+                Target("nginx", "htpasswd Basic", front.basic, key.basic, self.front),
             ]
         targets += [
-            Target("authproxy", "bearer", proxy_port, key.bearer),
-            Target("authproxy", "Basic", proxy_port, key.basic),
+            Target("authproxy", "bearer", proxy_port, key.bearer, proxy),
+            Target("authproxy", "Basic", proxy_port, key.basic, proxy),
         ]
         return targets
 
@@ -180,23 +183,38 @@ class Lab:
         return targets
 
     def load(self, target: Target, connections: int) -> dict[str, Any]:
-        """Warm up, then measure ``target`` with ``connections`` connections.
-
-        A measurement taken while other processes used more than
-        ``FOREIGN_LIMIT`` cores is repeated once (within a run-wide budget);
-        the less disturbed of the two is kept.
-        """
+        """Warm up, then measure ``target`` with ``connections`` connections."""
         self._measure(target, connections, self.settings.warmup)
+
+        def once() -> dict[str, Any]:
+            cpu = target.proc.cpu_seconds() if target.proc else 0.0
+            result = self._measure(target, connections, self.settings.duration)
+            row = {"target": target.name, "auth": target.auth, **result.as_dict()}
+            if target.proc is not None and result.requests:
+                # CPU per request barely moves when others share the core,
+                # unlike req/s: the robust measure of the proxy's own cost.
+                used = target.proc.cpu_seconds() - cpu
+                row["cpu_us_per_request"] = round(used * 1e6 / result.requests, 1)
+            return row
+
+        return self.quietly(once)
+
+    def quietly(self, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run a measurement; repeat it once if other processes disturbed it.
+
+        A run during which others used more than ``FOREIGN_LIMIT`` cores is
+        repeated (within a run-wide count and time budget) and the less
+        disturbed result is kept. ``foreign_cores`` is added to the result.
+        """
         best: dict[str, Any] | None = None
         for _ in range(2):
             start = Snapshot.take()
-            result = self._measure(target, connections, self.settings.duration)
-            row = {"target": target.name, "auth": target.auth, **result.as_dict()}
-            row["foreign_cores"] = start.foreign_cores()
-            if best is None or row["foreign_cores"] < best["foreign_cores"]:
-                best = row
+            result = run()
+            result["foreign_cores"] = start.foreign_cores()
+            if best is None or result["foreign_cores"] < best["foreign_cores"]:
+                best = result
             if (
-                row["foreign_cores"] <= FOREIGN_LIMIT
+                result["foreign_cores"] <= FOREIGN_LIMIT
                 or self.retries <= 0
                 or time.monotonic() > self.retry_until
             ):
@@ -205,19 +223,43 @@ class Lab:
         assert best is not None
         return best
 
+    def same_time(
+        self, targets: list[Target], connections: int
+    ) -> list[dict[str, Any]]:
+        """Load several targets at once (one wrk each) and return one row per target.
+
+        The targets share the proxy core, so each gets a fair share of the
+        same CPU at the same moment: their req/s ratio is their inverse CPU
+        cost ratio, unaffected by the host's speed drifting between runs.
+        """
+        if not loadgen.have_wrk():
+            raise RuntimeError("same-time runs need wrk")
+        jobs = [self.wrk_job(t, connections) for t in targets]
+        duration = self.settings.duration
+        start = Snapshot.take()
+        cpu = [t.proc.cpu_seconds() if t.proc else 0.0 for t in targets]
+        results = loadgen.run_wrk(
+            jobs, duration=duration, cpus=self.pin.load, log=self.log
+        )
+        foreign = start.foreign_cores()
+        rows = []
+        for target, result, before in zip(targets, results, cpu, strict=True):
+            row = {"target": target.name, "auth": target.auth, **result.as_dict()}
+            row["foreign_cores"] = foreign
+            if target.proc is not None and result.requests:
+                used = target.proc.cpu_seconds() - before
+                row["cpu_us_per_request"] = round(used * 1e6 / result.requests, 1)
+            rows.append(row)
+        return rows
+
     def _measure(
         self, target: Target, connections: int, seconds: float
     ) -> loadgen.LoadResult:
         if loadgen.have_wrk():
+            job = self.wrk_job(target, connections)
             return loadgen.run_wrk(
-                target.port,
-                bodies.CHAT_PATH,
-                self._script(target),
-                connections=connections,
-                duration=seconds,
-                cpus=self.pin.load,
-                log=self.log,
-            )
+                [job], duration=seconds, cpus=self.pin.load, log=self.log
+            )[0]
         return run_loop(
             loadgen.run_python(
                 target.port,
@@ -227,6 +269,12 @@ class Lab:
                 connections=connections,
                 duration=seconds,
             )
+        )
+
+    def wrk_job(self, target: Target, connections: int) -> loadgen.WrkJob:
+        """Return the wrk job that POSTs the chat request to ``target``."""
+        return loadgen.WrkJob(
+            target.port, bodies.CHAT_PATH, self._script(target), connections
         )
 
     def _script(self, target: Target) -> Path:

@@ -86,57 +86,78 @@ def write_script(path: Path, body: bytes, headers: dict[str, str]) -> Path:
     return path
 
 
+@dataclass(frozen=True, slots=True)
+class WrkJob:
+    """One wrk invocation: where to send, with which script and how many connections."""
+
+    port: int
+    path: str
+    script: Path
+    connections: int
+
+    @property
+    def threads(self) -> int:
+        """Return wrk's thread count: 1 for one connection, else 2."""
+        return 1 if self.connections == 1 else 2
+
+    def command(self, duration: float, cpus: tuple[int, ...]) -> list[str]:
+        """Return the wrk command line, pinned to ``cpus``."""
+        return [
+            *taskset(cpus),
+            "wrk",
+            f"-t{self.threads}",
+            f"-c{self.connections}",
+            f"-d{max(1, round(duration))}s",  # wrk takes whole seconds
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(self.script),
+            f"http://{HOST}:{self.port}{self.path}",
+        ]
+
+
 def run_wrk(
-    port: int,
-    path: str,
-    script: Path,
-    *,
-    connections: int,
-    duration: float,
-    cpus: tuple[int, ...],
-    log: Path,
-) -> LoadResult:
-    """Run wrk against ``127.0.0.1:port`` and parse its ``done()`` line."""
-    threads = 1 if connections == 1 else 2
-    cmd = [
-        *taskset(cpus),
-        "wrk",
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{max(1, round(duration))}s",  # wrk takes whole seconds
-        "--latency",
-        "--timeout",
-        "10s",
-        "-s",
-        str(script),
-        f"http://{HOST}:{port}{path}",
-    ]
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, check=False, timeout=duration + 30
-    )
-    with log.open("a") as fh:
-        fh.write(f"$ {' '.join(cmd)}\n{out.stdout}{out.stderr}\n")
-    line = next(
-        (x for x in out.stdout.splitlines() if x.startswith("BENCH_JSON ")), None
-    )
-    if out.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr[-500:]}")
+    jobs: list[WrkJob], *, duration: float, cpus: tuple[int, ...], log: Path
+) -> list[LoadResult]:
+    """Run the wrk jobs at the same time and parse each one's ``done()`` line.
+
+    One job is the ordinary case. Two jobs against two proxies on one core
+    form a same-time A/B test: the core's speed, which drifts on a shared
+    virtual machine, is then the same for both.
+    """
+    procs = [
+        (job, subprocess.Popen(
+            job.command(duration, cpus),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ))
+        for job in jobs
+    ]  # fmt: skip
+    results = []
+    for job, proc in procs:
+        stdout, stderr = proc.communicate(timeout=duration + 30)
+        with log.open("a") as fh:
+            fh.write(f"$ {' '.join(job.command(duration, cpus))}\n{stdout}{stderr}\n")
+        results.append(_parse(job, proc.returncode, stdout, stderr))
+    return results
+
+
+_ERROR_KEYS = ("non_2xx", "connect_errors", "read_errors", "write_errors", "timeouts")
+
+
+def _parse(job: WrkJob, code: int, stdout: str, stderr: str) -> LoadResult:
+    line = next((x for x in stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if code != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({code}): {stderr[-500:]}")
     data = json.loads(line.removeprefix("BENCH_JSON "))
     seconds = data["duration_us"] / 1e6
-    errors = sum(
-        data[k]
-        for k in (
-            "non_2xx",
-            "connect_errors",
-            "read_errors",
-            "write_errors",
-            "timeouts",
-        )
-    )
+    errors = sum(data[k] for k in _ERROR_KEYS)
     return LoadResult(
         tool="wrk",
-        connections=connections,
-        threads=threads,
+        connections=job.connections,
+        threads=job.threads,
         duration_s=round(seconds, 2),
         requests=data["requests"],
         rps=round(data["requests"] / seconds, 1),

@@ -128,10 +128,13 @@ class Proc:
         return True
 
     def cpu_seconds(self) -> float:
-        """Return user + system CPU time used so far, all threads included."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        """Return user + system CPU time so far: all threads, and nginx's workers."""
+        total = 0
+        for pid in self.pids():
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Send SIGTERM, then SIGKILL after ``timeout`` seconds."""

@@ -57,7 +57,6 @@ def _small(small: dict[str, Any]) -> list[str]:
     rows = [
         *small["rows"],
         *small["audit"]["runs"],
-        small["audit"]["off_1_connection"],
         small["log_level"],
     ]
     out += _table(
@@ -70,6 +69,7 @@ def _small(small: dict[str, Any]) -> list[str]:
             "p99 ms",
             "max ms",
             "errors",
+            "CPU µs/req",
             "others",
         ],
         [
@@ -82,19 +82,22 @@ def _small(small: dict[str, Any]) -> list[str]:
                 _f(r["p99_ms"]),
                 _f(r["max_ms"]),
                 r["errors"],
+                r.get("cpu_us_per_request", "-"),
                 r.get("foreign_cores", "-"),
             ]
             for r in rows
         ],
     )
     audit = small["audit"]
+    ratios = ", ".join(f"{r:.3f}" for r in audit["ratios_on_over_off"])
     out += [
-        f"Audit on vs off (mean of the alternating 32-connection runs): "
-        f"{audit['rps_on']:.0f} vs {audit['rps_off']:.0f} req/s, cost "
+        "Audit on vs off: both proxies loaded at the same time on the proxy core "
+        "(32 connections each), so they share one CPU and the host's speed drift "
+        f"cancels. req/s ratios on/off: {ratios}; median cost "
         f"{audit['cost'] * 100:.1f} %. Audit file lines written: "
         f"{audit['audit_file_lines']}"
         + (
-            ""
+            "."
             if audit["audit_feature_active"]
             else " (this build has no audit feature; both runs are the same setup)."
         ),
@@ -236,6 +239,7 @@ def _auth(auth: dict[str, Any]) -> list[str]:
             "valid max ms",
             "valid statuses",
             "proxy peak MB",
+            "others",
         ],
         [
             [
@@ -248,6 +252,7 @@ def _auth(auth: dict[str, Any]) -> list[str]:
                 f["valid"]["latency_ms"]["max"],
                 f["valid"]["statuses"],
                 f["proxy_hwm_mb"],
+                f.get("foreign_cores", "-"),
             ]
             for name, f in auth["flood"].items()
         ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,11 +28,11 @@ def small_requests(lab: Lab) -> dict[str, Any]:
     proxy, port = lab.start_authproxy("authproxy", lab.origin_port, audit=True)
     rows = []
     for connections in settings.connections:
-        for target in lab.small_targets(port):
+        for target in lab.small_targets(proxy, port):
             _say(f"small requests: {target.label}, {connections} connection(s)")
             rows.append(lab.load(target, connections))
     result: dict[str, Any] = {"rows": rows}
-    result["audit"] = _audit(lab, port)
+    result["audit"] = _audit(lab, proxy, port)
     result["log_level"] = _log_cost(lab)
     if settings.profile:
         result["profile"] = _profile(lab, proxy, port)
@@ -38,34 +40,31 @@ def small_requests(lab: Lab) -> dict[str, Any]:
     return result
 
 
-def _audit(lab: Lab, on_port: int) -> dict[str, Any]:
+def _audit(lab: Lab, on_proxy: Proc, on_port: int) -> dict[str, Any]:
+    """Audit on vs off, loaded at the same time on the same core, repeated."""
     off, off_port = lab.start_authproxy(
         "authproxy-audit-off", lab.origin_port, audit=False
     )
     key = lab.main_key
-    on = Target("authproxy", "bearer, audit on", on_port, key.bearer)
-    off_target = Target("authproxy", "bearer, audit off", off_port, key.bearer)
+    on = Target("authproxy", "bearer, audit on", on_port, key.bearer, on_proxy)
+    off_target = Target("authproxy", "bearer, audit off", off_port, key.bearer, off)
     runs: list[dict[str, Any]] = []
+    ratios: list[float] = []
     for _ in range(lab.settings.audit_repeats):
-        for target in (on, off_target):
-            _say(f"audit: {target.label}, 32 connections")
-            runs.append(lab.load(target, 32))
-    _say("audit: audit off, 1 connection")
-    single_off = lab.load(off_target, 1)
-    lab.children.stop(off)
-
-    def mean(auth: str) -> float:
-        values = [float(r["rps"]) for r in runs if r["auth"] == auth]
-        return sum(values) / len(values)
-
-    on_rps, off_rps = mean(on.auth), mean(off_target.auth)
+        _say("audit: on and off at the same time, 32 connections each")
+        pair = lab.same_time([on, off_target], 32)
+        runs += pair
+        ratios.append(pair[0]["rps"] / pair[1]["rps"])
     lines = authproxy.audit_lines(lab.run_dir, "authproxy")
+    lab.children.stop(off)
+    ratio = statistics.median(ratios)
     return {
+        "method": "same-time pairs on one core (req/s ratio = inverse CPU cost)",
         "runs": runs,
-        "off_1_connection": single_off,
-        "rps_on": round(on_rps, 1),
-        "rps_off": round(off_rps, 1),
-        "cost": round((off_rps - on_rps) / off_rps, 4),
+        "ratios_on_over_off": [round(r, 3) for r in ratios],
+        "rps_on": round(statistics.mean(float(r["rps"]) for r in runs[::2]), 1),
+        "rps_off": round(statistics.mean(float(r["rps"]) for r in runs[1::2]), 1),
+        "cost": round(1 - ratio, 4),
         "audit_file_lines": lines,
         "audit_feature_active": lines > 0,
     }
@@ -75,7 +74,9 @@ def _log_cost(lab: Lab) -> dict[str, Any]:
     quiet, port = lab.start_authproxy(
         "authproxy-log-warning", lab.origin_port, audit=True, log_level="warning"
     )
-    target = Target("authproxy", "bearer, log.level=warning", port, lab.main_key.bearer)
+    target = Target(
+        "authproxy", "bearer, log.level=warning", port, lab.main_key.bearer, quiet
+    )
     _say(f"log cost: {target.label}, 32 connections")
     row = lab.load(target, 32)
     lab.children.stop(quiet)
@@ -109,30 +110,23 @@ def stream_scenarios(lab: Lab) -> dict[str, Any]:
     fidelity = []
     for target in lab.stream_targets(port):
         _say(f"stream fidelity: {target.label}")
-        start = Snapshot.take()
-        result = run_loop(
-            streams.fidelity(
-                target.port,
-                target.headers,
-                streams=settings.fidelity_streams,
-                rounds=settings.fidelity_rounds,
-                chunks=settings.fidelity_chunks,
-                gap_ms=settings.fidelity_gap_ms,
-            )
-        )
-        result["foreign_cores"] = start.foreign_cores()
+        result = lab.quietly(functools.partial(_fidelity, lab, target))
         fidelity.append({"target": target.name, "auth": target.auth, **result})
     watched = {"direct": lab.streamer, "nginx": lab.front, "authproxy": proxy}
     many, stress = [], []
     for target in lab.stream_targets(port):
         _say(f"{settings.slow_streams} slow streams: {target.label}")
-        many.append(_many(lab, target, watched[target.name], settings.slow_gap_ms))
+        subject = watched[target.name]
+        run = functools.partial(_many, lab, target, subject, settings.slow_gap_ms)
+        many.append(lab.quietly(run))
         time.sleep(1)
     # The brief's example rate: only the proxies, as the one-core load side
     # itself falls behind at this rate (see the direct row of "many").
     for target in lab.stream_targets(port)[1:]:
         _say(f"{settings.slow_streams} streams at the stress rate: {target.label}")
-        stress.append(_many(lab, target, watched[target.name], settings.stress_gap_ms))
+        subject = watched[target.name]
+        run = functools.partial(_many, lab, target, subject, settings.stress_gap_ms)
+        stress.append(lab.quietly(run))
         time.sleep(1)
     lab.children.stop(proxy)
     return {"fidelity": fidelity, "many": many, "stress": stress}
@@ -153,7 +147,6 @@ def _many(
         peak["rss_kib"] = max(peak["rss_kib"], status["VmRSS"])
         peak["threads"] = max(peak["threads"], status["Threads"])
 
-    start = Snapshot.take()
     result = run_loop(
         streams.many_streams(
             target.port,
@@ -175,8 +168,40 @@ def _many(
         "hwm_mb": _mb(after["VmHWM"]) if reset else None,
         "rss_after_mb": _mb(after["VmRSS"]),
         "threads_peak": peak["threads"],
-        "foreign_cores": start.foreign_cores(),
     }
+
+
+def _fidelity(lab: Lab, target: Target) -> dict[str, Any]:
+    settings = lab.settings
+    return run_loop(
+        streams.fidelity(
+            target.port,
+            target.headers,
+            streams=settings.fidelity_streams,
+            rounds=settings.fidelity_rounds,
+            chunks=settings.fidelity_chunks,
+            gap_ms=settings.fidelity_gap_ms,
+        )
+    )
+
+
+def _flood(
+    lab: Lab, proxy: Proc, port: int, make: Callable[[int], str]
+) -> dict[str, Any]:
+    settings = lab.settings
+    proxy.reset_hwm()
+    result = run_loop(
+        authcost.flood(
+            port,
+            lab.main_key,
+            make,
+            bogus_rate=settings.flood_rate,
+            probe_rate=settings.probe_rate,
+            duration=settings.flood_duration,
+        )
+    )
+    result["proxy_hwm_mb"] = _mb(proxy.status()["VmHWM"])
+    return result
 
 
 def _mb(kib: int) -> float:
@@ -188,11 +213,13 @@ def auth_scenarios(lab: Lab) -> dict[str, Any]:
     settings = lab.settings
     proxy, port = lab.start_authproxy("authproxy-auth", lab.origin_port, audit=True)
     _say(f"auth: first vs cached verification, {len(lab.cold_keys)} keys")
+    start = Snapshot.take()  # not repeatable: a key is cold only once
     cold = run_loop(
         authcost.cold_vs_warm(
             port, lab.cold_keys, proxy, warm_per_key=settings.warm_per_key
         )
     )
+    cold["foreign_cores"] = start.foreign_cores()
     floods: dict[str, Any] = {}
     variants: dict[str, Callable[[int], str]] = {
         "unknown_key_id": authcost.unknown_id_token,
@@ -200,19 +227,6 @@ def auth_scenarios(lab: Lab) -> dict[str, Any]:
     }
     for name, make in variants.items():
         _say(f"auth: valid key during {settings.flood_rate:g} req/s bogus ({name})")
-        proxy.reset_hwm()
-        start = Snapshot.take()
-        floods[name] = run_loop(
-            authcost.flood(
-                port,
-                lab.main_key,
-                make,
-                bogus_rate=settings.flood_rate,
-                probe_rate=settings.probe_rate,
-                duration=settings.flood_duration,
-            )
-        )
-        floods[name]["proxy_hwm_mb"] = _mb(proxy.status()["VmHWM"])
-        floods[name]["foreign_cores"] = start.foreign_cores()
+        floods[name] = lab.quietly(functools.partial(_flood, lab, proxy, port, make))
     lab.children.stop(proxy)
     return {"cold_vs_warm": cold, "flood": floods}

@@ -12,7 +12,7 @@ class Settings:
     duration: float = 10.0  # each wrk measurement
     warmup: float = 1.0  # a discarded wrk run before each measurement
     connections: tuple[int, ...] = (1, 32)
-    audit_repeats: int = 2  # alternating on/off c32 runs
+    audit_repeats: int = 3  # same-time on/off pairs at 32 connections
     fidelity_streams: int = 4
     fidelity_rounds: int = 25
     fidelity_chunks: int = 25
