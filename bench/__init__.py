@@ -1,0 +1,1 @@
+"""authproxy benchmark (issue 7): direct vs nginx vs authproxy on loopback."""

@@ -1,0 +1,5 @@
+"""Entry point for ``python -m bench``."""
+
+from bench.main import main
+
+raise SystemExit(main())
