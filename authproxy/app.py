@@ -90,6 +90,7 @@ def server_kwargs(config: Config) -> dict[str, Any]:
         # Request bodies are relayed verbatim (Ollama accepts zstd on /v1).
         "auto_decompress": False,
         "access_log_class": AccessLogger,
+        **({} if config.log.access else {"access_log": None}),
         "keepalive_timeout": config.server.keepalive_timeout,
         "shutdown_timeout": config.server.shutdown_timeout,
         "max_line_size": config.limits.max_request_line,
@@ -102,7 +103,8 @@ def setup_keys(app: web.Application, config: Config, clock: Clock) -> None:
     """Create the verifier and the store watcher, started in ``cleanup_ctx``."""
     keys = config.keys
     path = Path(keys.file)
-    workers = keys.verify_workers or os.cpu_count() or 1
+    # Half the cores by default: argon2 must leave the event loop a core.
+    workers = keys.verify_workers or max(1, (os.cpu_count() or 1) // 2)
 
     def persist_hash(key_id: str, old_hash: str, new_hash: str) -> None:
         def change(table: KeyTable) -> tuple[KeyTable, None]:
@@ -160,6 +162,10 @@ def _upstream(config: Config) -> Upstream:
         max_body_size=config.server.max_body_size,
         response_timeout=config.upstream.response_timeout,
         idle_timeout=config.upstream.idle_timeout,
+        # sock_read bounds the wait for headers; _relay switches it to idle_timeout.
+        client_timeout=aiohttp.ClientTimeout(
+            total=None, sock_read=config.upstream.response_timeout
+        ),
         include_usage=config.audit.openai_include_usage,
     )
 

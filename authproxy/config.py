@@ -219,6 +219,7 @@ class LogConfig:
     format: str = option(
         "auto", check=(lambda v: v in {"auto", "json", "console"}, "auto|json|console")
     )
+    access: bool = option(True)
     level: str = option(
         "info",
         check=(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import uuid
+import secrets
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -45,6 +45,7 @@ REQUEST_DROP: Final = HOP_BY_HOP | {
     "x-forwarded-host",
 }
 UNTRUSTED_DROP: Final = frozenset({"forwarded", "x-real-ip"})
+_UNTRUSTED_REQUEST_DROP: Final = REQUEST_DROP | UNTRUSTED_DROP
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 _REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
@@ -71,6 +72,8 @@ def is_trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
 
 def connection_tokens(headers: Mapping[str, str] | CIMultiDictProxy[str]) -> set[str]:
     """Return the lower-cased header names listed in ``Connection``."""
+    if "Connection" not in headers:
+        return set()
     getall = getattr(headers, "getall", None)
     values = getall("Connection", []) if getall else [headers.get("Connection", "")]
     return {t.strip().lower() for v in values for t in v.split(",") if t.strip()}
@@ -96,7 +99,7 @@ def request_id(value: str | None) -> str:
     """Keep a sane client-sent request id, or generate a new one."""
     if value is not None and _REQUEST_ID_RE.fullmatch(value):
         return value
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 def forward_request_headers(
@@ -122,9 +125,10 @@ def forward_request_headers(
     Returns:
         The filtered headers, plus Host, X-Forwarded-* and X-Request-ID.
     """
-    drop = REQUEST_DROP | connection_tokens(headers)
-    if not trusted_peer:
-        drop = drop | UNTRUSTED_DROP
+    drop = REQUEST_DROP if trusted_peer else _UNTRUSTED_REQUEST_DROP
+    listed = connection_tokens(headers)
+    if listed:
+        drop = drop | listed
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         if name.lower() not in drop:
@@ -149,7 +153,8 @@ def forward_request_headers(
 
 def filter_response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     """Copy the upstream response headers minus hop-by-hop ones."""
-    drop = HOP_BY_HOP | connection_tokens(headers)
+    listed = connection_tokens(headers)
+    drop = HOP_BY_HOP | listed if listed else HOP_BY_HOP
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         if name.lower() not in drop:

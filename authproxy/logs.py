@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import IO, Any, Final
 
 import structlog
@@ -21,6 +24,7 @@ LEVELS: Final = {
 }
 
 ACCESS_LOGGER: Final = "authproxy.access"
+FLUSH_DELAY: Final = 0.25
 _access = structlog.stdlib.get_logger(ACCESS_LOGGER)
 
 _SHARED: Final[list[Any]] = [
@@ -33,7 +37,31 @@ _SHARED: Final[list[Any]] = [
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Our handler, so re-configuring replaces only what we installed."""
+    """Our handler, so re-configuring replaces only what we installed.
+
+    It also takes pre-rendered JSON access lines (``write_line``) without the
+    structlog and logging machinery, and flushes them within a quarter second
+    instead of once per line: on a busy proxy that machinery costs more than
+    the request itself.
+    """
+
+    json_lines = False
+    _flush_pending = False
+
+    def write_line(self, line: str) -> None:
+        """Write one rendered line; flush soon (or with the next record)."""
+        self.acquire()
+        try:
+            self.stream.write(line)
+        finally:
+            self.release()
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._flush_pending = False
+        self.flush()
 
 
 class ScrubParserErrors(logging.Filter):
@@ -80,6 +108,7 @@ def configure(
         else structlog.processors.JSONRenderer()
     )
     handler = _Handler(out)
+    handler.json_lines = not use_console
     handler.addFilter(ScrubParserErrors())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -118,19 +147,36 @@ class AccessLogger(AbstractAccessLogger):
     ) -> None:
         """Log one finished request; the query string is left out."""
         principal = request.get(PRINCIPAL_KEY)
-        _access.info(
-            "http_request",
-            request_id=request.get(REQUEST_ID_KEY),
-            key_id=principal.key_id if principal else None,
-            method=request.method,
-            path=request.path,
-            status=response.status,
-            duration_ms=round(time * 1000, 3),
-            bytes_out=response.body_length,
-            peer=request.remote,
-        )
+        fields = {
+            "request_id": request.get(REQUEST_ID_KEY),
+            "key_id": principal.key_id if principal else None,
+            "method": request.method,
+            "path": request.path,
+            "status": response.status,
+            "duration_ms": round(time * 1000, 3),
+            "bytes_out": response.body_length,
+            "peer": request.remote,
+        }
+        handler = _our_handler()
+        if handler is not None and handler.json_lines:
+            fields.update(
+                event="http_request",
+                level="info",
+                logger=ACCESS_LOGGER,
+                timestamp=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            )
+            handler.write_line(json.dumps(fields) + "\n")
+        else:
+            _access.info("http_request", **fields)
 
     @property
     def enabled(self) -> bool:
         """Tell whether access lines would be emitted at all."""
         return logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO)
+
+
+def _our_handler() -> _Handler | None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _Handler):
+            return handler
+    return None

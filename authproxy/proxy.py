@@ -39,6 +39,7 @@ from authproxy.verify import Principal
 log = structlog.stdlib.get_logger(__name__)
 
 _STREAM_TYPES = ("application/x-ndjson", "text/event-stream")
+SMALL_BODY = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,8 @@ class Upstream:
     response_timeout: float
     idle_timeout: float
     include_usage: bool = False
+
+    client_timeout: aiohttp.ClientTimeout = aiohttp.ClientTimeout()
 
 
 def upstream_url(origin: URL, raw_path: str) -> URL | None:
@@ -122,9 +125,7 @@ async def _forward(  # noqa: PLR0917 - one request's parts, passed once
             headers=headers,
             data=body,
             allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_read=upstream.response_timeout
-            ),
+            timeout=upstream.client_timeout,
         ) as reply:
             if principal.model_rules and is_listing(request, reply.status):
                 return await relay_listing(request, reply, ex, principal.model_rules)
@@ -171,6 +172,10 @@ async def _request_body(
             ex.deny("body_too_large")
             return json_error(request, 413, "request body too large")
         headers["Content-Length"] = str(len(body))
+        return body
+    if length is not None and length <= SMALL_BODY:
+        body = await request.read()  # cheaper than streaming a few bytes
+        ex.bytes_in = len(body)
         return body
     if length is not None:
         headers["Content-Length"] = str(length)

@@ -73,3 +73,23 @@ def test_foreign_records_render_as_json() -> None:
     assert len(lines) == 1
     assert '"event": "something odd"' in lines[0]
     assert '"logger": "aiohttp.server"' in lines[0]
+
+
+async def test_access_lines_can_be_turned_off(start_proxy, key, log_capture) -> None:
+    """log.access false: no http_request lines (the audit log still has every request)."""
+    client = await start_proxy({"log.access": False})
+    await (
+        await client.get("/api/tags", headers={"Authorization": f"Bearer {key.token}"})
+    ).read()
+    assert log_capture.events("http_request") == []
+
+
+async def test_access_lines_in_console_format(proxy, bearer) -> None:
+    """In console format access lines go through structlog's console renderer."""
+    stream = io.StringIO()
+    logs.configure(fmt="console", level="info", stream=stream)
+    await (await proxy.get("/api/tags", headers=bearer)).read()
+    await asyncio.sleep(0.01)
+    text = stream.getvalue()
+    assert "http_request" in text
+    assert not text.lstrip().startswith("{")
