@@ -76,7 +76,7 @@ def test_foreign_records_render_as_json() -> None:
 
 
 async def test_access_lines_can_be_turned_off(start_proxy, key, log_capture) -> None:
-    """log.access false: no http_request lines (the audit log still has every request)."""
+    """log.access false: no http_request lines (the audit log still has them)."""
     client = await start_proxy({"log.access": False})
     await (
         await client.get("/api/tags", headers={"Authorization": f"Bearer {key.token}"})
