@@ -105,7 +105,12 @@ def serve(config: Config) -> int:
     tls = CertificateReloader(config.tls) if config.tls.cert else None
     bootstrap_keys(config, sys.stdout)
     with asyncio.Runner(loop_factory=_loop_factory(config.server.event_loop)) as runner:
-        runner.run(_run(config, tls))
+        try:
+            runner.run(_run(config, tls))
+        except OSError as err:
+            # Typically a port in use or not permitted: say which, no traceback.
+            print(f"authproxy: cannot start: {err.strerror or err}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -95,6 +95,10 @@ def proc(
         "AUTHPROXY_LOG_LEVEL": log_level,
         "AUTHPROXY_AUDIT_ENABLED": "true" if audit else "false",
         "AUTHPROXY_AUDIT_FILE": str(run_dir / f"{name}-audit.jsonl"),
+        "AUTHPROXY_AUDIT_ADMIN_FILE": str(run_dir / f"{name}-admin.jsonl"),
+        # Several instances run at once: no admin listener, own limit state.
+        "AUTHPROXY_ADMIN_LISTEN": "",
+        "AUTHPROXY_LIMITS_STATE_FILE": str(run_dir / f"{name}-limits.json"),
     }
     cmd = [str(BIN), "serve"]
     return Proc(name, cmd, run_dir / f"{name}.log", env=env, cpus=cpus)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -332,3 +333,33 @@ async def test_admin_listener_serves(
             assert "authproxy_requests_total" in await resp.text()
         async with session.get(f"http://{admin}/admin/keys") as resp:
             assert resp.status == 401
+
+
+async def test_port_in_use_is_a_clean_error(
+    tmp_path: Path, overrides: dict[str, Any]
+) -> None:
+    """A listener that cannot bind stops serve with exit 1 and one clear line."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(nested(overrides)))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "authproxy",
+            "serve",
+            "--config",
+            str(path),
+            "--listen",
+            f"127.0.0.1:{port}",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert (
+        err.decode().strip().endswith("authproxy: cannot start: address already in use")
+    )
+    assert "Traceback" not in err.decode()
