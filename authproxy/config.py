@@ -14,7 +14,17 @@ import yaml
 from yarl import URL
 
 from authproxy.errors import ConfigError
-from authproxy.schema import build, option, seconds, section, set_dotted, size, walk
+from authproxy.schema import (
+    build,
+    is_text,
+    leaves,
+    option,
+    seconds,
+    section,
+    set_dotted,
+    size,
+    walk,
+)
 
 ENV_PREFIX: Final = "AUTHPROXY_"
 CONFIG_ENV: Final = "AUTHPROXY_CONFIG"
@@ -269,21 +279,27 @@ def config_keys() -> list[str]:
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Read ``AUTHPROXY_<SECTION>_<KEY>`` variables into dotted overrides.
 
-    Values are parsed as YAML scalars, so ``10``, ``true`` and ``[a, b]`` work.
+    Text options take the value as given; others parse it as YAML, so
+    ``10``, ``true`` and ``[a, b]`` work.
 
     Raises:
         ConfigError: a variable's value is not valid YAML.
     """
     result: dict[str, Any] = {}
-    for key in config_keys():
+    for key, tp, _ in leaves(Config):
         name = ENV_PREFIX + key.upper().replace(".", "_")
-        if name in environ:
-            try:
-                result[key] = yaml.safe_load(environ[name])
-            except yaml.YAMLError:
-                raise ConfigError(
-                    f"{key}: environment variable {name} is not valid YAML"
-                ) from None
+        if name not in environ:
+            continue
+        if is_text(tp):
+            # Text as given: "" stays empty, "no" or "0123" stay strings.
+            result[key] = environ[name]
+            continue
+        try:
+            result[key] = yaml.safe_load(environ[name])
+        except yaml.YAMLError:
+            raise ConfigError(
+                f"{key}: environment variable {name} is not valid YAML"
+            ) from None
     return result
 
 

@@ -169,13 +169,24 @@ def _describe(tp: Any, fld: dataclasses.Field[Any]) -> str:
 
 def walk(cls: type[Any], prefix: str = "") -> Iterator[tuple[str, bool]]:
     """Yield ``(dotted_key, is_secret)`` for every leaf option of ``cls``."""
+    for key, _, secret in leaves(cls, prefix):
+        yield key, secret
+
+
+def leaves(cls: type[Any], prefix: str = "") -> Iterator[tuple[str, Any, bool]]:
+    """Yield ``(dotted_key, type, is_secret)`` for every leaf option of ``cls``."""
     hints = typing.get_type_hints(cls)
     for fld in dataclasses.fields(cls):
         tp = hints[fld.name]
         if dataclasses.is_dataclass(tp):
-            yield from walk(tp, f"{prefix}{fld.name}.")  # type: ignore[arg-type]
+            yield from leaves(tp, f"{prefix}{fld.name}.")  # type: ignore[arg-type]
         else:
-            yield f"{prefix}{fld.name}", bool(fld.metadata.get("secret"))
+            yield f"{prefix}{fld.name}", tp, bool(fld.metadata.get("secret"))
+
+
+def is_text(tp: Any) -> bool:
+    """Tell whether an option holds text (``str`` or ``str | None``)."""
+    return tp is str or set(typing.get_args(tp)) == {str, type(None)}
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

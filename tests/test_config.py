@@ -60,6 +60,18 @@ class TestSources:
         config = load_config(path, {"listen.port": 3000}, env)
         assert config.listen.port == 3000
 
+    def test_text_env_values_are_taken_as_given(self) -> None:
+        """An empty variable empties a text option; text is never YAML-mangled."""
+        env = {
+            "AUTHPROXY_ADMIN_LISTEN": "",
+            "AUTHPROXY_UPSTREAM_HOST_HEADER": "no",
+            "AUTHPROXY_KEYS_FILE": "0123",
+        }
+        config = load_config(None, {}, env)
+        assert config.admin.listen == ""
+        assert config.upstream.host_header == "no"
+        assert config.keys.file == "0123"
+
     def test_every_key_has_an_env_name(self) -> None:
         """Each dotted key maps to AUTHPROXY_<SECTION>_<KEY>."""
         keys = config_keys()

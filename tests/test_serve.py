@@ -360,6 +360,11 @@ async def test_port_in_use_is_a_clean_error(
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert (
-        err.decode().strip().endswith("authproxy: cannot start: address already in use")
+        err.decode()
+        .strip()
+        .endswith(
+            f"authproxy: cannot start: error while attempting to bind on address "
+            f"('127.0.0.1', {port}): address already in use"
+        )
     )
     assert "Traceback" not in err.decode()
