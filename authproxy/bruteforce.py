@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 def client_bucket(address: str) -> str:
     """Return the counting key for an address: itself, or its IPv6 /64."""
+    if ":" not in address:
+        return address  # IPv4 (or a name): counted as is, without parsing
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -56,7 +58,7 @@ class FailureLimiter:
 
     def retry_after(self, address: str) -> int | None:
         """Return the seconds a blocked client must wait, or ``None``."""
-        if self.threshold <= 0:
+        if self.threshold <= 0 or not self._clients:
             return None
         entry = self._clients.get(client_bucket(address))
         if entry is None:
