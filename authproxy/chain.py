@@ -10,13 +10,14 @@ reordered line breaks it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+
+import orjson
 
 GENESIS: Final = "0" * 64
 _SUFFIX_LEN: Final = len(',"hash":"') + 64 + len('"}')
@@ -38,11 +39,7 @@ def seal(record: dict[str, Any], state: ChainState) -> tuple[bytes, ChainState]:
         The line (ending in a newline) and the chain state after it.
     """
     seq = state.seq + 1
-    body = json.dumps(
-        {**record, "seq": seq, "prev_hash": state.hash},
-        separators=(",", ":"),
-        ensure_ascii=True,
-    ).encode("ascii")
+    body = orjson.dumps({**record, "seq": seq, "prev_hash": state.hash})
     digest = hashlib.sha256(body).hexdigest()
     line = body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n'
     return line, ChainState(seq, digest)
@@ -76,8 +73,8 @@ def check_line(
     if hashlib.sha256(body).hexdigest() != digest:
         raise ChainError("edited: its hash does not match its content")
     try:
-        record = json.loads(body)
-    except ValueError:
+        record = orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise ChainError("not valid JSON") from None
     seq, prev = record.get("seq"), record.get("prev_hash")
     if not isinstance(seq, int) or not isinstance(prev, str):

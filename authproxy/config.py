@@ -115,6 +115,7 @@ class ServerConfig:
     max_body_size: int = option(100 * 1024**2, parse=size)
     shutdown_timeout: float = option(30.0, parse=seconds)
     keepalive_timeout: float = option(75.0, parse=seconds)
+    backlog: int = option(1024, check=(_positive, "int > 0"))
     trusted_proxies: tuple[str, ...] = option((), parse=_networks)
     event_loop: str = option(
         "auto",

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from datetime import UTC, datetime
 from typing import IO, Any, Final
 
+import orjson
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -165,7 +165,7 @@ class AccessLogger(AbstractAccessLogger):
                 logger=ACCESS_LOGGER,
                 timestamp=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             )
-            handler.write_line(json.dumps(fields) + "\n")
+            handler.write_line(orjson.dumps(fields).decode() + "\n")
         else:
             _access.info("http_request", **fields)
 

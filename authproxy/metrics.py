@@ -9,7 +9,7 @@ bound.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -96,6 +96,7 @@ class Metrics:
         self.config = config
         self.registry = CollectorRegistry()
         self._models: set[str] = set()
+        self._children: dict[tuple[Any, ...], Any] = {}
         r = self.registry
         self.requests = Counter(
             "authproxy_requests",
@@ -157,10 +158,10 @@ class Metrics:
     ) -> None:
         """Count one finished request."""
         route = ex.route_class.value
-        self.requests.labels(route, str(ex.status or 0)).inc()
-        self.duration.labels(route).observe(duration)
+        self._child(self.requests, route, str(ex.status or 0)).inc()
+        self._child(self.duration, route).observe(duration)
         if ex.ttfb is not None:
-            self.ttfb.labels(route).observe(ex.ttfb)
+            self._child(self.ttfb, route).observe(ex.ttfb)
         if ex.outcome == "denied" and ex.reason:
             counter = self.auth_failures if ex.status == 401 else self.denials
             counter.labels(ex.reason).inc()
@@ -176,6 +177,15 @@ class Metrics:
             self.tokens.labels("prompt", model, *extra).inc(prompt)
         if completion:
             self.tokens.labels("completion", model, *extra).inc(completion)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # labels() takes a lock and builds a key on every call; a request
+        # touches the same few children over and over, so keep them.
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def _model_label(self, model: str | None) -> str:
         if not model:

@@ -141,6 +141,7 @@ async def _run(config: Config, tls: CertificateReloader | None) -> None:
         config.listen.host,
         config.listen.port,
         ssl_context=tls.context if tls else None,
+        backlog=config.server.backlog,
     )
     await site.start()
     admin_runner = await _start_admin(app, config)

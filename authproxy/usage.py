@@ -7,10 +7,11 @@ The format is chosen by the response Content-Type prefix (shared/ollama-wire.md
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any, Final
+
+import orjson
 
 MAX_BUFFER: Final = 32 * 1024 * 1024
 DURATIONS: Final = (
@@ -258,8 +259,8 @@ def _has_content(choice: Any) -> bool:
 def loads_object(data: bytes) -> dict[str, Any] | None:
     """Parse JSON; return it if it is an object, else ``None``."""
     try:
-        obj = json.loads(data)
-    except ValueError:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
         return None
     return obj if isinstance(obj, dict) else None
 

@@ -160,12 +160,24 @@ async def flood(
     probe_rate: float,
     duration: float,
 ) -> dict[str, Any]:
-    """Send ``bogus_rate`` req/s of bad credentials and probe with a valid key."""
-    valid_raw = _chat(port, valid.bearer)
+    """Send ``bogus_rate`` req/s of bad credentials and probe with a valid key.
+
+    Each bogus request claims its own client address (X-Forwarded-For, which
+    the proxy trusts from 127.0.0.1): a botnet, so the per-address brute-force
+    block never kicks in and every bogus credential must be checked. The valid
+    probe comes from one other address.
+    """
+    valid_raw = _chat(port, {**valid.bearer, "X-Forwarded-For": "192.0.2.10"})
     probe = _Paced(port, lambda _: valid_raw, probe_rate, max_conns=64)
     bogus = _Paced(
         port,
-        lambda n: _chat(port, {"Authorization": f"Bearer {bogus_token(n)}"}),
+        lambda n: _chat(
+            port,
+            {
+                "Authorization": f"Bearer {bogus_token(n)}",
+                "X-Forwarded-For": f"198.18.{n // 250 % 250}.{n % 250 + 1}",
+            },
+        ),
         bogus_rate,
         max_conns=512,
     )
@@ -174,5 +186,5 @@ async def flood(
 
 
 def wrong_secret_token(key: Key) -> Callable[[int], str]:
-    """Tokens naming a real key id with a wrong secret (each costs one argon2)."""
+    """Tokens naming a real key id with a wrong secret (refused by fingerprint)."""
     return lambda _: f"ap_{key.id}_{secrets.token_urlsafe(32)}"

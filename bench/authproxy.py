@@ -99,6 +99,8 @@ def proc(
         # Several instances run at once: no admin listener, own limit state.
         "AUTHPROXY_ADMIN_LISTEN": "",
         "AUTHPROXY_LIMITS_STATE_FILE": str(run_dir / f"{name}-limits.json"),
+        # The flood sends X-Forwarded-For per client; the bench is the trusted hop.
+        "AUTHPROXY_SERVER_TRUSTED_PROXIES": f"[{HOST}]",
     }
     cmd = [str(BIN), "serve"]
     return Proc(name, cmd, run_dir / f"{name}.log", env=env, cpus=cpus)
