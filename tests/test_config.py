@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from authproxy.cli import build_parser, overrides_from
 from authproxy.config import Config, as_dict, config_keys, env_overrides, load_config
@@ -221,3 +223,16 @@ class TestConverters:
             load_config(None, {"upstream.host_header": 5})
         config = load_config(None, {"upstream.host_header": "localhost:11434"})
         assert config.upstream.host_header == "localhost:11434"
+
+
+def test_example_config_covers_every_key_with_its_default() -> None:
+    """authproxy.example.yaml loads, names every key, and equals the defaults."""
+    path = Path(__file__).resolve().parent.parent / "authproxy.example.yaml"
+    data = yaml.safe_load(path.read_text())
+    for key in config_keys():
+        node: Any = data
+        for part in key.split("."):
+            assert isinstance(node, dict)
+            assert part in node, f"{key} missing from the example"
+            node = node[part]
+    assert load_config(path) == load_config()
