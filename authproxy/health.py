@@ -7,6 +7,7 @@ from typing import Final
 import aiohttp
 from aiohttp import web
 
+from authproxy.responses import dumps
 from authproxy.state import CLIENT_SESSION_KEY, UPSTREAM_KEY, VERIFIER_KEY
 
 READY_TIMEOUT: Final = 2.0
@@ -15,14 +16,14 @@ PUBLIC_ROUTES: Final = frozenset({"healthz", "readyz"})
 
 async def healthz(request: web.Request) -> web.Response:
     """Answer 200 while the process serves requests."""
-    return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok"}, dumps=dumps)
 
 
 async def readyz(request: web.Request) -> web.Response:
     """Answer 200 when the key store is loaded and the upstream answers ``GET /``."""
     if not request.app[VERIFIER_KEY].table.records:
         return web.json_response(
-            {"status": "unready", "error": "no keys loaded"}, status=503
+            {"status": "unready", "error": "no keys loaded"}, status=503, dumps=dumps
         )
     upstream = request.app[UPSTREAM_KEY]
     session = request.app[CLIENT_SESSION_KEY]
@@ -39,9 +40,11 @@ async def readyz(request: web.Request) -> web.Response:
         ok = False
     if not ok:
         return web.json_response(
-            {"status": "unready", "error": "upstream not answering"}, status=503
+            {"status": "unready", "error": "upstream not answering"},
+            status=503,
+            dumps=dumps,
         )
-    return web.json_response({"status": "ready"})
+    return web.json_response({"status": "ready"}, dumps=dumps)
 
 
 def setup_health(app: web.Application) -> None:
