@@ -50,6 +50,7 @@ class Exchange:
     bytes_in: int = 0
     bytes_out: int = 0
     ttfb: float | None = None
+    _tokens: tuple[int, int, bool] | None = None
 
     def deny(self, reason: str, key_id: str | None = None) -> None:
         """Mark the request as rejected by the proxy."""
@@ -66,6 +67,11 @@ class Exchange:
         Otherwise the prompt is estimated from the request text (chars / 4)
         and the completion from the content chunks seen, marked inexact.
         """
+        if self._tokens is None:
+            self._tokens = self._count_tokens()
+        return self._tokens
+
+    def _count_tokens(self) -> tuple[int, int, bool]:
         usage = self.usage
         if self.outcome == "denied" or not is_metered(self.route_class):
             return 0, 0, True
@@ -88,15 +94,17 @@ def build_record(request: web.Request, ex: Exchange, now: float) -> dict[str, An
     prompt, completion, exact = ex.tokens()
     trusted = request.app[UPSTREAM_KEY].trusted_proxies
     peer = request.remote or ""
+    client = peer
+    if trusted:
+        forwarded = request.headers.getall("X-Forwarded-For", [])
+        client = client_address(peer, forwarded, trusted)
     return {
         "ts": format_timestamp(ex.started_at),
         "request_id": request.get(REQUEST_ID_KEY),
         "key_id": principal.key_id if principal else ex.presented_key_id,
         "key_name": principal.key_name if principal else None,
         "scheme": principal.scheme if principal else ex.scheme,
-        "client": client_address(
-            peer, request.headers.getall("X-Forwarded-For", []), trusted
-        ),
+        "client": client,
         "method": request.method,
         "path": request.rel_url.raw_path,
         "route": ex.route_class.value,

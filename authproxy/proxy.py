@@ -28,6 +28,7 @@ from authproxy.routes import is_metered, reads_model
 from authproxy.state import (
     CLIENT_SESSION_KEY,
     EXCHANGE_KEY,
+    LIFECYCLE_KEY,
     PRINCIPAL_KEY,
     REQUEST_ID_KEY,
     STREAMS_KEY,
@@ -131,9 +132,14 @@ async def _forward(  # noqa: PLR0917 - one request's parts, passed once
                 return await relay_listing(request, reply, ex, principal.model_rules)
             return await _relay(request, reply, ex, upstream.idle_timeout)
     except asyncio.CancelledError:
-        # handler_cancellation: the client left while we waited or relayed
-        # (or a graceful stop ran out of time; the middleware tells which).
-        log.info("client_disconnected")
+        # handler_cancellation: the client left while we waited or relayed,
+        # or a graceful stop ran out of time.
+        if request.app[LIFECYCLE_KEY].stopping:
+            ex.outcome = "shutdown"
+            log.warning("request_cut_at_shutdown")
+        else:
+            ex.outcome = "client_disconnected"
+            log.info("client_disconnected")
         raise
     except TimeoutError:
         ex.outcome = "upstream_timeout"
