@@ -105,6 +105,7 @@ class VerifyStats:
     cache_misses: int = 0
     argon2_verifications: int = 0
     jwt_verifications: int = 0
+    shared_verifications: int = 0
     rehashes: int = 0
 
 
@@ -144,6 +145,7 @@ class Verifier:
         self._monotonic = monotonic
         self._persist_hash = persist_hash
         self._rehashing: set[str] = set()
+        self._inflight: dict[bytes, asyncio.Task[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -192,7 +194,7 @@ class Verifier:
             self.stats.cache_hits += 1
             return Principal.of(record, credential.scheme)
         self.stats.cache_misses += 1
-        matched = await self._match(record, secret, now)
+        matched = await self._match_once(digest, record, secret, now)
         # The table may have been swapped while argon2 ran.
         current = self.table.by_id.get(record.id)
         if current is None or not _still_valid(current, matched, self._clock()):
@@ -201,6 +203,31 @@ class Verifier:
         if matched == current.hash:
             self._maybe_rehash(current, secret)
         return Principal.of(current, credential.scheme)
+
+    async def _match_once(
+        self, digest: bytes, record: KeyRecord, secret: str, now: datetime
+    ) -> str:
+        """Run one verification per credential, however many requests wait on it.
+
+        A client opening many connections with a new token, or a restart under
+        load, would otherwise queue one argon2 check per request. The check is
+        its own task, so a waiter that gives up does not cancel it for others.
+        """
+        task = self._inflight.get(digest)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._match(record, secret, now)
+            )
+            self._inflight[digest] = task
+            task.add_done_callback(lambda done: self._settled(digest, done))
+        else:
+            self.stats.shared_verifications += 1
+        return await asyncio.shield(task)
+
+    def _settled(self, digest: bytes, task: asyncio.Task[str]) -> None:
+        self._inflight.pop(digest, None)
+        if not task.cancelled():
+            task.exception()  # retrieved even if every waiter left
 
     def _check_usable(self, record: KeyRecord, now: datetime) -> None:
         if record.disabled:

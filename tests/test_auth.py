@@ -357,3 +357,45 @@ async def test_auth_failures_are_logged_without_secrets(
     assert events[-1]["key_id"] == key.record.id
     assert events[-1]["scheme"] == "bearer"
     assert "C" * 43 not in log_capture.stream.getvalue()
+
+
+async def test_concurrent_first_uses_share_one_verification(proxy, bearer) -> None:
+    """Many requests with a not-yet-cached token run argon2 once, not once each."""
+    replies = await asyncio.gather(
+        *(proxy.get("/api/tags", headers=bearer) for _ in range(10))
+    )
+    assert [r.status for r in replies] == [200] * 10
+    stats = proxy.app[VERIFIER_KEY].stats
+    assert stats.argon2_verifications == 1
+    assert stats.shared_verifications + stats.cache_hits == 9
+    assert stats.shared_verifications >= 1
+
+
+async def test_a_waiter_leaving_does_not_cancel_the_check(proxy, key, token) -> None:
+    """If the first requester goes away mid-check, the others still get their answer."""
+    verifier = proxy.app[VERIFIER_KEY]
+    slow = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
+    record = verifier.table.by_id[key.record.id]
+    secret = token.split("_", 2)[2]
+    verifier.set_table(
+        verifier.table.replace(dataclasses.replace(record, hash=slow.hash(secret)))
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    first = asyncio.ensure_future(proxy.get("/api/tags", headers=headers))
+    for _ in range(200):
+        if verifier.pending:
+            break
+        await asyncio.sleep(0.005)
+    assert verifier.pending == 1
+    second = asyncio.ensure_future(proxy.get("/api/tags", headers=headers))
+    for _ in range(200):
+        if verifier.stats.shared_verifications:
+            break
+        await asyncio.sleep(0.005)
+    first.cancel()
+    reply = await second
+    assert reply.status == 200
+    assert (
+        verifier.stats.argon2_verifications,
+        verifier.stats.shared_verifications,
+    ) == (1, 1)
