@@ -37,12 +37,12 @@ from authproxy.keyadmin import (
     create_key,
     describe,
     find_key,
-    mint_key_token,
     revoke_key,
     rotate_key,
     update_key,
 )
 from authproxy.keystore import make_hasher
+from authproxy.minting import mint_key_token
 from authproxy.openapi import OPENAPI
 from authproxy.report import aggregate, as_rows, read_records
 from authproxy.responses import json_error

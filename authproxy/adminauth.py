@@ -17,9 +17,9 @@ from authproxy.adminlog import record_action
 from authproxy.credentials import CredentialError, parse_credentials
 from authproxy.errors import VerifyBusyError
 from authproxy.keyrecord import KeyRecord
+from authproxy.principal import VerifyFailedError
 from authproxy.responses import Handler, json_error
 from authproxy.state import CONFIG_KEY, REQUEST_ID_KEY, VERIFIER_KEY
-from authproxy.verify import VerifyFailedError
 
 log = structlog.stdlib.get_logger(__name__)
 

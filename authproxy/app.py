@@ -28,6 +28,7 @@ from authproxy.keystore import KeyTable, make_hasher, update_store
 from authproxy.keywatch import KeyStoreWatcher
 from authproxy.logs import AccessLogger
 from authproxy.metrics import CONTENT_TYPE, Metrics
+from authproxy.principal import VerifyStats
 from authproxy.proxy import Upstream, proxy_handler
 from authproxy.ratelimit import setup_limits
 from authproxy.responses import error_middleware, json_error
@@ -47,7 +48,7 @@ from authproxy.state import (
     Lifecycle,
 )
 from authproxy.times import Clock, utc_now
-from authproxy.verify import Verifier, VerifyStats
+from authproxy.verify import Verifier
 
 log = structlog.stdlib.get_logger(__name__)
 

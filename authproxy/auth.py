@@ -12,6 +12,7 @@ from authproxy.credentials import CredentialError, parse_credentials
 from authproxy.errors import VerifyBusyError
 from authproxy.headers import client_address
 from authproxy.health import PUBLIC_ROUTES
+from authproxy.principal import VerifyFailedError
 from authproxy.ratelimit import key_limits_middleware
 from authproxy.responses import Handler, json_error
 from authproxy.state import (
@@ -21,7 +22,6 @@ from authproxy.state import (
     UPSTREAM_KEY,
     VERIFIER_KEY,
 )
-from authproxy.verify import VerifyFailedError
 
 log = structlog.stdlib.get_logger(__name__)
 

@@ -17,10 +17,10 @@ from authproxy.policy import (
     missing_scope,
     model_allowed,
 )
+from authproxy.principal import Principal
 from authproxy.responses import json_error
 from authproxy.routes import path_model, reads_model
 from authproxy.state import REQUEST_ID_KEY
-from authproxy.verify import Principal
 
 log = structlog.stdlib.get_logger(__name__)
 

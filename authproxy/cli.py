@@ -12,7 +12,8 @@ from authproxy import __version__
 from authproxy.cli_audit import add_audit_commands
 from authproxy.cli_keys import add_keys_commands
 from authproxy.cli_ops import add_ops_commands
-from authproxy.config import CONFIG_ENV, Config, load_config
+from authproxy.config import Config
+from authproxy.configload import CONFIG_ENV, load_config
 from authproxy.errors import ConfigError, KeyStoreError
 
 Command = Callable[[argparse.Namespace, Config], int]

@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from authproxy.config import Config, as_dict
+from authproxy.config import Config
+from authproxy.configload import as_dict
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
 _WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104

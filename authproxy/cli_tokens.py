@@ -17,8 +17,9 @@ from authproxy.cli_common import (
 )
 from authproxy.config import Config, signing_key_file
 from authproxy.errors import KeyStoreError
-from authproxy.keyadmin import find_key, mint_admin_token, mint_key_token
+from authproxy.keyadmin import find_key
 from authproxy.keystore import read_store
+from authproxy.minting import mint_admin_token, mint_key_token
 from authproxy.signing import load_signing_keys, rotate_signing_key
 from authproxy.times import parse_duration, utc_now
 

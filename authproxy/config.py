@@ -1,33 +1,21 @@
-"""Frozen configuration dataclasses and the YAML loader (file, env, flags)."""
+"""Frozen configuration dataclasses: every option, its default and its check."""
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
-import yaml
 from yarl import URL
 
 from authproxy.errors import ConfigError
 from authproxy.schema import (
-    build,
-    is_text,
-    leaves,
     option,
     seconds,
     section,
-    set_dotted,
     size,
-    walk,
 )
-
-ENV_PREFIX: Final = "AUTHPROXY_"
-CONFIG_ENV: Final = "AUTHPROXY_CONFIG"
 
 
 def _port(value: int) -> bool:
@@ -270,94 +258,3 @@ def limits_state_file(config: Config) -> Path:
         return Path(config.limits.state_file)
     base = config.audit.file if config.audit.file != "-" else config.keys.file
     return Path(base).with_name("limits-state.json")
-
-
-def config_keys() -> list[str]:
-    """Return every dotted config key, in declaration order."""
-    return [key for key, _ in walk(Config)]
-
-
-def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Read ``AUTHPROXY_<SECTION>_<KEY>`` variables into dotted overrides.
-
-    Text options take the value as given; others parse it as YAML, so
-    ``10``, ``true`` and ``[a, b]`` work.
-
-    Raises:
-        ConfigError: a variable's value is not valid YAML.
-    """
-    result: dict[str, Any] = {}
-    for key, tp, _ in leaves(Config):
-        name = ENV_PREFIX + key.upper().replace(".", "_")
-        if name not in environ:
-            continue
-        if is_text(tp):
-            # Text as given: "" stays empty, "no" or "0123" stay strings.
-            result[key] = environ[name]
-            continue
-        try:
-            result[key] = yaml.safe_load(environ[name])
-        except yaml.YAMLError:
-            raise ConfigError(
-                f"{key}: environment variable {name} is not valid YAML"
-            ) from None
-    return result
-
-
-def load_config(
-    path: str | os.PathLike[str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Config:
-    """Load the YAML file, then environment variables, then flag overrides.
-
-    Args:
-        path: the YAML file; ``None`` means embedded defaults.
-        overrides: dotted keys from command-line flags, highest priority.
-        environ: the environment to read ``AUTHPROXY_*`` variables from.
-
-    Raises:
-        ConfigError: the file cannot be read or any value is invalid.
-
-    Returns:
-        The validated configuration.
-    """
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as err:
-            raise ConfigError(
-                f"cannot read config file {path}: {err.strerror}"
-            ) from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"config file {path} is not valid YAML{where}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path}: expected a mapping at the top")
-        data = loaded or {}
-    merged = {**env_overrides(environ or {}), **(overrides or {})}
-    for key, value in merged.items():
-        set_dotted(data, key, value)
-    return build(Config, data)
-
-
-def _plain(items: list[tuple[str, Any]]) -> dict[str, Any]:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in items}
-
-
-def as_dict(config: Config) -> dict[str, Any]:
-    """Return the effective configuration as plain data, secrets masked."""
-    data = dataclasses.asdict(config, dict_factory=_plain)
-    for key, secret in walk(Config):
-        if secret:
-            node = data
-            *parents, leaf = key.split(".")
-            for part in parents:
-                node = node[part]
-            if node[leaf] is not None:
-                node[leaf] = "***"
-    return data

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 
 from authproxy.config import MetricsConfig
 from authproxy.exchange import Exchange
-from authproxy.verify import Principal, VerifyStats
+from authproxy.principal import Principal, VerifyStats
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 OTHER_MODEL: Final = "other"

@@ -22,6 +22,7 @@ from authproxy.headers import (
     forward_request_headers,
     is_trusted,
 )
+from authproxy.principal import Principal
 from authproxy.requestbody import BodyLimit, read_model_body
 from authproxy.responses import json_error
 from authproxy.routes import is_metered, reads_model
@@ -35,7 +36,6 @@ from authproxy.state import (
     UPSTREAM_KEY,
 )
 from authproxy.usage import UsageParser
-from authproxy.verify import Principal
 
 log = structlog.stdlib.get_logger(__name__)
 

@@ -10,7 +10,8 @@ import aiohttp
 from aiohttp import web
 
 from authproxy.config import Config
-from authproxy.verify import Principal, Verifier
+from authproxy.principal import Principal
+from authproxy.verify import Verifier
 
 if TYPE_CHECKING:
     from authproxy.audit import AuditWriter  # noqa: F401

@@ -26,44 +26,17 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from authproxy.credentials import Credential
-from authproxy.errors import AuthenticationError, VerifyBusyError
+from authproxy.errors import VerifyBusyError
 from authproxy.keyrecord import fingerprint
 from authproxy.keystore import KeyRecord, KeyTable, parse_token
+from authproxy.principal import Principal, VerifyFailedError, VerifyStats
 from authproxy.signing import SigningKeys, TokenError, decode, looks_like_jwt
 from authproxy.times import Clock, utc_now
 
 log = structlog.stdlib.get_logger(__name__)
 
+
 PersistHash = Callable[[str, str, str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller: which key, how it was presented, what it may do."""
-
-    key_id: str
-    key_name: str
-    scheme: str
-    scopes: frozenset[str] = frozenset()
-    model_rules: tuple[tuple[str, ...], ...] = ()
-
-    @classmethod
-    def of(
-        cls,
-        record: KeyRecord,
-        scheme: str,
-        scopes: frozenset[str] | None = None,
-        token_models: tuple[str, ...] = (),
-    ) -> Principal:
-        """Build the principal of a verified key (optionally narrowed by a JWT)."""
-        key_scopes = frozenset(record.scopes)
-        return cls(
-            record.id,
-            record.name,
-            scheme,
-            key_scopes if scopes is None else key_scopes & scopes,
-            tuple(r for r in (record.models, token_models) if r),
-        )
 
 
 def _lower_priority() -> None:
@@ -81,32 +54,11 @@ def _still_valid(record: KeyRecord, stored_hash: str, now: datetime) -> bool:
     return any(h == stored_hash for h, _ in record.hashes_at(now))
 
 
-class VerifyFailedError(AuthenticationError):
-    """Verification failed; ``reason`` and ``key_id`` are safe to log."""
-
-    def __init__(self, reason: str, key_id: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.key_id = key_id
-
-
 @dataclass(slots=True)
 class _Entry:
     key_id: str
     hash: str
     expires: float
-
-
-@dataclass(slots=True)
-class VerifyStats:
-    """Counters for tests, logs and metrics."""
-
-    cache_hits: int = 0
-    cache_misses: int = 0
-    argon2_verifications: int = 0
-    jwt_verifications: int = 0
-    shared_verifications: int = 0
-    rehashes: int = 0
 
 
 class Verifier:

@@ -19,7 +19,8 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from authproxy import logs
 from authproxy.app import create_app, server_kwargs
-from authproxy.config import Config, load_config
+from authproxy.config import Config
+from authproxy.configload import load_config
 from authproxy.httpserver import GuardedAppRunner
 from authproxy.keyadmin import CreatedKey, KeySpec, create_key
 from authproxy.keyrecord import ALL_SCOPES

@@ -24,7 +24,7 @@ from authproxy.admin import create_admin_app
 from authproxy.app import create_app
 from authproxy.chain import verify_files
 from authproxy.cli import main
-from authproxy.config import load_config
+from authproxy.configload import load_config
 from authproxy.keystore import read_store
 from authproxy.openapi import OPENAPI
 from authproxy.state import WATCHER_KEY

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from authproxy.cli import build_parser, overrides_from
-from authproxy.config import Config, as_dict, config_keys, env_overrides, load_config
+from authproxy.config import Config
+from authproxy.configload import as_dict, config_keys, env_overrides, load_config
 from authproxy.errors import ConfigError
 from authproxy.schema import seconds, size
 

@@ -58,7 +58,7 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestServer
 
-from authproxy.config import config_keys
+from authproxy.configload import config_keys
 from authproxy.keystore import TOKEN_RE
 from tests.conftest import CHEAP_ARGON2, Secrets
 from tests.fake_ollama.server import FakeOllama

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from authproxy.cli import build_parser
-from authproxy.config import config_keys
+from authproxy.configload import config_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -24,7 +24,8 @@ from pytest_aiohttp import AiohttpServer
 
 from authproxy.app import create_app, server_kwargs
 from authproxy.cli import build_parser, main, overrides_from
-from authproxy.config import TLSConfig, load_config
+from authproxy.config import TLSConfig
+from authproxy.configload import load_config
 from authproxy.errors import ConfigError
 from authproxy.tls import (
     INTERMEDIATE_CIPHERS,
