@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from authproxy.errors import AuthenticationError
 from authproxy.keyrecord import KeyRecord
@@ -44,6 +45,18 @@ class VerifyFailedError(AuthenticationError):
         super().__init__(reason)
         self.reason = reason
         self.key_id = key_id
+
+
+def check_usable(record: KeyRecord, now: datetime) -> None:
+    """Refuse a disabled or expired key.
+
+    Raises:
+        VerifyFailedError: the key is disabled or not usable at ``now``.
+    """
+    if record.disabled:
+        raise VerifyFailedError("disabled", record.id)
+    if not record.usable_at(now):
+        raise VerifyFailedError("expired", record.id)
 
 
 @dataclass(slots=True)

@@ -27,10 +27,16 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from authproxy.credentials import Credential
 from authproxy.errors import VerifyBusyError
+from authproxy.jwtauth import principal_from_jwt
 from authproxy.keyrecord import fingerprint
 from authproxy.keystore import KeyRecord, KeyTable, parse_token
-from authproxy.principal import Principal, VerifyFailedError, VerifyStats
-from authproxy.signing import SigningKeys, TokenError, decode, looks_like_jwt
+from authproxy.principal import (
+    Principal,
+    VerifyFailedError,
+    VerifyStats,
+    check_usable,
+)
+from authproxy.signing import SigningKeys, looks_like_jwt
 from authproxy.times import Clock, utc_now
 
 log = structlog.stdlib.get_logger(__name__)
@@ -128,10 +134,16 @@ class Verifier:
             The principal the credential belongs to.
         """
         if credential.scheme != "basic" and looks_like_jwt(credential.secret):
-            return self._authenticate_jwt(credential.secret)
+            if self.signing_keys is None:
+                raise VerifyFailedError("jwt_disabled")
+            principal = principal_from_jwt(
+                self.signing_keys, self.table, credential.secret, self._clock()
+            )
+            self.stats.jwt_verifications += 1
+            return principal
         record, secret = self._resolve(credential)
         now = self._clock()
-        self._check_usable(record, now)
+        check_usable(record, now)
         # Keyed BLAKE2b is a MAC, and cheaper per request than HMAC-SHA256.
         digest = hashlib.blake2b(
             f"{record.id}\0{secret}".encode(), key=self._cache_key, digest_size=32
@@ -181,12 +193,6 @@ class Verifier:
         if not task.cancelled():
             task.exception()  # retrieved even if every waiter left
 
-    def _check_usable(self, record: KeyRecord, now: datetime) -> None:
-        if record.disabled:
-            raise VerifyFailedError("disabled", record.id)
-        if not record.usable_at(now):
-            raise VerifyFailedError("expired", record.id)
-
     async def _match(self, record: KeyRecord, secret: str, now: datetime) -> str:
         """Return the stored hash ``secret`` matches (one argon2 verify, normally)."""
         candidates = record.hashes_at(now)
@@ -198,34 +204,6 @@ class Verifier:
             if await self._verify(stored_hash, secret):
                 return stored_hash
         raise VerifyFailedError("wrong_secret", record.id)
-
-    def _authenticate_jwt(self, token: str) -> Principal:
-        if self.signing_keys is None:
-            raise VerifyFailedError("jwt_disabled")
-        now = self._clock()
-        try:
-            claims = decode(self.signing_keys, token, now)
-        except TokenError as err:
-            raise VerifyFailedError(str(err)) from None
-        self.stats.jwt_verifications += 1
-        if claims.get("typ") == "admin":
-            actor = str(claims.get("actor") or "admin")
-            return Principal("admin", actor, "jwt", frozenset({"admin"}))
-        record = self.table.by_id.get(str(claims["sub"]))
-        if claims.get("typ") != "key" or record is None:
-            raise VerifyFailedError("jwt_unknown_key")
-        self._check_usable(record, now)
-        not_before = record.tokens_valid_after
-        if not_before is not None and claims["iat"] < not_before.timestamp():
-            raise VerifyFailedError("jwt_revoked", record.id)
-        scopes = claims.get("scopes")
-        models = claims.get("models")
-        return Principal.of(
-            record,
-            "jwt",
-            frozenset(scopes) if isinstance(scopes, list) else None,
-            tuple(str(m) for m in models) if isinstance(models, list) else (),
-        )
 
     def _resolve(self, credential: Credential) -> tuple[KeyRecord, str]:
         if credential.scheme == "basic":
