@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
 import time
 from collections.abc import Callable
@@ -148,19 +149,21 @@ class _Paced:
 def unknown_id_token(_: int) -> str:
     """A well-formed token whose key id exists nowhere (rejected without argon2)."""
     key_id = "".join(secrets.choice(_B32) for _ in range(12))
-    return f"ap_{key_id}_{secrets.token_urlsafe(32)}"
+    return f"Bearer ap_{key_id}_{secrets.token_urlsafe(32)}"
 
 
 async def flood(
     port: int,
     valid: Key,
-    bogus_token: Callable[[int], str],
+    bogus_authorization: Callable[[int], str],
     *,
     bogus_rate: float,
     probe_rate: float,
     duration: float,
 ) -> dict[str, Any]:
     """Send ``bogus_rate`` req/s of bad credentials and probe with a valid key.
+
+    ``bogus_authorization(n)`` gives the n-th bogus ``Authorization`` value.
 
     Each bogus request claims its own client address (X-Forwarded-For, which
     the proxy trusts from 127.0.0.1): a botnet, so the per-address brute-force
@@ -174,7 +177,7 @@ async def flood(
         lambda n: _chat(
             port,
             {
-                "Authorization": f"Bearer {bogus_token(n)}",
+                "Authorization": bogus_authorization(n),
                 "X-Forwarded-For": f"198.18.{n // 250 % 250}.{n % 250 + 1}",
             },
         ),
@@ -187,4 +190,18 @@ async def flood(
 
 def wrong_secret_token(key: Key) -> Callable[[int], str]:
     """Tokens naming a real key id with a wrong secret (refused by fingerprint)."""
-    return lambda _: f"ap_{key.id}_{secrets.token_urlsafe(32)}"
+    return lambda _: f"Bearer ap_{key.id}_{secrets.token_urlsafe(32)}"
+
+
+def wrong_password(key: Key) -> Callable[[int], str]:
+    """Basic credentials of a real password key with wrong passwords.
+
+    A chosen password has no fingerprint, so each one that is not refused as
+    busy costs a full argon2 verification: the worst case for the event loop.
+    """
+
+    def make(_: int) -> str:
+        raw = f"{key.name}:{secrets.token_urlsafe(12)}".encode()
+        return f"Basic {base64.b64encode(raw).decode()}"
+
+    return make

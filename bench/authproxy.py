@@ -37,10 +37,18 @@ class Key:
         return {"Authorization": f"Basic {raw}"}
 
 
-def create_key(keys_file: Path, name: str) -> Key:
-    """Create a token key with ``authproxy keys create NAME --json``."""
+def create_key(keys_file: Path, name: str, password: str | None = None) -> Key:
+    """Create a key with ``authproxy keys create NAME --json``.
+
+    With ``password``, a Basic-only password key (``--password-stdin``); its
+    ``token`` is then the password.
+    """
+    command = [str(BIN), "keys", "create", name, "--json", "--keys", str(keys_file)]
+    if password is not None:
+        command.append("--password-stdin")
     out = subprocess.run(
-        [str(BIN), "keys", "create", name, "--json", "--keys", str(keys_file)],
+        command,
+        input=None if password is None else password + "\n",
         capture_output=True,
         text=True,
         check=True,
@@ -48,7 +56,8 @@ def create_key(keys_file: Path, name: str) -> Key:
         env=_clean_env(),
     )
     data = json.loads(out.stdout)
-    return Key(id=data["id"], name=data["name"], token=data["token"])
+    token = data["token"] if password is None else password
+    return Key(id=data["id"], name=data["name"], token=token)
 
 
 def version() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
 import urllib.request
@@ -47,6 +48,7 @@ class Lab:
     children: Children = field(default_factory=Children)
     key: Key | None = None
     cold_keys: list[Key] = field(default_factory=list)
+    password_key: Key | None = None
     origin_port: int = 0
     streamer_port: int = 0
     front_ports: nginx.FrontPorts | None = None
@@ -76,6 +78,9 @@ class Lab:
     def create_keys(self) -> None:
         """Create the main key and the keys whose first use is timed."""
         self.key = authproxy.create_key(self.keys_file, "bench")
+        self.password_key = authproxy.create_key(
+            self.keys_file, "bench-human", password=secrets.token_urlsafe(16)
+        )
         self.cold_keys = [
             authproxy.create_key(self.keys_file, f"cold-{i:02d}")
             for i in range(self.settings.cold_keys)

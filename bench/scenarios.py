@@ -225,6 +225,8 @@ def auth_scenarios(lab: Lab) -> dict[str, Any]:
         "unknown_key_id": authcost.unknown_id_token,
         "wrong_secret": authcost.wrong_secret_token(lab.main_key),
     }
+    if lab.password_key is not None:
+        variants["wrong_password"] = authcost.wrong_password(lab.password_key)
     for name, make in variants.items():
         _say(f"auth: valid key during {settings.flood_rate:g} req/s bogus ({name})")
         floods[name] = lab.quietly(functools.partial(_flood, lab, proxy, port, make))
