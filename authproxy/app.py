@@ -22,7 +22,7 @@ from authproxy.auth import setup_auth
 from authproxy.config import Config, signing_key_file
 from authproxy.context import request_context_middleware
 from authproxy.exchange import audit_middleware
-from authproxy.headers import parse_networks
+from authproxy.headers import TrustedProxies, parse_networks
 from authproxy.health import setup_health
 from authproxy.keystore import KeyTable, make_hasher, update_store
 from authproxy.keywatch import KeyStoreWatcher
@@ -159,7 +159,7 @@ def _upstream(config: Config) -> Upstream:
     return Upstream(
         origin=origin,
         host_header=host,
-        trusted_proxies=parse_networks(config.server.trusted_proxies),
+        trusted_proxies=TrustedProxies(parse_networks(config.server.trusted_proxies)),
         max_body_size=config.server.max_body_size,
         response_timeout=config.upstream.response_timeout,
         idle_timeout=config.upstream.idle_timeout,

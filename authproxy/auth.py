@@ -10,7 +10,7 @@ from aiohttp import web
 from authproxy.bruteforce import FailureLimiter
 from authproxy.credentials import CredentialError, parse_credentials
 from authproxy.errors import VerifyBusyError
-from authproxy.headers import client_address
+from authproxy.exchange import client_of
 from authproxy.health import PUBLIC_ROUTES
 from authproxy.principal import VerifyFailedError
 from authproxy.ratelimit import key_limits_middleware
@@ -19,7 +19,6 @@ from authproxy.state import (
     BRUTE_FORCE_KEY,
     EXCHANGE_KEY,
     PRINCIPAL_KEY,
-    UPSTREAM_KEY,
     VERIFIER_KEY,
 )
 
@@ -45,7 +44,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     verifier = request.app[VERIFIER_KEY]
     ex = request[EXCHANGE_KEY]
     failures = request.app[BRUTE_FORCE_KEY]
-    client = _client(request)
+    client = ex.client = client_of(request)
     wait = failures.retry_after(client)
     if wait is not None:
         # Decided before parsing or hashing anything: a blocked client is cheap.
@@ -84,12 +83,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     request[PRINCIPAL_KEY] = principal
     structlog.contextvars.bind_contextvars(key_id=principal.key_id)
     return await handler(request)
-
-
-def _client(request: web.Request) -> str:
-    trusted = request.app[UPSTREAM_KEY].trusted_proxies
-    forwarded = request.headers.getall("X-Forwarded-For", [])
-    return client_address(request.remote or "", forwarded, trusted)
 
 
 def _count_failure(failures: FailureLimiter, client: str) -> None:

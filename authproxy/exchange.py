@@ -41,6 +41,7 @@ class Exchange:
     outcome: str = "completed"
     reason: str | None = None
     presented_key_id: str | None = None
+    client: str | None = None
     scheme: str | None = None
     model: str | None = None
     prompt_estimate: int = 0
@@ -87,17 +88,23 @@ class Exchange:
         return self.prompt_estimate, usage.chunks if usage else 0, False
 
 
+def client_of(request: web.Request) -> str:
+    """Return the client address (X-Forwarded-For believed from trusted peers)."""
+    peer = request.remote or ""
+    trusted = request.app[UPSTREAM_KEY].trusted_proxies
+    if not trusted:
+        return peer
+    return client_address(peer, request.headers.getall("X-Forwarded-For", []), trusted)
+
+
 def build_record(request: web.Request, ex: Exchange, now: float) -> dict[str, Any]:
     """Return the audit record of a finished request, secrets excluded."""
     principal = request.get(PRINCIPAL_KEY)
     usage = ex.usage
     prompt, completion, exact = ex.tokens()
-    trusted = request.app[UPSTREAM_KEY].trusted_proxies
-    peer = request.remote or ""
-    client = peer
-    if trusted:
-        forwarded = request.headers.getall("X-Forwarded-For", [])
-        client = client_address(peer, forwarded, trusted)
+    client = ex.client
+    if client is None:
+        client = client_of(request)
     return {
         "ts": format_timestamp(ex.started_at),
         "request_id": request.get(REQUEST_ID_KEY),

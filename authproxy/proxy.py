@@ -17,10 +17,9 @@ from authproxy.authorize import check_model, check_scope, is_listing, relay_list
 from authproxy.exchange import Exchange
 from authproxy.headers import (
     REQUEST_ID_HEADER,
-    IPNetwork,
+    TrustedProxies,
     filter_response_headers,
     forward_request_headers,
-    is_trusted,
 )
 from authproxy.principal import Principal
 from authproxy.requestbody import BodyLimit, read_model_body
@@ -49,7 +48,7 @@ class Upstream:
 
     origin: URL
     host_header: str
-    trusted_proxies: tuple[IPNetwork, ...]
+    trusted_proxies: TrustedProxies
     max_body_size: int
     response_timeout: float
     idle_timeout: float
@@ -95,7 +94,7 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
         peer=peer,
         scheme=request.scheme,
         request_id=request[REQUEST_ID_KEY],
-        trusted_peer=is_trusted(peer, upstream.trusted_proxies),
+        trusted_peer=peer in upstream.trusted_proxies,
     )
     limit = BodyLimit(upstream.max_body_size)
     body = await _request_body(request, ex, headers, limit, upstream)

@@ -6,6 +6,8 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from authproxy.headers import (
+    TRUST_MEMO_SIZE,
+    TrustedProxies,
     client_address,
     filter_response_headers,
     forward_request_headers,
@@ -13,7 +15,7 @@ from authproxy.headers import (
     request_id,
 )
 
-TRUSTED = parse_networks(["10.0.0.0/8", "192.168.1.1"])
+TRUSTED = TrustedProxies(parse_networks(["10.0.0.0/8", "192.168.1.1"]))
 
 
 def proxy_of(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
@@ -47,6 +49,31 @@ class TestClientAddress:
     def test_right_to_left(self, peer, xff, expected) -> None:
         """Only hops added by trusted proxies are believed."""
         assert client_address(peer, xff, TRUSTED) == expected
+
+
+class TestTrustedProxies:
+    def test_answers_stay_right_when_remembered(self) -> None:
+        """A second question about an address gets the same answer as the first."""
+        for _ in range(2):
+            assert "10.1.2.3" in TRUSTED
+            assert "192.168.1.1" in TRUSTED
+            assert "192.168.1.2" not in TRUSTED
+            assert "not-an-ip" not in TRUSTED
+
+    def test_memo_is_bounded(self) -> None:
+        """Spoofed hops cannot grow the memo past its bound."""
+        trusted = TrustedProxies(parse_networks(["10.0.0.0/8"]))
+        for n in range(TRUST_MEMO_SIZE * 2 + 7):
+            assert f"198.18.{n // 250 % 250}.{n % 250}" not in trusted
+            assert len(trusted._seen) <= TRUST_MEMO_SIZE
+        assert f"10.0.{n % 250}.1" in trusted
+
+    def test_none_trusted(self) -> None:
+        """Without networks nothing is trusted and the object is falsy."""
+        trusted = TrustedProxies()
+        assert not trusted
+        assert "127.0.0.1" not in trusted
+        assert client_address("127.0.0.1", ["9.9.9.9"], trusted) == "127.0.0.1"
 
 
 class TestRequestId:
