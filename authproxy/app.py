@@ -100,12 +100,19 @@ def server_kwargs(config: Config) -> dict[str, Any]:
     }
 
 
+def usable_cpus() -> int:
+    """Return how many CPUs this process may run on (a container's cpuset, taskset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def setup_keys(app: web.Application, config: Config, clock: Clock) -> None:
     """Create the verifier and the store watcher, started in ``cleanup_ctx``."""
     keys = config.keys
     path = Path(keys.file)
-    # Half the cores by default: argon2 must leave the event loop a core.
-    workers = keys.verify_workers or max(1, (os.cpu_count() or 1) // 2)
+    workers = keys.verify_workers or usable_cpus()
 
     def persist_hash(key_id: str, old_hash: str, new_hash: str) -> None:
         def change(table: KeyTable) -> tuple[KeyTable, None]:

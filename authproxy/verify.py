@@ -92,6 +92,7 @@ class Verifier:
         self._executor = ThreadPoolExecutor(
             workers, thread_name_prefix="argon2", initializer=_lower_priority
         )
+        self.workers = workers
         self._slots = asyncio.Semaphore(workers)
         self._capacity = workers + queue
         self._pending = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import os
 import re
 from datetime import timedelta
 from http import HTTPStatus
@@ -281,6 +282,14 @@ async def test_outdated_hash_is_upgraded(
     new_hash = read_store(keys_path).by_id[key.record.id].hash
     assert new_hash.startswith("$argon2id$v=19$m=8,t=1,p=1$")
     assert (await client.get("/api/tags", headers=bearer)).status == HTTPStatus.OK
+
+
+async def test_argon2_workers_default_to_the_usable_cpus(start_proxy) -> None:
+    """Without keys.verify_workers, one argon2 thread per CPU this process may use."""
+    client = await start_proxy({})
+    assert client.app[VERIFIER_KEY].workers == len(os.sched_getaffinity(0))
+    client = await start_proxy({"keys.verify_workers": 3})
+    assert client.app[VERIFIER_KEY].workers == 3
 
 
 async def test_verification_queue_overflow_is_503(
