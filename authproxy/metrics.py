@@ -174,9 +174,9 @@ class Metrics:
             [principal.key_id if principal else "-"] if self.config.key_labels else []
         )
         if prompt:
-            self.tokens.labels("prompt", model, *extra).inc(prompt)
+            self._child(self.tokens, "prompt", model, *extra).inc(prompt)
         if completion:
-            self.tokens.labels("completion", model, *extra).inc(completion)
+            self._child(self.tokens, "completion", model, *extra).inc(completion)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         # labels() takes a lock and builds a key on every call; a request
