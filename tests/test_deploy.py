@@ -62,6 +62,7 @@ from authproxy.configload import config_keys
 from authproxy.keystore import TOKEN_RE
 from tests.conftest import CHEAP_ARGON2, Secrets
 from tests.fake_ollama.server import FakeOllama
+from tests.serving import ServeProcess
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 DOCKERFILE: Final = ROOT / "Dockerfile"
@@ -457,28 +458,6 @@ def test_build_context_builds_a_wheel_with_the_console_script(
 # -------------------------------------------------- the image's command, outside Docker
 
 
-class Process:
-    """A process started from the image's command line, and what it printed."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-
-    async def wait_for(self, event: str) -> dict[str, Any]:
-        async with asyncio.timeout(15):
-            while True:
-                assert self.proc.stdout is not None
-                raw = await self.proc.stdout.readline()
-                if not raw:
-                    pytest.fail(f"the process exited before {event}: {self.lines}")
-                line = raw.decode()
-                self.lines.append(line)
-                if line.startswith("{"):
-                    data: dict[str, Any] = json.loads(line)
-                    if data.get("event") == event:
-                        return data
-
-
 def image_environment(dockerfile: Dockerfile, data: Path) -> dict[str, str]:
     """Return the process environment the image sets, with /data moved to ``data``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHPROXY_")}
@@ -509,7 +488,7 @@ async def run_command(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
 @pytest.fixture
 async def image_process(
     dockerfile: Dockerfile, tmp_path: Path, upstream: TestServer
-) -> AsyncIterator[tuple[Process, dict[str, str], Path]]:
+) -> AsyncIterator[tuple[ServeProcess, dict[str, str], Path]]:
     """Start ENTRYPOINT + CMD with the image's ENV, bound to loopback on a free port."""
     data = tmp_path / "data"
     for volume in dockerfile.volumes:
@@ -536,7 +515,7 @@ async def image_process(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    process = Process(proc)
+    process = ServeProcess(proc, timeout=15)
     yield process, env, data
     if proc.returncode is None:
         proc.kill()
@@ -545,7 +524,7 @@ async def image_process(
 
 async def test_image_command_serves_outside_docker(
     dockerfile: Dockerfile,
-    image_process: tuple[Process, dict[str, str], Path],
+    image_process: tuple[ServeProcess, dict[str, str], Path],
     fake: FakeOllama,
     secrets_seen: Secrets,
 ) -> None:

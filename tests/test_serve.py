@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import sys
@@ -22,34 +21,7 @@ from authproxy.chain import verify_files
 from authproxy.keystore import TOKEN_RE
 from tests.conftest import Secrets, nested, read_audit, wait_audit
 from tests.fake_ollama.server import FakeOllama
-
-
-class ServeProcess:
-    """A running `python -m authproxy serve` and what it printed."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self.port = 0
-
-    async def wait_for(self, event: str) -> dict[str, Any]:
-        async with asyncio.timeout(10):
-            while True:
-                assert self.proc.stdout is not None
-                raw = await self.proc.stdout.readline()
-                if not raw:
-                    pytest.fail(f"serve exited before {event}: {self.lines}")
-                line = raw.decode()
-                self.lines.append(line)
-                if line.startswith("{"):
-                    data: dict[str, Any] = json.loads(line)
-                    if data.get("event") == event:
-                        return data
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
+from tests.serving import ServeProcess, first_token
 
 StartServe = Callable[..., Awaitable[ServeProcess]]
 
@@ -63,26 +35,9 @@ async def start_serve(
 
     async def start(*flags: str) -> ServeProcess:
         config = {**overrides, "keys.reload_interval": "1h", "log.format": "json"}
-        path = tmp_path / "serve.yaml"
-        path.write_text(yaml.safe_dump(nested(config)))
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "authproxy",
-            "serve",
-            "--config",
-            str(path),
-            "--listen",
-            "127.0.0.1:0",
-            *flags,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        server = ServeProcess(proc)
+        server = await ServeProcess.spawn(config, tmp_path / "serve.yaml", *flags)
         started.append(server)
-        event = await server.wait_for("server_started")
-        server.port = int(event["listen"][0].rsplit(":", 1)[1])
+        await server.until_started()
         return server
 
     yield start
@@ -99,12 +54,6 @@ async def start_serve(
 async def serve(start_serve: StartServe) -> ServeProcess:
     """One `authproxy serve` process."""
     return await start_serve()
-
-
-def first_token(server: ServeProcess) -> str:
-    match = TOKEN_RE.search("".join(server.lines))
-    assert match is not None
-    return match.group(0)
 
 
 async def test_first_start_creates_a_key_and_prints_it_once(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import ssl
 import sys
@@ -36,7 +35,7 @@ from authproxy.tls import (
 )
 from tests.conftest import LogCapture, Secrets, nested, read_audit, wait_audit
 from tests.fake_ollama.server import FakeOllama
-from tests.test_serve import ServeProcess, first_token
+from tests.serving import ServeProcess, first_token
 
 GENERATE: dict[str, Any] = {"model": "llama3.2", "prompt": "x"}
 
@@ -163,9 +162,6 @@ def start_https(
 class TLSServe(ServeProcess):
     """A running `authproxy serve` with TLS on, and its start-up event."""
 
-    config_path: Path
-    started: dict[str, Any]
-
     def https(self, path: str) -> str:
         return f"https://127.0.0.1:{self.port}{path}"
 
@@ -192,26 +188,9 @@ async def start_tls(
             "log.format": "json",
             **extra,
         }
-        path = tmp_path / "serve.yaml"
-        path.write_text(yaml.safe_dump(nested(config)))
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "authproxy",
-            "serve",
-            "--config",
-            str(path),
-            "--listen",
-            "127.0.0.1:0",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        server = TLSServe(proc)
+        server = await TLSServe.spawn(config, tmp_path / "serve.yaml")
         started.append(server)
-        server.started = await server.wait_for("server_started")
-        server.port = int(server.started["listen"][0].rsplit(":", 1)[1])
-        server.config_path = path
+        await server.until_started()
         secrets_seen.add(first_token(server))
         return server
 
