@@ -245,14 +245,27 @@ def read_audit(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_bytes().splitlines() if line]
 
 
+async def poll_until(
+    condition: Callable[[], object], within: float = 2.0, interval: float = 0.01
+) -> None:
+    """Poll ``condition`` until true or ``within`` seconds pass (callers assert)."""
+    for _ in range(round(within / interval)):
+        if condition():
+            return
+        await asyncio.sleep(interval)
+
+
 async def wait_audit(path: Path, count: int) -> list[dict[str, Any]]:
     """Wait (up to 2 s) until ``count`` audit records exist; return them."""
-    for _ in range(200):
-        records = read_audit(path)
-        if len(records) >= count:
-            return records
-        await asyncio.sleep(0.01)
+    await poll_until(lambda: len(read_audit(path)) >= count)
     return read_audit(path)
+
+
+async def upstream_saw_disconnect(fake: FakeOllama, left: float) -> None:
+    """Assert the fake upstream saw its request closed within 1 s of ``left``."""
+    await poll_until(lambda: fake.disconnects, within=1.0)
+    assert fake.disconnects, "upstream never saw the disconnect"
+    assert fake.disconnects[0] - left < 1.0
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ from authproxy.keyadmin import revoke_key
 from authproxy.keystore import KeyTable, format_token, read_store, update_store
 from authproxy.state import VERIFIER_KEY, WATCHER_KEY
 from authproxy.times import utc_now
-from tests.conftest import MakeKey, closed_port
+from tests.conftest import MakeKey, closed_port, poll_until
 from tests.fake_ollama.server import FakeOllama
 
 CHALLENGES = ['Basic realm="authproxy", charset="UTF-8"', 'Bearer realm="authproxy"']
@@ -275,10 +275,7 @@ async def test_outdated_hash_is_upgraded(
     update_store(keys_path, downgrade)
     client = await start_proxy()
     assert (await client.get("/api/tags", headers=bearer)).status == HTTPStatus.OK
-    for _ in range(100):
-        if client.app[VERIFIER_KEY].stats.rehashes:
-            break
-        await asyncio.sleep(0.02)
+    await poll_until(lambda: client.app[VERIFIER_KEY].stats.rehashes)
     new_hash = read_store(keys_path).by_id[key.record.id].hash
     assert new_hash.startswith("$argon2id$v=19$m=8,t=1,p=1$")
     assert (await client.get("/api/tags", headers=bearer)).status == HTTPStatus.OK
@@ -391,16 +388,12 @@ async def test_a_waiter_leaving_does_not_cancel_the_check(proxy, key, token) -> 
     )
     headers = {"Authorization": f"Bearer {token}"}
     first = asyncio.ensure_future(proxy.get("/api/tags", headers=headers))
-    for _ in range(200):
-        if verifier.pending:
-            break
-        await asyncio.sleep(0.005)
+    await poll_until(lambda: verifier.pending, within=1.0, interval=0.005)
     assert verifier.pending == 1
     second = asyncio.ensure_future(proxy.get("/api/tags", headers=headers))
-    for _ in range(200):
-        if verifier.stats.shared_verifications:
-            break
-        await asyncio.sleep(0.005)
+    await poll_until(
+        lambda: verifier.stats.shared_verifications, within=1.0, interval=0.005
+    )
     first.cancel()
     reply = await second
     assert reply.status == 200

@@ -13,6 +13,7 @@ import pytest
 
 from authproxy.cli import main
 from authproxy.state import VERIFIER_KEY, WATCHER_KEY
+from tests.conftest import poll_until
 from tests.fake_ollama.server import FakeOllama
 
 
@@ -73,10 +74,7 @@ async def test_broken_file_keeps_last_good_store(
     good = keys_path.read_text()
     keys_path.write_text(good[: len(good) // 2] + "\n  - {broken: [")
     watcher = proxy.app[WATCHER_KEY]
-    for _ in range(60):
-        if watcher.failures:
-            break
-        await asyncio.sleep(0.05)
+    await poll_until(lambda: watcher.failures, within=3.0)
     assert watcher.failures == 1
     assert (await proxy.get("/api/tags", headers=bearer)).status == HTTPStatus.OK
     failure = log_capture.events("keystore_reload_failed")[0]
@@ -84,10 +82,7 @@ async def test_broken_file_keeps_last_good_store(
     assert "not valid YAML" in failure["error"]
     assert "argon2" not in json.dumps(failure)
     keys_path.write_text(good)
-    for _ in range(60):
-        if watcher.reloads:
-            break
-        await asyncio.sleep(0.05)
+    await poll_until(lambda: watcher.reloads, within=3.0)
     assert watcher.reloads == 1
 
 
@@ -97,10 +92,7 @@ async def test_deleted_file_keeps_last_good_store(
     """A store that vanishes (a bad deploy) does not lock everyone out."""
     keys_path.unlink()
     watcher = proxy.app[WATCHER_KEY]
-    for _ in range(60):
-        if watcher.failures:
-            break
-        await asyncio.sleep(0.05)
+    await poll_until(lambda: watcher.failures, within=3.0)
     assert watcher.failures == 1
     assert (await proxy.get("/api/tags", headers=bearer)).status == HTTPStatus.OK
 

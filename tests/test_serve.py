@@ -19,7 +19,13 @@ import yaml
 
 from authproxy.chain import verify_files
 from authproxy.keystore import TOKEN_RE
-from tests.conftest import Secrets, nested, read_audit, wait_audit
+from tests.conftest import (
+    Secrets,
+    nested,
+    read_audit,
+    upstream_saw_disconnect,
+    wait_audit,
+)
 from tests.fake_ollama.server import FakeOllama
 from tests.serving import ServeProcess, first_token
 
@@ -122,12 +128,7 @@ async def test_disconnect_while_model_loads_cancels_upstream(
                 timeout=aiohttp.ClientTimeout(total=0.5),
             )
     left = time.monotonic()
-    for _ in range(100):
-        if fake.disconnects:
-            break
-        await asyncio.sleep(0.01)
-    assert fake.disconnects, "upstream never saw the disconnect"
-    assert fake.disconnects[0] - left < 1.0
+    await upstream_saw_disconnect(fake, left)
     serve.proc.send_signal(signal.SIGTERM)
     assert await serve.proc.wait() == 0
 
