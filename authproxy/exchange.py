@@ -45,6 +45,8 @@ class Exchange:
     scheme: str | None = None
     model: str | None = None
     prompt_estimate: int = 0
+    # The output cap the request asked for (num_predict, max_tokens, ...), if any.
+    max_output: int | None = None
     status: int | None = None
     usage: Usage | None = None
     streamed: bool = False

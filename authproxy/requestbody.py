@@ -11,7 +11,11 @@ import aiohttp
 from aiohttp import web
 
 from authproxy.exchange import Exchange
-from authproxy.usage import estimate_prompt_tokens, loads_object
+from authproxy.usage import (
+    estimate_prompt_tokens,
+    loads_object,
+    requested_output_tokens,
+)
 
 # Parsing a body this big (base64 images) would stall the loop noticeably.
 PARSE_OFF_LOOP: Final = 1024 * 1024
@@ -69,6 +73,7 @@ async def read_model_body(
     if isinstance(model, str):
         ex.model = model
     ex.prompt_estimate = estimate_prompt_tokens(data)
+    ex.max_output = requested_output_tokens(data)
     if include_usage and request.path in _INCLUDE_USAGE_PATHS:
         return _with_include_usage(body, data)
     return body

@@ -285,6 +285,31 @@ def estimate_prompt_tokens(data: Any) -> int:
     return math.ceil(_text_length(data, in_text=False) / 4)
 
 
+# Where each dialect puts its output cap (shared/ollama-wire.md §1-§4).
+_OUTPUT_CAPS: Final = (
+    "max_tokens",  # OpenAI chat and completions, Anthropic messages
+    "max_completion_tokens",  # newer OpenAI chat clients
+    "max_output_tokens",  # OpenAI Responses
+)
+
+
+def requested_output_tokens(data: Any) -> int | None:
+    """Return the most tokens a parsed request body asks Ollama to generate.
+
+    Native bodies carry ``options.num_predict`` (negative means no cap, as in
+    Ollama); the compatibility dialects a top-level ``max_tokens`` or similar.
+    ``None`` means the request sets no cap.
+    """
+    if not isinstance(data, dict):
+        return None
+    options = data.get("options")
+    caps = [options.get("num_predict")] if isinstance(options, dict) else []
+    caps += [data.get(name) for name in _OUTPUT_CAPS]
+    found = [c for c in caps if isinstance(c, int) and not isinstance(c, bool)]
+    positive = [c for c in found if c > 0]
+    return min(positive) if positive else None
+
+
 def _text_length(value: Any, *, in_text: bool) -> int:
     if isinstance(value, str):
         return len(value) if in_text else 0

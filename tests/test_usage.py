@@ -5,10 +5,16 @@ from __future__ import annotations
 import itertools
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from authproxy.usage import Usage, UsageParser, estimate_prompt_tokens
+from authproxy.usage import (
+    Usage,
+    UsageParser,
+    estimate_prompt_tokens,
+    requested_output_tokens,
+)
 from tests.fake_ollama import wire
 
 TOKENS = ["Hi", " there", "!"]
@@ -251,3 +257,32 @@ class TestEstimate:
         """No text, no tokens."""
         assert estimate_prompt_tokens({"model": "m"}) == 0
         assert estimate_prompt_tokens(None) == 0
+
+
+class TestRequestedOutput:
+    @pytest.mark.parametrize(
+        ("body", "expected"),
+        [
+            ({"model": "m", "options": {"num_predict": 128}}, 128),
+            ({"model": "m", "options": {"num_predict": -1}}, None),
+            ({"model": "m", "max_tokens": 64}, 64),
+            ({"model": "m", "max_completion_tokens": 32, "max_tokens": 64}, 32),
+            ({"model": "m", "max_output_tokens": 16}, 16),
+            ({"model": "m", "max_tokens": True}, None),
+            ({"model": "m"}, None),
+            ([1, 2], None),
+        ],
+        ids=[
+            "num_predict",
+            "unbounded",
+            "max_tokens",
+            "smallest",
+            "responses",
+            "bool",
+            "none",
+            "not-object",
+        ],
+    )
+    def test_output_caps(self, body, expected) -> None:
+        """Each dialect's output cap is found; no positive cap means None."""
+        assert requested_output_tokens(body) == expected
