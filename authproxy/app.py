@@ -31,6 +31,7 @@ from authproxy.metrics import CONTENT_TYPE, Metrics
 from authproxy.principal import VerifyStats
 from authproxy.proxy import Upstream, proxy_handler
 from authproxy.ratelimit import setup_limits
+from authproxy.requestbody import defer_expect
 from authproxy.responses import error_middleware, json_error
 from authproxy.signing import load_signing_keys
 from authproxy.state import (
@@ -74,7 +75,9 @@ def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     setup_health(app)
     if config.metrics.public:
         app.router.add_get("/metrics", metrics_handler, name="metrics")
-    app.router.add_route("*", "/{tail:.*}", proxy_handler, name="proxy")
+    app.router.add_route(
+        "*", "/{tail:.*}", proxy_handler, name="proxy", expect_handler=defer_expect
+    )
     app.on_response_prepare.append(_hide_server_header)
     app.on_shutdown.append(_log_open_streams)
     return app
@@ -170,6 +173,7 @@ def _upstream(config: Config) -> Upstream:
         max_body_size=config.server.max_body_size,
         response_timeout=config.upstream.response_timeout,
         idle_timeout=config.upstream.idle_timeout,
+        body_idle_timeout=config.limits.body_idle_timeout,
         # sock_read bounds the wait for headers; _relay switches it to idle_timeout.
         client_timeout=aiohttp.ClientTimeout(
             total=None, sock_read=config.upstream.response_timeout

@@ -10,16 +10,12 @@ from aiohttp import web
 
 from authproxy.exchange import Exchange
 from authproxy.headers import REQUEST_ID_HEADER, filter_response_headers
-from authproxy.policy import (
-    LISTINGS,
-    filter_listing,
-    is_cloud_model,
-    missing_scope,
-    model_allowed,
-)
+from authproxy.modelname import ModelNameError, model_allowed, parse_model
+from authproxy.policy import LISTINGS, filter_listing, missing_scope
 from authproxy.principal import Principal
+from authproxy.requestbody import BodyModels
 from authproxy.responses import json_error
-from authproxy.routes import path_model, reads_model
+from authproxy.routes import path_model, requires_model
 from authproxy.state import REQUEST_ID_KEY
 
 log = structlog.stdlib.get_logger(__name__)
@@ -47,27 +43,43 @@ def forbidden(
 
 
 def check_model(
-    request: web.Request, ex: Exchange, principal: Principal
+    request: web.Request, ex: Exchange, principal: Principal, body: BodyModels
 ) -> web.Response | None:
-    """Apply the cloud scope and the key's model allow-list to the named model."""
-    model = ex.model or path_model(request.path)
-    if model is None:
-        if principal.model_rules and reads_model(request.path, ex.route_class):
-            return forbidden(
-                request, ex, "model_unchecked", "this key may only use named models"
-            )
-        return None
-    if is_cloud_model(model) and "cloud" not in principal.scopes:
+    """Apply the cloud scope and the allow-lists to every model the request names.
+
+    The names are resolved as Ollama resolves them (``modelname``): the body's
+    model fields, or the ``/v1/models/{model}`` path. Each must pass.
+    """
+    models = body.models
+    named = path_model(request.path)
+    if named is not None and named.strip():
+        try:
+            models = (parse_model(named),)
+        except ModelNameError as err:
+            ex.deny("model_invalid")
+            return json_error(request, 400, f"model: {err}")
+        ex.model = models[0].name
+    if (
+        not models
+        and principal.model_rules
+        and requires_model(request.path, ex.route_class)
+    ):
+        return forbidden(
+            request, ex, "model_unchecked", "this key may only use named models"
+        )
+    cloud = body.remote or any(ref.cloud for ref in models)
+    if cloud and "cloud" not in principal.scopes:
         return forbidden(
             request, ex, "missing_scope:cloud", "this key lacks the 'cloud' scope"
         )
-    if not model_allowed(model, principal.model_rules):
-        return forbidden(
-            request,
-            ex,
-            "model_not_allowed",
-            f"model {model!r} is not allowed for this key",
-        )
+    for ref in models:
+        if not model_allowed(ref, principal.model_rules):
+            return forbidden(
+                request,
+                ex,
+                "model_not_allowed",
+                f"model {ref.name!r} is not allowed for this key",
+            )
     return None
 
 

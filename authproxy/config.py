@@ -123,6 +123,7 @@ class LimitsConfig:
     max_header_size: int = option(8190, parse=size, check=(_positive, "> 0"))
     max_headers: int = option(100, check=(_positive, "int > 0"))
     header_timeout: float = option(10.0, parse=seconds)
+    body_idle_timeout: float = option(60.0, parse=seconds)
     state_file: str | None = option(None)
     state_interval: float = option(10.0, parse=seconds, check=(_positive, "> 0"))
 

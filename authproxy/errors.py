@@ -29,3 +29,24 @@ class UpstreamError(AuthProxyError):
 
 class VerifyBusyError(AuthProxyError):
     """Too many credential verifications are already running or queued."""
+
+
+class Denied(AuthProxyError):
+    """The proxy refuses a request; the edge answers ``{"error": message}``.
+
+    ``reason`` goes into the audit record and the metrics, never the message
+    alone: both are safe to show the client and never quote the request.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.headers = headers

@@ -1,13 +1,16 @@
-"""Access policy: scopes per route class, model allow-lists, filtered listings."""
+"""Access policy: scopes per route class and filtered model listings.
+
+Model names and allow-list globs are ``modelname``'s.
+"""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections.abc import Iterable
 from typing import Any, Final
 
 from authproxy.keyrecord import ALL_SCOPES
+from authproxy.modelname import name_allowed
 from authproxy.routes import RouteClass
 
 # The only responses the proxy rewrites: model listings, for keys with an
@@ -23,39 +26,6 @@ def missing_scope(scopes: frozenset[str], route_class: RouteClass) -> str | None
     if route_class is RouteClass.OTHER:
         return next((s for s in ALL_SCOPES if s not in scopes), None)
     return None if route_class.value in scopes else route_class.value
-
-
-def normalize_model(name: str) -> str:
-    """Return the model name with Ollama's implied ``:latest`` tag."""
-    last = name.rsplit("/", 1)[-1]
-    return name if ":" in last else f"{name}:latest"
-
-
-def is_cloud_model(name: str) -> bool:
-    """Tell whether Ollama would forward this model to ollama.com (§1e)."""
-    tag = normalize_model(name).rsplit(":", 1)[-1]
-    return tag == "cloud" or tag.endswith("-cloud")
-
-
-def model_allowed(name: str, rules: Iterable[tuple[str, ...]]) -> bool:
-    """Tell whether ``name`` matches every non-empty allow-list in ``rules``.
-
-    Patterns are shell globs; ``llama3.2`` means ``llama3.2:latest`` on both
-    sides, and ``llama3.2:*`` allows every tag.
-    """
-    model = normalize_model(name)
-    for patterns in rules:
-        if patterns and not any(_match(model, p) for p in patterns):
-            return False
-    return True
-
-
-def _match(model: str, pattern: str) -> bool:
-    if not any(c in pattern for c in "*?["):
-        pattern = normalize_model(pattern)
-    return fnmatch.fnmatchcase(model, pattern) or fnmatch.fnmatchcase(
-        model.removesuffix(":latest"), pattern
-    )
 
 
 def filter_listing(
@@ -87,7 +57,7 @@ def filter_listing(
         for item in items
         if isinstance(item, dict)
         and isinstance(item.get(name_key), str)
-        and model_allowed(item[name_key], rules)
+        and name_allowed(item[name_key], rules)
     ]
     data[field] = kept
     encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()

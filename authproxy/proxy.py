@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import aiohttp
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import CIMultiDict
 from yarl import URL
 
 from authproxy.authorize import check_model, check_scope, is_listing, relay_listing
+from authproxy.errors import Denied
 from authproxy.exchange import Exchange
 from authproxy.headers import (
     REQUEST_ID_HEADER,
@@ -22,7 +26,13 @@ from authproxy.headers import (
     forward_request_headers,
 )
 from authproxy.principal import Principal
-from authproxy.requestbody import BodyLimit, read_model_body
+from authproxy.requestbody import (
+    BodyLimit,
+    BodyModels,
+    read_body,
+    read_model_body,
+    send_continue,
+)
 from authproxy.responses import json_error
 from authproxy.routes import is_metered, reads_model
 from authproxy.state import (
@@ -40,6 +50,9 @@ log = structlog.stdlib.get_logger(__name__)
 
 _STREAM_TYPES = ("application/x-ndjson", "text/event-stream")
 SMALL_BODY = 64 * 1024
+LARGE_BODY = 1024 * 1024
+_UNREAD_BODY = frozenset({408, 413})
+_DOT_SEGMENT = re.compile(r"(?:^|/)\.{1,2}(?:/|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +65,7 @@ class Upstream:
     max_body_size: int
     response_timeout: float
     idle_timeout: float
+    body_idle_timeout: float = 0.0
     include_usage: bool = False
 
     client_timeout: aiohttp.ClientTimeout = aiohttp.ClientTimeout()
@@ -61,10 +75,15 @@ def upstream_url(origin: URL, raw_path: str) -> URL | None:
     """Join the configured origin and the raw request target.
 
     Returns:
-        The upstream URL, or ``None`` if the target is not origin-form or
-        the result would leave the configured origin.
+        The upstream URL, or ``None`` if the target is not origin-form, has
+        dot segments (``/v1/models/../../api/pull``, also percent-encoded:
+        another server on the way could resolve them to another route than
+        the one the policy judged), or would leave the configured origin.
     """
-    if not raw_path.startswith("/"):
+    if not raw_path.startswith("/") or raw_path.startswith("//"):
+        return None
+    path = raw_path.partition("?")[0]
+    if _DOT_SEGMENT.search(unquote(path)):
         return None
     try:
         url = URL(str(origin) + raw_path, encoded=True)
@@ -96,14 +115,31 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
         request_id=request[REQUEST_ID_KEY],
         trusted_peer=peer in upstream.trusted_proxies,
     )
-    limit = BodyLimit(upstream.max_body_size)
-    body = await _request_body(request, ex, headers, limit, upstream)
-    if isinstance(body, web.Response):
-        return body
-    denied = check_model(request, ex, principal)
+    limit = BodyLimit(upstream.max_body_size, upstream.body_idle_timeout)
+    try:
+        body, models = await _request_body(request, ex, headers, limit, upstream)
+    except Denied as err:
+        return await refuse(request, ex, err)
+    denied = check_model(request, ex, principal, models)
     if denied is not None:
         return denied
     return await _forward(request, ex, url, headers, body, limit, principal)
+
+
+async def refuse(request: web.Request, ex: Exchange, err: Denied) -> web.Response:
+    """Answer a refused request with its JSON error and note why in the record."""
+    ex.deny(err.reason)
+    log.info("request_refused", reason=err.reason, status=err.status)
+    response = json_error(request, err.status, err.message, list(err.headers) or None)
+    if err.status in _UNREAD_BODY:
+        # The rest of the body may never come (or is not wanted): send the
+        # answer and close, instead of aiohttp's lingering read of the rest.
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        if request.transport is not None:
+            request.transport.close()
+    return response
 
 
 async def _forward(  # noqa: PLR0917 - one request's parts, passed once
@@ -111,7 +147,7 @@ async def _forward(  # noqa: PLR0917 - one request's parts, passed once
     ex: Exchange,
     url: URL,
     headers: CIMultiDict[str],
-    body: bytes | AsyncIterator[bytes] | None,
+    body: bytes | io.BytesIO | AsyncIterator[bytes] | None,
     limit: BodyLimit,
     principal: Principal,
 ) -> web.StreamResponse:
@@ -140,15 +176,17 @@ async def _forward(  # noqa: PLR0917 - one request's parts, passed once
             ex.outcome = "client_disconnected"
             log.info("client_disconnected")
         raise
-    except TimeoutError:
-        ex.outcome = "upstream_timeout"
-        log.warning("upstream_timeout", phase="response_headers")
-        return json_error(request, 504, "upstream timed out")
+    except Denied as err:  # a streamed body's limit, if the client passed it on
+        return await refuse(request, ex, err)
     except (aiohttp.ClientError, OSError) as err:
+        # A streamed body stopped by its own limit surfaces here, wrapped.
         ex.bytes_in = limit.seen or ex.bytes_in
-        if limit.exceeded:
-            ex.deny("body_too_large")
-            return json_error(request, 413, "request body too large")
+        if limit.refusal is not None:
+            return await refuse(request, ex, limit.refusal)
+        if isinstance(err, TimeoutError):
+            ex.outcome = "upstream_timeout"
+            log.warning("upstream_timeout", phase="response_headers")
+            return json_error(request, 504, "upstream timed out")
         ex.outcome = "upstream_error"
         log.warning("upstream_failed", error=type(err).__name__)
         return json_error(request, 502, "upstream unavailable")
@@ -160,31 +198,42 @@ async def _request_body(
     headers: CIMultiDict[str],
     limit: BodyLimit,
     upstream: Upstream,
-) -> bytes | AsyncIterator[bytes] | web.Response | None:
-    """Return the body to send: bytes for model routes, else a bounded stream."""
+) -> tuple[bytes | io.BytesIO | AsyncIterator[bytes] | None, BodyModels]:
+    """Return the body to send: bytes for model routes, else a bounded stream.
+
+    Raises:
+        Denied: the body is too large, stalls, or cannot be read as Ollama reads
+            it (see ``requestbody``).
+    """
     if not request.body_exists:
-        return None
+        return None, BodyModels()
     length = request.content_length
     if length is not None and length > upstream.max_body_size:
-        ex.deny("body_too_large")
-        return json_error(request, 413, "request body too large")
-    if request.method == "POST" and reads_model(request.path, ex.route_class):
-        # The model name is needed before forwarding (audit, allow-lists),
-        # so these JSON bodies are read whole; Ollama buffers them too.
-        try:
-            body = await read_model_body(request, ex, upstream.include_usage)
-        except web.HTTPRequestEntityTooLarge:
-            ex.deny("body_too_large")
-            return json_error(request, 413, "request body too large")
-        headers["Content-Length"] = str(len(body))
-        return body
+        raise Denied(413, "body_too_large", "request body too large")
+    if reads_model(request.path):
+        # The models are needed before forwarding (policy, audit), so these
+        # bodies are read whole; Ollama buffers them too.
+        body, models = await read_model_body(
+            request,
+            ex,
+            limit=upstream.max_body_size,
+            idle=upstream.body_idle_timeout,
+            include_usage=upstream.include_usage,
+        )
+        headers.popall(hdrs.CONTENT_ENCODING, None)  # sent on decoded, if zstd
+        headers[hdrs.CONTENT_LENGTH] = str(len(body))
+        if len(body) > LARGE_BODY:
+            # aiohttp writes big bytes in one go and warns; a file object streams.
+            return io.BytesIO(body), models
+        return body, models
     if length is not None and length <= SMALL_BODY:
-        body = await request.read()  # cheaper than streaming a few bytes
-        ex.bytes_in = len(body)
-        return body
+        # Cheaper than streaming a few bytes.
+        small = await read_body(request, ex, length, upstream.body_idle_timeout)
+        return small, BodyModels()
+    await send_continue(request)
     if length is not None:
-        headers["Content-Length"] = str(length)
-    return limit.relay(request.content, ex)
+        headers[hdrs.CONTENT_LENGTH] = str(length)
+    return limit.relay(request.content, ex), BodyModels()
 
 
 async def _relay(

@@ -50,6 +50,39 @@ _PREFIXES: Final[tuple[tuple[str, RouteClass], ...]] = (
 )
 # Routes whose JSON request body names a model and carries the prompt.
 MODEL_BODY_CLASSES: Final = frozenset({RouteClass.INFERENCE, RouteClass.EMBEDDINGS})
+# The fields each route's JSON body names models in, as Ollama's request
+# structs bind them (api/types.go; shared/ollama-wire.md §8b). Ollama takes
+# the first non-empty of ``model`` and ``name``; the policy checks them all.
+MODEL_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "/api/generate": ("model",),
+    "/api/chat": ("model",),
+    "/api/embed": ("model",),
+    "/api/embeddings": ("model",),
+    "/v1/chat/completions": ("model",),
+    "/v1/completions": ("model",),
+    "/v1/embeddings": ("model",),
+    "/v1/responses": ("model",),
+    "/v1/messages": ("model",),
+    "/api/show": ("model", "name"),
+    "/api/pull": ("model", "name"),
+    "/api/push": ("model", "name"),
+    "/api/create": ("model", "name", "from"),
+    "/api/copy": ("source", "destination"),
+    "/api/delete": ("model", "name"),
+}
+# Multipart bodies whose ``model`` form field Ollama reads (FormValue).
+FORM_MODEL_ROUTES: Final = frozenset({"/v1/audio/transcriptions"})
+# Where Ollama itself decompresses a ``Content-Encoding: zstd`` body: the /v1
+# routes behind its cloud passthrough (server/cloud_proxy.go).
+ZSTD_ROUTES: Final = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/v1/messages",
+    }
+)
 
 
 def classify(path: str) -> RouteClass:
@@ -63,9 +96,14 @@ def classify(path: str) -> RouteClass:
     return RouteClass.OTHER
 
 
-def reads_model(path: str, route_class: RouteClass) -> bool:
-    """Tell whether the request body names a model the policy must check."""
-    return route_class in MODEL_BODY_CLASSES or path == "/api/show"
+def reads_model(path: str) -> bool:
+    """Tell whether the request body names models the policy must read."""
+    return path in MODEL_FIELDS or path in FORM_MODEL_ROUTES
+
+
+def requires_model(path: str, route_class: RouteClass) -> bool:
+    """Tell whether a key with an allow-list may only call this with a model."""
+    return reads_model(path) or route_class in MODEL_BODY_CLASSES
 
 
 def path_model(path: str) -> str | None:

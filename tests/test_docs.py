@@ -39,7 +39,9 @@ def test_every_flag_is_documented(flag: str) -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     """.ci/run runs exactly the test command README shows near its top."""
-    commands = re.findall(r"```sh\n(python3 -m venv[^\n]+)\n```", README)
+    commands = re.findall(
+        r"```sh\n((?:bash \.ci/[a-z-]+ && )?python3 -m venv[^\n]+)\n```", README
+    )
     assert len(commands) == 2
     run_proxy, run_tests = commands
     assert run_proxy.endswith("authproxy serve")

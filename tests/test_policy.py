@@ -1,4 +1,4 @@
-"""Access policy units: scopes, model globs, cloud models, listing filters."""
+"""Access policy units: scopes and listing filters (names: test_modelname.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,7 @@ import json
 import pytest
 
 from authproxy.keyrecord import ALL_SCOPES
-from authproxy.policy import (
-    filter_listing,
-    is_cloud_model,
-    missing_scope,
-    model_allowed,
-    normalize_model,
-)
+from authproxy.policy import filter_listing, missing_scope
 from authproxy.routes import RouteClass, classify
 from tests.fake_ollama import wire
 
@@ -57,58 +51,6 @@ class TestScopes:
         almost = frozenset(ALL_SCOPES) - {"cloud"}
         assert missing_scope(almost, RouteClass.OTHER) == "cloud"
         assert missing_scope(frozenset(ALL_SCOPES), RouteClass.OTHER) is None
-
-
-class TestModels:
-    @pytest.mark.parametrize(
-        ("name", "expected"),
-        [
-            ("llama3.2", "llama3.2:latest"),
-            ("llama3.2:1b", "llama3.2:1b"),
-            ("hf.co/org/model", "hf.co/org/model:latest"),
-            ("host:5000/m", "host:5000/m:latest"),
-        ],
-    )
-    def test_normalize(self, name, expected) -> None:
-        """A name without a tag means :latest."""
-        assert normalize_model(name) == expected
-
-    @pytest.mark.parametrize(
-        ("name", "patterns", "allowed"),
-        [
-            ("llama3.2", ["llama3.2"], True),
-            ("llama3.2:latest", ["llama3.2"], True),
-            ("llama3.2", ["llama3.2:latest"], True),
-            ("llama3.2:1b", ["llama3.2"], False),
-            ("llama3.2:1b", ["llama3.2:*"], True),
-            ("llama3.1", ["llama3.2:*"], False),
-            ("qwen3:8b", ["llama*", "qwen3:*"], True),
-            ("mistral", ["llama*"], False),
-            ("nomic-embed-text", [], True),
-        ],
-    )
-    def test_allow_list(self, name, patterns, allowed) -> None:
-        """Globs match normalised names; an empty list allows everything."""
-        assert model_allowed(name, [tuple(patterns)]) is allowed
-
-    def test_every_list_must_match(self) -> None:
-        """A JWT's model list narrows the key's: both must allow the model."""
-        rules = [("llama*",), ("llama3.2:*",)]
-        assert model_allowed("llama3.2:1b", rules) is True
-        assert model_allowed("llama3.1", rules) is False
-
-    @pytest.mark.parametrize(
-        ("name", "cloud"),
-        [
-            ("gpt-oss:120b-cloud", True),
-            ("kimi:cloud", True),
-            ("llama3.2", False),
-            ("cloudy:latest", False),
-        ],
-    )
-    def test_cloud_models(self, name, cloud) -> None:
-        """`*:cloud` and `*-cloud` tags run on ollama.com."""
-        assert is_cloud_model(name) is cloud
 
 
 class TestListings:

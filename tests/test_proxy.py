@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import io
 import itertools
+import json
 import time
 from http import HTTPStatus
 from typing import Any
 
 import aiohttp
 import pytest
+import zstandard
 
 from authproxy.state import UPSTREAM_KEY
-from tests.conftest import closed_port, upstream_saw_disconnect
+from tests.conftest import closed_port, upstream_saw_disconnect, wait_audit
 from tests.fake_ollama.server import FakeOllama
 
 HOP_BY_HOP = {
@@ -67,14 +68,6 @@ FORMATS: list[tuple[str, str, str, Any, int, str]] = [
         "/api/chat",
         {**CHAT, "model": "missing"},
         404,
-        "application/json; charset=utf-8",
-    ),
-    (
-        "chat-bad-json",
-        "POST",
-        "/api/chat",
-        b"x{",
-        400,
         "application/json; charset=utf-8",
     ),
     (
@@ -458,12 +451,10 @@ async def test_request_id_kept_or_generated(
     "raw_path",
     [
         "/api/tags?x=%2F&y=a%20b",
-        "//api/tags",
-        "/api/../api/tags",
-        "/api/%2e%2e/tags",
         "/v1/models/a%2Fb",
+        "/api/tags?next=/../x",
     ],
-    ids=["query", "double-slash", "dot-segments", "encoded-dots", "encoded-slash"],
+    ids=["query", "encoded-slash", "dots-in-query"],
 )
 async def test_path_forwarded_as_received(
     proxy, bearer, fake: FakeOllama, raw_path
@@ -546,20 +537,74 @@ async def test_large_body_streams_intact(proxy, bearer, fake: FakeOllama) -> Non
     assert fake.last.body == payload
 
 
-async def test_compressed_request_body_is_not_decoded(
-    proxy, bearer, fake: FakeOllama
+@pytest.mark.parametrize(
+    ("path", "coding"),
+    [
+        ("/v1/chat/completions", "gzip"),
+        ("/v1/chat/completions", "ZSTD"),
+        ("/v1/chat/completions", "zstd, gzip"),
+        ("/api/chat", "zstd"),
+        ("/api/chat", "br"),
+        ("/api/pull", "deflate"),
+    ],
+    ids=["gzip-v1", "zstd-uppercase", "zstd-then-gzip", "zstd-native", "br", "pull"],
+)
+async def test_codings_ollama_would_not_decode_are_refused(
+    proxy, bearer, fake: FakeOllama, path, coding
 ) -> None:
-    """A zstd/gzip request body is relayed verbatim with its Content-Encoding."""
-    raw = gzip.compress(b'{"model":"llama3.2","messages":[]}')
+    """A coding Ollama ignores on that route would hide the model: 415, not sent."""
+    body = b'{"model":"llama3.2","messages":[]}'
+    resp = await proxy.post(
+        path, data=body, headers={**bearer, "Content-Encoding": coding}
+    )
+    assert resp.status == HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    assert await resp.json() == {
+        "error": "Content-Encoding not supported on this route"
+    }
+    assert fake.received == []
+
+
+async def test_zstd_bodies_are_checked_and_sent_decoded(
+    proxy, bearer, fake: FakeOllama, audit_path
+) -> None:
+    """On the /v1 routes Ollama decodes zstd: the proxy checks and sends plain JSON."""
+    plain = b'{"model":"llama3.2","messages":[{"role":"user","content":"hi"}]}'
     resp = await proxy.post(
         "/v1/chat/completions",
-        data=raw,
-        headers={
-            **bearer,
-            "Content-Encoding": "gzip",
-            "Content-Type": "application/json",
-        },
+        data=zstandard.ZstdCompressor().compress(plain),
+        headers={**bearer, "Content-Encoding": "zstd"},
     )
+    assert resp.status == HTTPStatus.OK
     await resp.read()
-    assert fake.last.body == raw
-    assert fake.last.headers["Content-Encoding"] == "gzip"
+    assert fake.last.body == plain
+    assert "Content-Encoding" not in fake.last.headers
+    assert fake.last.headers["Content-Length"] == str(len(plain))
+    (record,) = await wait_audit(audit_path, 1)
+    assert record["model"] == "llama3.2"
+
+
+async def test_identity_coding_is_plain(proxy, bearer, fake: FakeOllama) -> None:
+    """`Content-Encoding: identity` means no coding, as Ollama reads it."""
+    resp = await proxy.post(
+        "/api/chat",
+        json={"model": "llama3.2", "messages": []},
+        headers={**bearer, "Content-Encoding": "identity"},
+    )
+    assert resp.status == HTTPStatus.OK
+    assert json.loads(fake.last.body)["model"] == "llama3.2"
+
+
+async def test_zstd_bombs_and_garbage_are_refused(
+    proxy, bearer, fake: FakeOllama
+) -> None:
+    """Past Ollama's 20 MiB decoded cap is 413; data that is not zstd is 400."""
+    bomb = zstandard.ZstdCompressor().compress(
+        b'{"model":"llama3.2","prompt":"' + b"a" * (21 * 1024 * 1024) + b'"}'
+    )
+    headers = {**bearer, "Content-Encoding": "zstd"}
+    resp = await proxy.post("/v1/completions", data=bomb, headers=headers)
+    assert resp.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    resp = await proxy.post("/v1/completions", data=b"not zstd", headers=headers)
+    assert resp.status == HTTPStatus.BAD_REQUEST
+    assert await resp.json() == {"error": "request body: invalid zstd data"}
+    assert fake.received == []

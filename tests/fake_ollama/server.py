@@ -101,12 +101,27 @@ def _json(
     )
 
 
+def _go_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Bind keys as Go's decoder does: case-insensitively, the last match wins."""
+    fields: dict[str, Any] = {}
+    for key, value in pairs:
+        folded = key.replace("\u212a", "k").replace("\u017f", "s").lower()
+        fields[folded] = value
+    return fields
+
+
 async def _body(request: web.Request) -> dict[str, Any] | web.Response:
+    """Read a JSON body as Ollama's ShouldBindJSON does (shared/ollama-wire.md §8b).
+
+    Only the first JSON value is read, invalid UTF-8 becomes U+FFFD, and keys
+    fold to their lower-case field names.
+    """
     raw = await request.read()
-    if not raw:
+    text = raw.decode("utf-8", "replace").lstrip(" \t\r\n")
+    if not text:
         return _json(wire.error_body("missing request body"), status=400)
     try:
-        data = json.loads(raw)
+        data, _ = json.JSONDecoder(object_pairs_hook=_go_fields).raw_decode(text)
     except ValueError:
         return _json(
             wire.error_body("invalid character 'x' looking for beginning of value"),
