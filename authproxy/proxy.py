@@ -22,6 +22,7 @@ from authproxy.headers import (
     forward_request_headers,
 )
 from authproxy.principal import Principal
+from authproxy.ratelimit import reserve_tokens
 from authproxy.requestbody import BodyLimit, read_model_body
 from authproxy.responses import json_error
 from authproxy.routes import is_metered, reads_model
@@ -101,6 +102,9 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
     if isinstance(body, web.Response):
         return body
     denied = check_model(request, ex, principal)
+    if denied is not None:
+        return denied
+    denied = reserve_tokens(request, ex)
     if denied is not None:
         return denied
     return await _forward(request, ex, url, headers, body, limit, principal)
