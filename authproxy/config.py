@@ -126,6 +126,9 @@ class LimitsConfig:
     body_idle_timeout: float = option(60.0, parse=seconds)
     state_file: str | None = option(None)
     state_interval: float = option(10.0, parse=seconds, check=(_positive, "> 0"))
+    # Tokens a quota reserves for the output of a request that sets no cap:
+    # Ollama then generates until the context is full, 4096 by default.
+    default_output_reservation: int = option(4096, check=(lambda v: v >= 0, "int >= 0"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

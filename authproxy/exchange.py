@@ -11,6 +11,14 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from authproxy.bounds import (
+    MAX_CLIENT,
+    MAX_METHOD,
+    MAX_MODEL,
+    MAX_PATH,
+    MAX_REASON,
+    clip,
+)
 from authproxy.headers import client_address
 from authproxy.health import PUBLIC_ROUTES
 from authproxy.responses import Handler, json_error
@@ -100,28 +108,33 @@ def client_of(request: web.Request) -> str:
 
 
 def build_record(request: web.Request, ex: Exchange, now: float) -> dict[str, Any]:
-    """Return the audit record of a finished request, secrets excluded."""
+    """Return the audit record of a finished request, secrets excluded.
+
+    Strings the client chooses are cut to the bounds in ``authproxy.bounds``,
+    so one request adds at most a few KB to the log.
+    """
     principal = request.get(PRINCIPAL_KEY)
     usage = ex.usage
     prompt, completion, exact = ex.tokens()
     client = ex.client
     if client is None:
         client = client_of(request)
+    model = ex.model or (usage.model if usage else None)
     return {
         "ts": format_timestamp(ex.started_at),
         "request_id": request.get(REQUEST_ID_KEY),
         "key_id": principal.key_id if principal else ex.presented_key_id,
         "key_name": principal.key_name if principal else None,
         "scheme": principal.scheme if principal else ex.scheme,
-        "client": client,
-        "method": request.method,
-        "path": request.rel_url.raw_path,
+        "client": clip(client, MAX_CLIENT),
+        "method": clip(request.method, MAX_METHOD),
+        "path": clip(request.rel_url.raw_path, MAX_PATH),
         "route": ex.route_class.value,
-        "model": ex.model or (usage.model if usage else None),
+        "model": clip(model, MAX_MODEL),
         "status": ex.status,
         "stream": ex.streamed,
         "outcome": ex.outcome,
-        "reason": ex.reason,
+        "reason": clip(ex.reason, MAX_REASON),
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,

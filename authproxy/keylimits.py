@@ -1,9 +1,14 @@
 """Per-key limits: requests per minute, concurrent requests, tokens per day and month.
 
-Quotas are checked before forwarding and charged when a request ends, so the
-request that crosses the line completes and the next one is refused. Counters
-are saved to a small state file (and rebuilt from the audit log if that file
-is missing), so they survive a restart.
+A request is admitted (rate and concurrency) before its body is read. Once the
+body has been read, a metered request reserves its estimated tokens; it is
+refused while the key's used plus reserved tokens already reach a quota, so
+parallel requests cannot all slip under it. When the request ends its
+reservation is replaced by the real count. Only the one request that crosses
+the line may exceed a quota. Counters are saved to a small state file (and
+rebuilt from the audit log if that file is missing), so they survive a
+restart; reservations and in-flight counts belong to running requests only
+and are never saved.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from authproxy.times import Clock, parse_timestamp
 log = structlog.stdlib.get_logger(__name__)
 
 STATE_VERSION: Final = 1
+# Fields that describe running requests: meaningless after a restart.
+_TRANSIENT: Final = ("in_flight", "reserved")
 
 
 @dataclass(slots=True)
@@ -36,6 +43,17 @@ class _State:
     bucket: float = -1.0  # requests left this minute; -1 = full
     bucket_at: float = 0.0  # epoch seconds of the last refill
     in_flight: int = 0
+    reserved: int = 0  # tokens held by running requests, not yet charged
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One admitted request's hold on its key: a concurrency slot, reserved tokens."""
+
+    key_id: str
+    limits: KeyLimits
+    reserved: int = 0
+    open: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,20 +115,64 @@ class KeyLimiter:
             state.month, state.month_tokens = month, 0
         return state
 
-    def admit(self, key_id: str, limits: KeyLimits) -> Refusal | None:
-        """Take a slot for one request, or say why not."""
-        if not limits:
-            return None
+    def admit(
+        self, key_id: str, limits: KeyLimits, *, metered: bool = False
+    ) -> Ticket | Refusal:
+        """Take a slot for one request, or say why not.
+
+        A metered request is refused here already when a token quota is used
+        up (no reservation could pass), so its body is never read.
+
+        Returns:
+            The request's ticket, to ``reserve`` on and ``settle`` when it
+            ends; or the refusal.
+        """
         now = self._clock()
         state = self._state(key_id, now)
         refusal = self._check(state, limits, now)
+        if refusal is None and metered:
+            refusal = self._token_refusal(state, limits, now, pending=0)
         if refusal is not None:
             return refusal
         if limits.requests_per_minute is not None:
             state.bucket -= 1
             self.dirty = True
         state.in_flight += 1
+        return Ticket(key_id, limits)
+
+    def reserve(self, ticket: Ticket, tokens: int) -> Refusal | None:
+        """Hold ``tokens`` against the key's quotas, or refuse the request.
+
+        The check counts the tokens used and those other running requests
+        hold, not this request's own estimate: the request that crosses a
+        quota may exceed it, and every request after it is refused.
+        """
+        if not ticket.open:
+            return None
+        now = self._clock()
+        state = self._state(ticket.key_id, now)
+        refusal = self._token_refusal(state, ticket.limits, now, state.reserved)
+        if refusal is not None:
+            return refusal
+        tokens = max(0, tokens)
+        state.reserved += tokens
+        ticket.reserved += tokens
         return None
+
+    def settle(self, ticket: Ticket, tokens: int) -> None:
+        """End a request: free its slot, drop its reservation, charge ``tokens``.
+
+        Settling a ticket twice does nothing the second time.
+        """
+        if not ticket.open:
+            return
+        ticket.open = False
+        state = self._keys.get(ticket.key_id)
+        if state is not None:
+            state.in_flight = max(0, state.in_flight - 1)
+            state.reserved = max(0, state.reserved - ticket.reserved)
+        ticket.reserved = 0
+        self.charge(ticket.key_id, tokens)
 
     def _check(self, state: _State, limits: KeyLimits, now: datetime) -> Refusal | None:
         if limits.concurrent is not None and state.in_flight >= limits.concurrent:
@@ -135,24 +197,21 @@ class KeyLimiter:
                     0,
                     math.ceil((rpm - state.bucket) * 60 / rpm),
                 )
-        for used, limit, period, reset in (
-            (state.day_tokens, limits.tokens_per_day, "day", _seconds_to_next_day(now)),
-            (
-                state.month_tokens,
-                limits.tokens_per_month,
-                "month",
-                _seconds_to_next_month(now),
-            ),
+        return None
+
+    @staticmethod
+    def _token_refusal(
+        state: _State, limits: KeyLimits, now: datetime, pending: int
+    ) -> Refusal | None:
+        day_limit, month_limit = limits.tokens_per_day, limits.tokens_per_month
+        for period, used, limit, until in (
+            ("day", state.day_tokens, day_limit, _seconds_to_next_day),
+            ("month", state.month_tokens, month_limit, _seconds_to_next_month),
         ):
-            if limit is not None and used >= limit:
-                return Refusal(
-                    f"token_quota_{period}",
-                    f"token quota of {limit} per {period} used up",
-                    reset,
-                    limit,
-                    0,
-                    reset,
-                )
+            if limit is not None and used + pending >= limit:
+                reset = until(now)
+                message = f"token quota of {limit} per {period} used up"
+                return Refusal(f"token_quota_{period}", message, reset, limit, 0, reset)
         return None
 
     @staticmethod
@@ -162,14 +221,6 @@ class KeyLimiter:
             return
         state.bucket = min(float(rpm), state.bucket + (at - state.bucket_at) * rpm / 60)
         state.bucket_at = at
-
-    def release(self, key_id: str, tokens: int) -> None:
-        """End a request: free its concurrency slot and charge its tokens."""
-        state = self._keys.get(key_id)
-        if state is None:
-            return
-        state.in_flight = max(0, state.in_flight - 1)
-        self.charge(key_id, tokens)
 
     def charge(self, key_id: str, tokens: int) -> None:
         """Add tokens to a key's day and month counters."""
@@ -185,6 +236,11 @@ class KeyLimiter:
         state = self._state(key_id, self._clock())
         return state.day_tokens, state.month_tokens
 
+    def reserved(self, key_id: str) -> int:
+        """Return the tokens the key's running requests hold."""
+        state = self._keys.get(key_id)
+        return state.reserved if state is not None else 0
+
     def save(self) -> None:
         """Write the counters to the state file (atomic replace).
 
@@ -195,7 +251,8 @@ class KeyLimiter:
             return
         keys = {k: asdict(v) for k, v in self._keys.items()}
         for entry in keys.values():
-            del entry["in_flight"]
+            for name in _TRANSIENT:
+                del entry[name]
         data = json.dumps({"version": STATE_VERSION, "keys": keys}, sort_keys=True)
         write_file_atomically(self.state_path, data.encode())
         self.dirty = False
@@ -207,7 +264,8 @@ class KeyLimiter:
         try:
             data = json.loads(self.state_path.read_text(encoding="utf-8"))
             for key_id, entry in data["keys"].items():
-                self._keys[str(key_id)] = _State(**entry)
+                saved = {k: v for k, v in entry.items() if k not in _TRANSIENT}
+                self._keys[str(key_id)] = _State(**saved)
         except (OSError, ValueError, KeyError, TypeError) as err:
             log.error(
                 "limits_state_unreadable",

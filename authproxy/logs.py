@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
+from authproxy.bounds import MAX_METHOD, MAX_PATH, clip
 from authproxy.state import PRINCIPAL_KEY, REQUEST_ID_KEY
 
 LEVELS: Final = {
@@ -145,13 +146,17 @@ class AccessLogger(AbstractAccessLogger):
     def log(
         self, request: web.BaseRequest, response: web.StreamResponse, time: float
     ) -> None:
-        """Log one finished request; the query string is left out."""
+        """Log one finished request; the query string is left out.
+
+        The method and path are the client's: cut to the audit record's
+        bounds so one request cannot write a multi-KB line.
+        """
         principal = request.get(PRINCIPAL_KEY)
         fields = {
             "request_id": request.get(REQUEST_ID_KEY),
             "key_id": principal.key_id if principal else None,
-            "method": request.method,
-            "path": request.path,
+            "method": clip(request.method, MAX_METHOD),
+            "path": clip(request.path, MAX_PATH),
             "status": response.status,
             "duration_ms": round(time * 1000, 3),
             "bytes_out": response.body_length,

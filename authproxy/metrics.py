@@ -2,8 +2,8 @@
 
 Labels carry route classes, status codes, reasons, model names and, only when
 ``metrics.key_labels`` is on, key ids. Never a key name, token or anything
-secret. Model labels are capped so clients cannot grow the series without
-bound.
+secret. Model labels are capped in number and length so clients cannot grow
+the series, or one scrape, without bound.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from authproxy.bounds import MAX_LABEL
 from authproxy.config import MetricsConfig
 from authproxy.exchange import Exchange
 from authproxy.principal import Principal, VerifyStats
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 OTHER_MODEL: Final = "other"
+OTHER_REASON: Final = "other"
 _LATENCY_BUCKETS: Final = (
     0.005,
     0.01,
@@ -164,7 +166,8 @@ class Metrics:
             self._child(self.ttfb, route).observe(ex.ttfb)
         if ex.outcome == "denied" and ex.reason:
             counter = self.auth_failures if ex.status == 401 else self.denials
-            counter.labels(ex.reason).inc()
+            reason = ex.reason if len(ex.reason) <= MAX_LABEL else OTHER_REASON
+            self._child(counter, reason).inc()
             return
         prompt, completion, _ = ex.tokens()
         if not prompt and not completion:
@@ -192,7 +195,9 @@ class Metrics:
             return "-"
         if model in self._models:
             return model
-        if len(self._models) >= self.config.max_models:
+        # An over-long name is not cut (cuts could collide with real names)
+        # and takes no place among the max_models distinct labels.
+        if len(model) > MAX_LABEL or len(self._models) >= self.config.max_models:
             return OTHER_MODEL
         self._models.add(model)
         return model

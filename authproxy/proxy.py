@@ -26,6 +26,7 @@ from authproxy.headers import (
     forward_request_headers,
 )
 from authproxy.principal import Principal
+from authproxy.ratelimit import reserve_tokens
 from authproxy.requestbody import (
     BodyLimit,
     BodyModels,
@@ -121,6 +122,9 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
     except Denied as err:
         return await refuse(request, ex, err)
     denied = check_model(request, ex, principal, models)
+    if denied is not None:
+        return denied
+    denied = reserve_tokens(request, ex)
     if denied is not None:
         return denied
     return await _forward(request, ex, url, headers, body, limit, principal)

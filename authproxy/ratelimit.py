@@ -1,4 +1,4 @@
-"""Wiring and enforcement of the limits: per-key quotas middleware, limiter set-up."""
+"""Wiring of the limits: the per-key limits middleware, token reservation, set-up."""
 
 from __future__ import annotations
 
@@ -14,15 +14,18 @@ from authproxy.audit import rotated_files
 from authproxy.bruteforce import FailureLimiter
 from authproxy.config import Config, limits_state_file
 from authproxy.errors import KeyStoreError
-from authproxy.keylimits import KeyLimiter
+from authproxy.exchange import Exchange
+from authproxy.keylimits import KeyLimiter, Refusal
 from authproxy.keyrecord import KeyLimits
 from authproxy.report import read_records
 from authproxy.responses import Handler, json_error
+from authproxy.routes import RouteClass, is_metered
 from authproxy.state import (
     BRUTE_FORCE_KEY,
     CONFIG_KEY,
     EXCHANGE_KEY,
     KEY_LIMITS_KEY,
+    LIMIT_TICKET_KEY,
     PRINCIPAL_KEY,
     VERIFIER_KEY,
 )
@@ -35,7 +38,12 @@ log = structlog.stdlib.get_logger(__name__)
 async def key_limits_middleware(
     request: web.Request, handler: Handler
 ) -> web.StreamResponse:
-    """Refuse with 429 past a key's limits; charge its tokens when it ends."""
+    """Refuse with 429 past a key's rate or concurrency; settle its tokens at the end.
+
+    The token reservation itself is made by the handler (``reserve_tokens``)
+    once the body has been read; the ``finally`` here ends it however the
+    request ends, so no reservation outlives its request.
+    """
     principal = request.get(PRINCIPAL_KEY)
     if principal is None:
         return await handler(request)
@@ -45,16 +53,53 @@ async def key_limits_middleware(
         return await handler(request)
     limiter = request.app[KEY_LIMITS_KEY]
     ex = request[EXCHANGE_KEY]
-    refusal = limiter.admit(principal.key_id, limits)
-    if refusal is not None:
-        ex.deny(refusal.reason)
-        log.info("request_limited", reason=refusal.reason, key_id=principal.key_id)
-        return json_error(request, 429, refusal.message, refusal.headers())
+    ticket = limiter.admit(principal.key_id, limits, metered=is_metered(ex.route_class))
+    if isinstance(ticket, Refusal):
+        return _refuse(request, ex, ticket)
+    request[LIMIT_TICKET_KEY] = ticket
     try:
         return await handler(request)
     finally:
         prompt, completion, _ = ex.tokens()
-        limiter.release(principal.key_id, prompt + completion)
+        limiter.settle(ticket, prompt + completion)
+
+
+def reserve_tokens(request: web.Request, ex: Exchange) -> web.Response | None:
+    """Reserve a metered request's estimated tokens, or answer 429 past a quota.
+
+    Call it once the body has been read and the policy passed, so the
+    estimate is known and a denied request holds nothing. The estimate is
+    the prompt estimate plus the output cap the request asked for, or
+    ``limits.default_output_reservation`` when it set none (embeddings
+    generate no output).
+    """
+    ticket = request.get(LIMIT_TICKET_KEY)
+    if ticket is None or not is_metered(ex.route_class):
+        return None
+    default = request.app[CONFIG_KEY].limits.default_output_reservation
+    refusal = request.app[KEY_LIMITS_KEY].reserve(ticket, token_estimate(ex, default))
+    if refusal is not None:
+        return _refuse(request, ex, refusal)
+    return None
+
+
+def token_estimate(ex: Exchange, default_output: int) -> int:
+    """Return the tokens a metered request may use: prompt plus its output cap."""
+    if ex.route_class is RouteClass.EMBEDDINGS:
+        output = 0
+    elif ex.max_output is not None:
+        output = ex.max_output
+    else:
+        output = default_output
+    # At least one, so even an empty request holds something while it runs.
+    return max(1, ex.prompt_estimate + output)
+
+
+def _refuse(request: web.Request, ex: Exchange, refusal: Refusal) -> web.Response:
+    ex.deny(refusal.reason)
+    key_id = request[PRINCIPAL_KEY].key_id
+    log.info("request_limited", reason=refusal.reason, key_id=key_id)
+    return json_error(request, 429, refusal.message, refusal.headers())
 
 
 def setup_limits(app: web.Application, config: Config, clock: Clock) -> None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from authproxy.audit import AuditWriter  # noqa: F401
     from authproxy.bruteforce import FailureLimiter  # noqa: F401
     from authproxy.exchange import Exchange  # noqa: F401
-    from authproxy.keylimits import KeyLimiter  # noqa: F401
+    from authproxy.keylimits import KeyLimiter, Ticket  # noqa: F401
     from authproxy.keywatch import KeyStoreWatcher  # noqa: F401
     from authproxy.metrics import Metrics  # noqa: F401
     from authproxy.proxy import Upstream  # noqa: F401
@@ -48,3 +48,4 @@ STREAMS_KEY: Final = web.AppKey("streams", weakref.WeakSet[web.StreamResponse])
 REQUEST_ID_KEY: Final = web.RequestKey("request_id", str)
 PRINCIPAL_KEY: Final = web.RequestKey("principal", Principal)
 EXCHANGE_KEY: Final = web.RequestKey["Exchange"]("exchange")
+LIMIT_TICKET_KEY: Final = web.RequestKey["Ticket"]("limit_ticket")

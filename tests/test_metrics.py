@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from authproxy.admin import create_admin_app
-from tests.conftest import MakeKey
+from tests.conftest import MakeKey, wait_audit
 from tests.fake_ollama.server import FakeOllama
 
 CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
@@ -154,3 +157,47 @@ async def test_metrics_on_the_proxy_port(
     else:
         assert resp.status == 404  # forwarded to Ollama like any other path
         assert fake.last.path_qs == "/metrics"
+
+
+HUGE = 20 * 1024 * 1024
+PROMPT = {"messages": [{"role": "user", "content": "hi"}], "stream": False}
+
+
+async def test_a_huge_echoed_model_name_stays_small(
+    proxy, aiohttp_client, bearer, fake: FakeOllama, audit_path: Path
+) -> None:
+    """A 20 MB model name in the reply adds only bytes to /metrics and the audit log."""
+    admin = await aiohttp_client(create_admin_app(proxy.app))
+    resp = await proxy.post("/v1/chat/completions", json=PROMPT, headers=bearer)
+    await resp.read()
+    before = len(await scrape(admin))
+    fake.behaviour.reply_model = "m" * HUGE
+    for _ in range(2):
+        resp = await proxy.post("/v1/chat/completions", json=PROMPT, headers=bearer)
+        assert resp.status == 200
+        assert len(await resp.read()) > HUGE  # relayed unchanged
+    text = await scrape(admin)
+    assert len(text) - before < 512  # the two series labelled "other"
+    assert sample(
+        text, "authproxy_tokens_total", direction="prompt", model="other"
+    ) == (2 * fake.behaviour.prompt_eval_count)
+    records = await wait_audit(audit_path, 3)
+    assert [r["model"] for r in records[1:]] == ["m" * 256 + f"...[{HUGE} chars]"] * 2
+    assert max(len(line) for line in audit_path.read_bytes().splitlines()) < 2048
+
+
+async def test_a_huge_requested_model_name_stays_small(
+    proxy, aiohttp_client, bearer, audit_path: Path
+) -> None:
+    """A 20 MB model name in the request body costs a few KB, whatever the answer."""
+    admin = await aiohttp_client(create_admin_app(proxy.app))
+    before = len(await scrape(admin))
+    body = json.dumps({**CHAT, "model": "m" * HUGE, "stream": False}).encode()
+    headers = {**bearer, "Content-Type": "application/json"}
+    for _ in range(2):
+        resp = await proxy.post("/api/chat", data=io.BytesIO(body), headers=headers)
+        await resp.read()
+    assert len(await scrape(admin)) - before < 4096
+    records = await wait_audit(audit_path, 2)
+    assert len(records) == 2
+    assert max(len(line) for line in audit_path.read_bytes().splitlines()) < 2048

@@ -33,6 +33,8 @@ class Behaviour:
     error_after: int | None = None
     context: list[int] | None = None
     status: int | None = None
+    # The model name replies carry instead of the requested one.
+    reply_model: str | None = None
 
 
 @dataclass
@@ -244,6 +246,7 @@ async def _native(request: web.Request, *, chat: bool) -> web.StreamResponse:
         return _not_found(model)
     if b.status:
         return _json(wire.error_body("forced failure"), status=b.status)
+    model = b.reply_model or model
     empty = not data.get("messages") if chat else not data.get("prompt")
     if empty:
         unload = data.get("keep_alive") in (0, "0")
@@ -331,6 +334,7 @@ async def v1_chat(request: web.Request) -> web.StreamResponse:
             wire.PLAIN_JSON,
             404,
         )
+    model = b.reply_model or model
     p, c = b.prompt_eval_count, b.eval_count
     if not data.get("stream"):
         return _json(
