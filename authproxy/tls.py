@@ -22,6 +22,7 @@ from aiohttp import hdrs, web
 from authproxy.config import TLSConfig
 from authproxy.errors import ConfigError
 from authproxy.filesig import file_signature
+from authproxy.responses import Handler, json_error
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -248,22 +249,32 @@ def create_redirect_app(https_port: int) -> web.Application:
     """
     port = "" if https_port == 443 else f":{https_port}"
 
-    async def redirect(request: web.Request) -> web.Response:
+    @web.middleware
+    async def redirect_middleware(
+        request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        # Every request is answered here, before routing: there is nothing to
+        # route to, and the router would answer "*", a CONNECT target or a
+        # path with an encoded newline with a plain-text 404.
         # The Host header is client-chosen: accept only a plain host name or IP
         # literal, so the Location cannot point at a userinfo or path trick.
         match = _HOST_RE.fullmatch(request.headers.get(hdrs.HOST, ""))
         if match is None:
-            return web.json_response(
-                {"error": "missing or invalid Host header"}, status=400
-            )
-        location = f"https://{match.group(1)}{port}{request.rel_url}"
+            return json_error(request, 400, "missing or invalid Host header")
+        # The path and query as sent, still percent-encoded: the parser has
+        # refused raw control characters and non-ASCII bytes in the target,
+        # so nothing in it can end the Location header. An absolute-form
+        # target contributes only its path; a fragment is dropped.
+        target = request.rel_url.raw_path_qs
+        if not target.startswith("/"):
+            return json_error(request, 400, "invalid request target")
+        location = f"https://{match.group(1)}{port}{target}"
         return web.Response(status=308, headers={hdrs.LOCATION: location})
 
     async def hide_server(request: web.Request, response: web.StreamResponse) -> None:
         # Same reason as the proxy app: no versions for scanners.
         response.headers.popall(hdrs.SERVER, None)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", redirect)
+    app = web.Application(middlewares=[redirect_middleware])
     app.on_response_prepare.append(hide_server)
     return app
