@@ -8,8 +8,9 @@ be a credential, and it has no deadline for reading request headers
 
 Warning:
     It relies on aiohttp 3.x internals (``RequestHandler._messages``,
-    ``_current_request``, ``_request_count``, ``Server._kwargs``), which the
-    version pin keeps stable; ``tests/test_hostile.py`` exercises every hook.
+    ``_current_request``, ``_request_count``, ``Server._kwargs``,
+    ``StreamResponse._prepare_headers``), which the version pin keeps stable;
+    ``tests/test_hostile.py`` and ``tests/test_redirect.py`` exercise every hook.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import re
 from typing import Any, Final
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
@@ -33,25 +34,44 @@ _CHALLENGES: Final = (
 )
 
 
-def _reply(exc: BaseException | None) -> tuple[int, str, tuple[tuple[str, str], ...]]:
+def _reply(
+    exc: BaseException | None, *, challenge: bool
+) -> tuple[int, str, tuple[tuple[str, str], ...]]:
     """Choose status, message and headers for a malformed request; never echo it."""
     if isinstance(exc, LineTooLong) or "Too many headers" in str(exc):
         return 431, "request line or headers too large", ()
     text = str(exc).encode("utf-8", "backslashreplace")
-    if "header value char" in str(exc) and _CREDENTIAL_LINE.search(text):
+    bad_credential = "header value char" in str(exc) and _CREDENTIAL_LINE.search(text)
+    if challenge and bad_credential:
         # A control character inside a credential: the same 401 as any bad key.
         return 401, "unauthorized", _CHALLENGES
     return 400, "bad request", ()
+
+
+class _ErrorResponse(web.Response):
+    """A reply to a malformed request, without aiohttp's ``Server`` header."""
+
+    async def _prepare_headers(self) -> None:
+        # The apps drop the header in on_response_prepare, which never runs
+        # for a request that did not parse: no versions for scanners here either.
+        await super()._prepare_headers()
+        self.headers.popall(hdrs.SERVER, None)
 
 
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's handler plus a header deadline and non-echoing parser errors."""
 
     def __init__(
-        self, manager: web.Server, *, header_timeout: float, **kwargs: Any
+        self,
+        manager: web.Server,
+        *,
+        header_timeout: float,
+        challenge: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(manager, **kwargs)
         self._header_timeout = header_timeout
+        self._challenge = challenge
         self._header_deadline: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -95,8 +115,8 @@ class GuardedRequestHandler(RequestHandler):
         log.info("bad_http_request", status=status, error=type(exc).__name__)
         if request.writer.output_size > 0:
             raise ConnectionError("response already started")
-        code, text, headers = _reply(exc)
-        response = web.Response(
+        code, text, headers = _reply(exc, challenge=self._challenge)
+        response = _ErrorResponse(
             status=code,
             body=json.dumps({"error": text}, separators=(",", ":")).encode(),
             content_type="application/json",
@@ -110,25 +130,49 @@ class GuardedRequestHandler(RequestHandler):
 class GuardedServer(web.Server):
     """A ``web.Server`` whose connections use ``GuardedRequestHandler``."""
 
-    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, header_timeout: float, challenge: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
+        self.challenge = challenge
 
     def __call__(self) -> RequestHandler:
         """Create the protocol for one connection."""
         return GuardedRequestHandler(
-            self, loop=self._loop, header_timeout=self.header_timeout, **self._kwargs
+            self,
+            loop=self._loop,
+            header_timeout=self.header_timeout,
+            challenge=self.challenge,
+            **self._kwargs,
         )
 
 
 class GuardedAppRunner(web.AppRunner):
-    """An ``AppRunner`` serving through ``GuardedServer``."""
+    """An ``AppRunner`` serving through ``GuardedServer``.
+
+    Args:
+        app: the application to serve.
+        header_timeout: seconds a client has to send a request's headers
+            (0: no deadline).
+        challenge: answer a control character inside a credential header with
+            the proxy's 401 and its ``WWW-Authenticate`` challenges; without it
+            such a request gets the plain 400 (listeners that take no
+            credentials must not invite a client to send some).
+        **kwargs: passed on to ``web.AppRunner``.
+    """
 
     def __init__(
-        self, app: web.Application, *, header_timeout: float, **kwargs: Any
+        self,
+        app: web.Application,
+        *,
+        header_timeout: float,
+        challenge: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self._header_timeout = header_timeout
+        self._challenge = challenge
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
@@ -138,5 +182,6 @@ class GuardedAppRunner(web.AppRunner):
             handler_cancellation=plain.handler_cancellation,
             loop=plain._loop,
             header_timeout=self._header_timeout,
+            challenge=self._challenge,
             **plain._kwargs,
         )

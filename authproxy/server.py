@@ -48,14 +48,29 @@ async def _start_admin(app: web.Application, config: Config) -> web.AppRunner | 
     return runner
 
 
+def create_redirect_runner(config: Config, https_port: int) -> GuardedAppRunner:
+    """Build the redirect listener's runner, with the proxy's HTTP server limits.
+
+    The listener faces the same clients as the proxy, so it gets the same
+    header deadline, request line and header limits, keep-alive and access
+    log. It takes no credentials, so a malformed one gets a plain 400 rather
+    than the proxy's 401 challenge, which would invite a browser to send a
+    password over plain HTTP.
+    """
+    return GuardedAppRunner(
+        create_redirect_app(https_port),
+        header_timeout=config.limits.header_timeout,
+        challenge=False,
+        **server_kwargs(config),
+    )
+
+
 async def _start_redirect(config: Config, https_port: int) -> web.AppRunner | None:
     """Start the plain-HTTP redirect listener (``tls.redirect_listen``; empty = off)."""
     if not config.tls.redirect_listen:
         return None
     host, _, port = config.tls.redirect_listen.rpartition(":")
-    runner = web.AppRunner(
-        create_redirect_app(https_port), access_log_class=AccessLogger
-    )
+    runner = create_redirect_runner(config, https_port)
     await runner.setup()
     await web.TCPSite(runner, host.strip("[]"), int(port)).start()
     return runner

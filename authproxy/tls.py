@@ -2,9 +2,9 @@
 
 A certificate is reloaded without a restart and without touching open
 connections: every reload builds a complete new context off the event loop, and
-the listening context's SNI callback (OpenSSL calls it on every handshake, with
-or without SNI) hands each new handshake to the newest good context. A bad new
-pair never leaves its throw-away context, so the old one stays in service.
+each new connection is made from the newest good context (``ServingContext``).
+A bad new pair never leaves its throw-away context, so the old one stays in
+service.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from aiohttp import hdrs, web
 from authproxy.config import TLSConfig
 from authproxy.errors import ConfigError
 from authproxy.filesig import file_signature
+from authproxy.responses import Handler, json_error
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -152,6 +153,38 @@ def load_server_context(tls: TLSConfig) -> ssl.SSLContext:
     return ctx
 
 
+class ServingContext(ssl.SSLContext):
+    """The listening context: it makes each new connection from ``current``.
+
+    asyncio and uvloop call ``wrap_bio`` once per accepted connection, so the
+    whole handshake runs in the newest context, with that context's session
+    cache and ticket keys. Switching contexts later, in an SNI callback, would
+    not do: OpenSSL keeps looking sessions up in the cache, and decrypting
+    tickets with the keys, of the context the connection was made from, so a
+    client could resume a session from before a reload with a certificate the
+    new ``tls.client_ca`` no longer trusts. A reload therefore ends resumption
+    of every earlier session; clients make one full handshake.
+
+    Its own settings are never used. It holds no certificate, so a socket
+    wrapped with it directly (``wrap_socket``) fails its handshake.
+    """
+
+    current: ssl.SSLContext
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        """Wrap a connection's BIOs with the current context."""
+        return self.current.wrap_bio(
+            incoming, outgoing, server_side, server_hostname, session
+        )
+
+
 class CertificateReloader:
     """Own the listening context and put new certificate pairs in service."""
 
@@ -166,27 +199,14 @@ class CertificateReloader:
         self._tls = tls
         self._lock = asyncio.Lock()
         self._seen = self._signature()
-        self._current = load_server_context(tls)
-        self.context: Final = self._current
-        self.context.sni_callback = self._select
+        self.context: Final = ServingContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.current = load_server_context(tls)
 
     def _signature(self) -> Signature:
         return tuple(
             file_signature(p)
             for p in (self._tls.cert, self._tls.key, self._tls.client_ca)
         )
-
-    def _select(
-        self,
-        conn: ssl.SSLObject | ssl.SSLSocket,
-        server_name: str | None,
-        ctx: ssl.SSLContext,
-    ) -> None:
-        # Called for each handshake on the listening context. Switching the
-        # connection's context affects only this handshake; connections that
-        # are already established keep the context they were made with.
-        if self._current is not ctx:
-            conn.context = self._current
 
     async def reload(self, *, force: bool = False) -> bool:
         """Load the files again if they changed (or always, with ``force``).
@@ -208,7 +228,7 @@ class CertificateReloader:
                 self.failures += 1
                 log.error("tls_reload_failed", cert=self._tls.cert, error=str(err))
                 return False
-            self._current = ctx
+            self.context.current = ctx
             self.reloads += 1
             log.info("tls_reloaded", cert=self._tls.cert, key=self._tls.key)
             return True
@@ -229,22 +249,32 @@ def create_redirect_app(https_port: int) -> web.Application:
     """
     port = "" if https_port == 443 else f":{https_port}"
 
-    async def redirect(request: web.Request) -> web.Response:
+    @web.middleware
+    async def redirect_middleware(
+        request: web.Request, handler: Handler
+    ) -> web.StreamResponse:
+        # Every request is answered here, before routing: there is nothing to
+        # route to, and the router would answer "*", a CONNECT target or a
+        # path with an encoded newline with a plain-text 404.
         # The Host header is client-chosen: accept only a plain host name or IP
         # literal, so the Location cannot point at a userinfo or path trick.
         match = _HOST_RE.fullmatch(request.headers.get(hdrs.HOST, ""))
         if match is None:
-            return web.json_response(
-                {"error": "missing or invalid Host header"}, status=400
-            )
-        location = f"https://{match.group(1)}{port}{request.rel_url}"
+            return json_error(request, 400, "missing or invalid Host header")
+        # The path and query as sent, still percent-encoded: the parser has
+        # refused raw control characters and non-ASCII bytes in the target,
+        # so nothing in it can end the Location header. An absolute-form
+        # target contributes only its path; a fragment is dropped.
+        target = request.rel_url.raw_path_qs
+        if not target.startswith("/"):
+            return json_error(request, 400, "invalid request target")
+        location = f"https://{match.group(1)}{port}{target}"
         return web.Response(status=308, headers={hdrs.LOCATION: location})
 
     async def hide_server(request: web.Request, response: web.StreamResponse) -> None:
         # Same reason as the proxy app: no versions for scanners.
         response.headers.popall(hdrs.SERVER, None)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", redirect)
+    app = web.Application(middlewares=[redirect_middleware])
     app.on_response_prepare.append(hide_server)
     return app
