@@ -28,6 +28,11 @@ from authproxy.adminbody import (
     parse_update,
     parse_usage_query,
 )
+from authproxy.adminguard import (
+    ALLOWED_HOSTS_KEY,
+    HostAllowList,
+    admin_guard_middleware,
+)
 from authproxy.app import metrics_response
 from authproxy.audit import rotated_files
 from authproxy.config import signing_key_file
@@ -45,7 +50,7 @@ from authproxy.keystore import make_hasher
 from authproxy.minting import mint_key_token
 from authproxy.openapi import OPENAPI
 from authproxy.report import aggregate, as_rows, read_records
-from authproxy.responses import json_error
+from authproxy.responses import error_middleware, json_error
 from authproxy.signing import load_signing_keys
 from authproxy.state import CONFIG_KEY, METRICS_KEY, VERIFIER_KEY, WATCHER_KEY
 from authproxy.times import Clock, utc_now
@@ -62,10 +67,20 @@ def create_admin_app(
     main_app: web.Application, *, clock: Clock = utc_now
 ) -> web.Application:
     """Build the admin API for a running proxy application."""
+    # Order matters: the request id first; then the JSON 500 boundary, so even
+    # a bug answers in JSON without a traceback on the wire; then the guard,
+    # which reads headers only and so runs before authentication's argon2
+    # work and admin-trail records; then authentication.
     app = web.Application(
-        middlewares=[request_context_middleware, admin_auth_middleware]
+        middlewares=[
+            request_context_middleware,
+            error_middleware,
+            admin_guard_middleware,
+            admin_auth_middleware,
+        ]
     )
     app[MAIN_APP_KEY] = main_app
+    app[ALLOWED_HOSTS_KEY] = HostAllowList.from_config(main_app[CONFIG_KEY].admin)
     app[CLOCK_KEY] = clock
     ttl = main_app[CONFIG_KEY].admin.idempotency_ttl
     app[IDEMPOTENCY_KEY] = IdempotencyCache(ttl)

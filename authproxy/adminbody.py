@@ -9,12 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from authproxy.cli_audit import parse_point
-from authproxy.errors import ConfigError
 from authproxy.keyadmin import UPDATABLE, KeySpec
 from authproxy.keyrecord import DEFAULT_SCOPES
 from authproxy.report import DIMENSIONS
-from authproxy.times import parse_duration, parse_when
+from authproxy.times import parse_duration, parse_when, seconds_to_duration
 
 MAX_BODY = 64 * 1024
 _CREATE_FIELDS = frozenset(
@@ -32,7 +30,8 @@ async def parse_json_object(
     """Read the body as a JSON object.
 
     Raises:
-        BadRequestError: too big, not JSON, or not an object.
+        BadRequestError: too big, not JSON (``NaN`` and ``Infinity`` are not),
+            nested too deeply, or not an object.
     """
     raw = await request.content.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
@@ -40,12 +39,22 @@ async def parse_json_object(
     if not raw.strip() and allow_empty:
         return {}
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_refuse_constant)
+    except BadRequestError:
+        raise
+    except RecursionError:
+        raise BadRequestError("body: nested too deeply") from None
     except ValueError:
         raise BadRequestError("body: not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequestError("body: expected a JSON object")
     return data
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json takes NaN, Infinity and -Infinity by default; RFC 8259
+    # does not, and no field here means anything by them.
+    raise BadRequestError(f"body: {name} is not valid JSON")
 
 
 def _time(field: str, value: Any, now: datetime) -> datetime | None:
@@ -116,13 +125,14 @@ def parse_update(body: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 def _duration(field: str, value: Any) -> timedelta:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, str):
             return parse_duration(value)
-        except ValueError as err:
-            raise BadRequestError(f"{field}: {err}") from None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            # 1e400 arrives as float inf, 1e20 overflows timedelta: both checked.
+            return seconds_to_duration(value)
+    except ValueError as err:
+        raise BadRequestError(f"{field}: {err}") from None
     raise BadRequestError(f"{field}: expected a duration such as '24h' or seconds")
 
 
@@ -159,7 +169,7 @@ def parse_usage_query(
     """Read ``by``, ``since`` and ``until`` of a usage query.
 
     Raises:
-        BadRequestError: an unknown dimension or a bad time.
+        BadRequestError: an unknown dimension, or a bad or out-of-range time.
     """
     getall = getattr(query, "getall", None)
     raw = getall("by", []) if getall else [query.get("by", "")]
@@ -169,9 +179,15 @@ def parse_usage_query(
             raise BadRequestError(
                 f"by: unknown dimension {dimension!r} (key, model, day)"
             )
-    try:
-        since = parse_point(query.get("since"), now)
-        until = parse_point(query.get("until"), now)
-    except ConfigError as err:
-        raise BadRequestError(f"since/until: {err}") from None
+    since = _point("since", query.get("since"), now)
+    until = _point("until", query.get("until"), now)
     return by, since, until
+
+
+def _point(field: str, value: str | None, now: datetime) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_when(value, now, ago=True)
+    except ValueError as err:
+        raise BadRequestError(f"{field}: {err}") from None

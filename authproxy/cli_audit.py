@@ -15,7 +15,7 @@ from authproxy.chain import verify_files
 from authproxy.config import Config
 from authproxy.errors import ConfigError
 from authproxy.report import DIMENSIONS, aggregate, as_rows, read_records
-from authproxy.times import parse_duration, parse_timestamp, utc_now
+from authproxy.times import parse_when, utc_now
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
 
@@ -91,20 +91,14 @@ def parse_point(text: str | None, now: datetime) -> datetime | None:
     """Parse ``--since``/``--until``: a timestamp, or a duration before now.
 
     Raises:
-        ConfigError: the text is neither.
+        ConfigError: the text is neither, or it is out of range.
     """
     if text is None:
         return None
     try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        return parse_timestamp(text)
-    except ValueError:
-        raise ConfigError(
-            f"invalid time {text!r}: use RFC 3339 or a duration"
-        ) from None
+        return parse_when(text, now, ago=True)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def cmd_usage(args: argparse.Namespace, config: Config) -> int:

@@ -40,6 +40,9 @@ def fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:FINGERPRINT_LENGTH]
 
 
+# 10**15: far above any real quota, and exact as a float (the token bucket's
+# arithmetic), where 10**400 would raise OverflowError on every request.
+MAX_LIMIT: Final = 10**15
 LIMIT_FIELDS: Final = (
     "requests_per_minute",
     "concurrent",
@@ -71,7 +74,8 @@ def validate_limits(value: Any) -> KeyLimits:
     """Check a limits mapping; 0 or null means unlimited.
 
     Raises:
-        KeyStoreError: unknown fields or values that are not positive integers.
+        KeyStoreError: unknown fields, or values that are not integers from
+            0 to ``MAX_LIMIT`` (floats and booleans included).
     """
     if value is None:
         return KeyLimits()
@@ -81,12 +85,19 @@ def validate_limits(value: Any) -> KeyLimits:
     for name, limit in value.items():
         if name not in LIMIT_FIELDS:
             raise KeyStoreError(f"limits.{name}: unknown limit")
-        if limit is None or limit == 0:
+        if limit is None:
             values[name] = None
-        elif isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-            values[name] = limit
+        # Type first: false == 0 and 0.0 == 0, but neither is a limit.
+        elif (
+            isinstance(limit, int)
+            and not isinstance(limit, bool)
+            and 0 <= limit <= MAX_LIMIT
+        ):
+            values[name] = limit or None
         else:
-            raise KeyStoreError(f"limits.{name}: expected a positive integer or 0")
+            raise KeyStoreError(
+                f"limits.{name}: expected a positive integer or 0, at most {MAX_LIMIT}"
+            )
     return KeyLimits(**values)
 
 

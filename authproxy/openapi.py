@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from authproxy import __version__
-from authproxy.keyrecord import ALL_SCOPES
+from authproxy.keyrecord import ALL_SCOPES, MAX_LIMIT
+from authproxy.times import MAX_DURATION
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -23,9 +24,13 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "invalid input; the message names the field",
         401: "no or invalid admin credential",
-        403: "the credential lacks the admin scope",
+        403: "the credential lacks the admin scope, or a write is cross-site "
+        "(Origin or Sec-Fetch-Site)",
         404: "no key with this id or name",
         409: "Idempotency-Key reused with a different request",
+        415: "a write without Content-Type: application/json (even with no body)",
+        421: "the Host is not loopback, the admin.listen host or in "
+        "admin.allowed_hosts (DNS rebinding)",
     }
     return {str(c): _json(_ref("Error"), text[c]) for c in codes}
 
@@ -49,7 +54,7 @@ _IDEMPOTENCY = {
     "schema": {"type": "string", "maxLength": 200},
 }
 _STRINGS = {"type": "array", "items": {"type": "string"}}
-_LIMIT = {"type": ["integer", "null"], "minimum": 0}
+_LIMIT = {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_LIMIT}
 _LIMITS = {
     "type": "object",
     "additionalProperties": False,
@@ -63,7 +68,11 @@ _LIMITS = {
 }
 _TIME = {"type": ["string", "null"], "description": "RFC 3339 time or a duration (30d)"}
 _DURATION = {
-    "oneOf": [{"type": "string", "examples": ["15m", "24h"]}, {"type": "number"}]
+    "description": "at most 100 years",
+    "oneOf": [
+        {"type": "string", "examples": ["15m", "24h"]},
+        {"type": "number", "minimum": 0, "maximum": MAX_DURATION.total_seconds()},
+    ],
 }
 
 SCHEMAS: Final[dict[str, Any]] = {
@@ -176,7 +185,8 @@ PATHS: Final[dict[str, Any]] = {
                 "200": {
                     "description": "Prometheus text format",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
+                },
+                **_errors(421),
             },
         }
     },
@@ -185,7 +195,10 @@ PATHS: Final[dict[str, Any]] = {
             "operationId": "openapi",
             "summary": "This document (no credential needed)",
             "security": [],
-            "responses": {"200": {"description": "OpenAPI 3.1 document"}},
+            "responses": {
+                "200": {"description": "OpenAPI 3.1 document"},
+                **_errors(421),
+            },
         }
     },
     "/admin/keys": {
@@ -196,7 +209,7 @@ PATHS: Final[dict[str, Any]] = {
             "requestBody": _body(_ref("NewKey")),
             "responses": {
                 "201": _json(_ref("KeyWithToken"), "the key and its token"),
-                **_errors(400, 401, 403, 409),
+                **_errors(400, 401, 403, 409, 415, 421),
             },
         },
         "get": {
@@ -210,7 +223,7 @@ PATHS: Final[dict[str, Any]] = {
                     },
                     "all keys",
                 ),
-                **_errors(401, 403),
+                **_errors(401, 403, 421),
             },
         },
     },
@@ -221,7 +234,7 @@ PATHS: Final[dict[str, Any]] = {
             "summary": "Show one key",
             "responses": {
                 "200": _json(_ref("Key"), "the key"),
-                **_errors(401, 403, 404),
+                **_errors(401, 403, 404, 421),
             },
         },
         "patch": {
@@ -230,7 +243,7 @@ PATHS: Final[dict[str, Any]] = {
             "requestBody": _body(_ref("KeyChanges")),
             "responses": {
                 "200": _json(_ref("Key"), "the changed key"),
-                **_errors(400, 401, 403, 404),
+                **_errors(400, 401, 403, 404, 415, 421),
             },
         },
     },
@@ -245,7 +258,7 @@ PATHS: Final[dict[str, Any]] = {
             ),
             "responses": {
                 "200": _json(_ref("KeyWithToken"), "the key and its new token"),
-                **_errors(400, 401, 403, 404, 409),
+                **_errors(400, 401, 403, 404, 409, 415, 421),
             },
         },
     },
@@ -256,7 +269,7 @@ PATHS: Final[dict[str, Any]] = {
             "summary": "Revoke for good; effective at once, cached or not",
             "responses": {
                 "200": _json(_ref("Key"), "the revoked key"),
-                **_errors(401, 403, 404),
+                **_errors(401, 403, 404, 415, 421),
             },
         },
     },
@@ -278,7 +291,7 @@ PATHS: Final[dict[str, Any]] = {
             ),
             "responses": {
                 "201": _json(_ref("Token"), "the JWT"),
-                **_errors(400, 401, 403, 404),
+                **_errors(400, 401, 403, 404, 415, 421),
             },
         },
     },
@@ -307,7 +320,7 @@ PATHS: Final[dict[str, Any]] = {
                     },
                     "usage rows",
                 ),
-                **_errors(400, 401, 403),
+                **_errors(400, 401, 403, 421),
             },
         }
     },
@@ -319,7 +332,10 @@ OPENAPI: Final[dict[str, Any]] = {
         "title": "authproxy admin API",
         "version": __version__,
         "description": "Key life-cycle and usage for authproxy. Listens on "
-        "admin.listen (loopback by default), never on the proxy port.",
+        "admin.listen (loopback by default), never on the proxy port. Every "
+        "POST and PATCH must send Content-Type: application/json, even without "
+        "a body; the Host must be loopback, the admin.listen host or in "
+        "admin.allowed_hosts.",
     },
     "servers": [{"url": "http://127.0.0.1:11436"}],
     "security": [{"bearer": []}],

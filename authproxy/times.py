@@ -1,7 +1,13 @@
-"""Time handling: the injectable clock, durations like ``24h`` and RFC 3339 stamps."""
+"""Time handling: the injectable clock, durations like ``24h`` and RFC 3339 stamps.
+
+Every parser here turns out-of-range input (``inf``, ``nan``, ``9999999999d``,
+``1e400``, a year-9999 stamp with a negative offset) into ``ValueError``, so
+callers can report it as bad input instead of an ``OverflowError`` traceback.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -9,7 +15,16 @@ from typing import Final
 
 Clock = Callable[[], datetime]
 
-_DURATION_RE: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+# 100 years: longer than any real expiry, grace or look-back, and small enough
+# that ``now`` plus or minus it always fits in a datetime.
+MAX_DURATION: Final = timedelta(days=36500)
+_MAX_SECONDS: Final = MAX_DURATION.total_seconds()
+
+# ASCII digits only: ``\d`` and ``float()`` would also take "٣", "1_0", "1e3",
+# "inf" and "nan".
+_SECONDS_RE: Final = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
+_PART_RE: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
+_PARTS_RE: Final = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d|w))+")
 _UNIT_SECONDS: Final = {
     "ms": 0.001,
     "s": 1.0,
@@ -25,6 +40,44 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _shown(text: str) -> str:
+    """Quote input for an error message, cut short: it may be 64 KiB of digits."""
+    text = text.strip()
+    return repr(text) if len(text) <= 40 else f"{text[:40]!r}..."
+
+
+def _too_long(what: str) -> ValueError:
+    return ValueError(f"{what} is too long (at most {MAX_DURATION.days}d, 100 years)")
+
+
+def seconds_to_duration(seconds: float) -> timedelta:
+    """Turn a number of seconds (a JSON or YAML number) into a checked duration.
+
+    Args:
+        seconds: the number; an ``int`` may be arbitrarily large.
+
+    Raises:
+        ValueError: negative, NaN, infinite, or longer than ``MAX_DURATION``.
+
+    Returns:
+        The duration.
+    """
+    if isinstance(seconds, float) and math.isnan(seconds):
+        raise ValueError("expected a number of seconds, got NaN")
+    if seconds < 0:
+        raise ValueError("negative duration")
+    # Compared before any conversion: inf and 10**400 both land here.
+    if seconds > _MAX_SECONDS:
+        raise _too_long("duration")
+    return timedelta(seconds=seconds)
+
+
+def is_duration(text: str) -> bool:
+    """Tell whether ``text`` is written as a duration (valid or not in range)."""
+    text = text.strip()
+    return bool(_SECONDS_RE.fullmatch(text) or _PARTS_RE.fullmatch(text))
+
+
 def parse_duration(text: str) -> timedelta:
     """Parse a duration such as ``90s``, ``15m``, ``1h30m``, ``7d`` or ``0``.
 
@@ -32,61 +85,85 @@ def parse_duration(text: str) -> timedelta:
         text: the duration; a bare number means seconds.
 
     Raises:
-        ValueError: the text is not a duration.
+        ValueError: the text is not a duration, is negative, or is longer
+            than ``MAX_DURATION``.
 
     Returns:
         The duration.
     """
     text = text.strip()
-    try:
+    if _SECONDS_RE.fullmatch(text):
         seconds = float(text)
-    except ValueError:
-        pass
-    else:
         if seconds < 0:
-            raise ValueError(f"negative duration {text!r}")
-        return timedelta(seconds=seconds)
-    pos = 0
-    total = 0.0
-    for match in _DURATION_RE.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if pos == 0 or pos != len(text):
-        raise ValueError(f"invalid duration {text!r} (examples: 90s, 15m, 24h, 7d)")
-    return timedelta(seconds=total)
+            raise ValueError(f"negative duration {_shown(text)}")
+    elif _PARTS_RE.fullmatch(text):
+        seconds = sum(
+            float(number) * _UNIT_SECONDS[unit]
+            for number, unit in _PART_RE.findall(text)
+        )
+    else:
+        raise ValueError(
+            f"invalid duration {_shown(text)} (examples: 90s, 15m, 24h, 7d)"
+        )
+    # float() of a very long digit string is inf, which this also catches.
+    if seconds > _MAX_SECONDS:
+        raise _too_long(f"duration {_shown(text)}")
+    return timedelta(seconds=seconds)
+
+
+def _iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+
+
+def _utc(value: datetime, text: str) -> datetime:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"time {_shown(text)} is out of range") from None
 
 
 def parse_timestamp(text: str) -> datetime:
     """Parse an RFC 3339 / ISO 8601 timestamp; a naive one is taken as UTC.
 
     Raises:
-        ValueError: the text is not a timestamp.
+        ValueError: the text is not a timestamp, or it is not representable
+            in UTC (``9999-12-31T23:00:00-05:00``).
     """
-    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    return _utc(_iso(text), text)
 
 
-def parse_when(text: str, now: datetime) -> datetime:
+def parse_when(text: str, now: datetime, *, ago: bool = False) -> datetime:
     """Parse an absolute timestamp or a duration counted from ``now``.
 
+    Args:
+        text: RFC 3339, or a duration such as ``30d``.
+        now: the time a duration counts from.
+        ago: count a duration back from ``now`` (``--since 7d``), not forward.
+
     Raises:
-        ValueError: the text is neither a timestamp nor a duration.
+        ValueError: the text is neither a timestamp nor a duration, or it is
+            out of range; the message says which.
+
+    Returns:
+        The aware UTC time.
     """
+    if is_duration(text):
+        delta = parse_duration(text)
+        try:
+            return now - delta if ago else now + delta
+        except OverflowError:
+            raise ValueError(f"time {_shown(text)} is out of range") from None
     try:
-        return now + parse_duration(text)
+        value = _iso(text)
     except ValueError:
-        pass
-    try:
-        return parse_timestamp(text)
-    except ValueError:
+        relative = "before now (7d, 12h)" if ago else "from now (30d, 12h)"
         raise ValueError(
-            f"invalid time {text!r}: expected RFC 3339 (2026-12-31T00:00:00Z) "
-            "or a duration from now (30d, 12h)"
+            f"invalid time {_shown(text)}: expected RFC 3339 (2026-12-31T00:00:00Z) "
+            f"or a duration {relative}"
         ) from None
+    return _utc(value, text)
 
 
 def format_timestamp(value: datetime) -> str:

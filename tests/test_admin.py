@@ -68,9 +68,12 @@ class Stack:
     ) -> tuple[int, Any]:
         auth = {
             "Authorization": f"Bearer {token or self.admin_token}",
+            # Every write says JSON, even without a body (revoke).
+            **({} if method == "GET" else {"Content-Type": "application/json"}),
             **(headers or {}),
         }
-        resp = await self.admin.request(method, path, json=body, headers=auth)
+        data = b"" if body is None else json.dumps(body).encode()
+        resp = await self.admin.request(method, path, data=data, headers=auth)
         data = await resp.json()
         if isinstance(data, dict) and isinstance(data.get("token"), str):
             self.secrets.add(data["token"])
@@ -239,10 +242,183 @@ async def test_invalid_json_body(stack: Stack) -> None:
     resp = await stack.admin.post(
         "/admin/keys",
         data=b"{nope",
-        headers={"Authorization": f"Bearer {stack.admin_token}"},
+        headers={
+            "Authorization": f"Bearer {stack.admin_token}",
+            "Content-Type": "application/json",
+        },
     )
     assert resp.status == HTTPStatus.BAD_REQUEST
     assert await resp.json() == {"error": "body: not valid JSON"}
+
+
+ROTATE, TOKENS, KEYS, ALICE = (
+    "/admin/keys/alice/rotate",
+    "/admin/keys/alice/tokens",
+    "/admin/keys",
+    "/admin/keys/alice",
+)
+TOO_LONG = "is too long (at most 36500d, 100 years)"
+BAD_LIMIT = "expected a positive integer or 0, at most 1000000000000000"
+NOT_A_TIME = "expected RFC 3339 (2026-12-31T00:00:00Z) or a duration"
+
+
+def _limit(name: str, value: str) -> bytes:
+    return f'{{"name":"x","limits":{{"{name}":{value}}}}}'.encode()
+
+
+# (id, method, path, raw JSON body or None, the start of the error message)
+OUT_OF_RANGE = [
+    ("grace-inf", "POST", ROTATE, b'{"grace":"inf"}', "grace: invalid duration"),
+    ("grace-nan", "POST", ROTATE, b'{"grace":"nan"}', "grace: invalid duration"),
+    ("grace-1e400s", "POST", ROTATE, b'{"grace":"1e400"}', "grace: invalid duration"),
+    ("grace-days", "POST", ROTATE, b'{"grace":"9999999999d"}', "grace: duration"),
+    ("grace-digits", "POST", ROTATE, b'{"grace":"' + b"9" * 500 + b'"}', "grace:"),
+    ("grace-1e20", "POST", ROTATE, b'{"grace":1e20}', f"grace: duration {TOO_LONG}"),
+    ("grace-1e400", "POST", ROTATE, b'{"grace":1e400}', f"grace: duration {TOO_LONG}"),
+    ("grace-bigint", "POST", ROTATE, b'{"grace":1' + b"0" * 400 + b"}", "grace:"),
+    ("grace-neg", "POST", ROTATE, b'{"grace":-1}', "grace: negative duration"),
+    ("grace-negstr", "POST", ROTATE, b'{"grace":"-1"}', "grace: negative duration"),
+    ("grace-NaN", "POST", ROTATE, b'{"grace":NaN}', "body: NaN is not valid JSON"),
+    ("grace-Inf", "POST", ROTATE, b'{"grace":Infinity}', "body: Infinity is not"),
+    ("grace--Inf", "POST", ROTATE, b'{"grace":-Infinity}', "body: -Infinity is not"),
+    ("ttl-inf", "POST", TOKENS, b'{"ttl":"inf"}', "ttl: invalid duration 'inf'"),
+    ("ttl-1e20", "POST", TOKENS, b'{"ttl":1e20}', f"ttl: duration {TOO_LONG}"),
+    ("ttl-1e400", "POST", TOKENS, b'{"ttl":1e400}', f"ttl: duration {TOO_LONG}"),
+    ("ttl-days", "POST", TOKENS, b'{"ttl":"9999999999d"}', "ttl: duration '99"),
+    ("ttl-neg", "POST", TOKENS, b'{"ttl":-5}', "ttl: negative duration"),
+    (
+        "expires-days",
+        "POST",
+        KEYS,
+        b'{"name":"x","expires_at":"9999999999d"}',
+        f"expires_at: duration '9999999999d' {TOO_LONG}",
+    ),
+    (
+        "expires-inf",
+        "POST",
+        KEYS,
+        b'{"name":"x","expires_at":"inf"}',
+        "expires_at: invalid time 'inf'",
+    ),
+    (
+        "expires-1e400d",
+        "POST",
+        KEYS,
+        b'{"name":"x","expires_at":"1e400d"}',
+        f"expires_at: invalid time '1e400d': {NOT_A_TIME}",
+    ),
+    (
+        "expires-offset",
+        "POST",
+        KEYS,
+        b'{"name":"x","expires_at":"9999-12-31T23:59:59-10:00"}',
+        "expires_at: time '9999-12-31T23:59:59-10:00' is out of range",
+    ),
+    (
+        "expires-number",
+        "POST",
+        KEYS,
+        b'{"name":"x","expires_at":1e400}',
+        "expires_at: expected an RFC 3339 time, a duration or null",
+    ),
+    (
+        "patch-expires",
+        "PATCH",
+        ALICE,
+        b'{"expires_at":"9999999999w"}',
+        f"expires_at: duration '9999999999w' {TOO_LONG}",
+    ),
+    (
+        "rpm-huge",
+        "POST",
+        KEYS,
+        _limit("requests_per_minute", "1" + "0" * 30),
+        f"limits.requests_per_minute: {BAD_LIMIT}",
+    ),
+    (
+        "concurrent-float",
+        "POST",
+        KEYS,
+        _limit("concurrent", "1.5"),
+        f"limits.concurrent: {BAD_LIMIT}",
+    ),
+    (
+        "concurrent-1e400",
+        "POST",
+        KEYS,
+        _limit("concurrent", "1e400"),
+        f"limits.concurrent: {BAD_LIMIT}",
+    ),
+    (
+        "day-true",
+        "POST",
+        KEYS,
+        _limit("tokens_per_day", "true"),
+        f"limits.tokens_per_day: {BAD_LIMIT}",
+    ),
+    (
+        "day-false",
+        "POST",
+        KEYS,
+        _limit("tokens_per_day", "false"),
+        f"limits.tokens_per_day: {BAD_LIMIT}",
+    ),
+    (
+        "month-zero-float",
+        "POST",
+        KEYS,
+        _limit("tokens_per_month", "0.0"),
+        f"limits.tokens_per_month: {BAD_LIMIT}",
+    ),
+    (
+        "patch-month-huge",
+        "PATCH",
+        ALICE,
+        b'{"limits":{"tokens_per_month":1' + b"0" * 400 + b"}}",
+        f"limits.tokens_per_month: {BAD_LIMIT}",
+    ),
+    ("since-inf", "GET", "/admin/usage?since=inf", None, "since: invalid time 'inf'"),
+    ("until-1e400d", "GET", "/admin/usage?until=1e400d", None, "until: invalid"),
+    (
+        "since-days",
+        "GET",
+        "/admin/usage?since=9999999999d",
+        None,
+        f"since: duration '9999999999d' {TOO_LONG}",
+    ),
+    (
+        "since-offset",
+        "GET",
+        "/admin/usage?since=0001-01-01T00:00:00%2B01:00",
+        None,
+        "since: time '0001-01-01T00:00:00+01:00' is out of range",
+    ),
+    ("until-neg", "GET", "/admin/usage?until=-5", None, "until: negative duration"),
+    ("deep", "POST", KEYS, b"[" * 60000, "body: nested too deeply"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "error"),
+    [case[1:] for case in OUT_OF_RANGE],
+    ids=[case[0] for case in OUT_OF_RANGE],
+)
+async def test_out_of_range_numbers_are_a_400(
+    stack: Stack, keys_path: Path, log_capture, method, path, body, error
+) -> None:
+    """Infinite, NaN, huge or negative numbers are a 400 naming the field, no 500."""
+    before = keys_path.read_bytes()
+    headers = {"Authorization": f"Bearer {stack.admin_token}"}
+    if method != "GET":
+        headers["Content-Type"] = "application/json"
+    resp = await stack.admin.request(method, path, data=body, headers=headers)
+    assert resp.status == HTTPStatus.BAD_REQUEST
+    data = await resp.json()
+    assert data["error"].startswith(error)
+    assert len(data["error"]) < 200
+    assert keys_path.read_bytes() == before
+    assert log_capture.events("request_failed") == []
+    assert [line for line in log_capture.lines() if line["level"] == "error"] == []
 
 
 async def test_admin_credentials(stack: Stack, key, audit_path: Path) -> None:
@@ -710,6 +886,36 @@ async def test_usage_endpoint(stack: Stack, key) -> None:
     assert rows[("alice", "llama3.2")]["total_tokens"] == 60
 
 
+def _readme_admin_example() -> list[str]:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text("utf-8")
+    section = text[text.index("### Admin API") : text.index("### JWTs")]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0].splitlines()
+
+
+async def test_readme_admin_examples_work(stack: Stack) -> None:
+    """Each curl command of README's admin example succeeds against the admin API."""
+    setup, *lines = _readme_admin_example()
+    commands = [line for line in lines if line.startswith("curl ")]
+    assert len(commands) == 9
+    admin_url = str(stack.admin.make_url("")).rstrip("/")
+    statuses = []
+    for command in commands:
+        script = (
+            f"{setup}\nADMIN={admin_url}\n{command} -o /dev/null -w '%{{http_code}}'"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            "bash",
+            "-c",
+            script,
+            env={"PATH": "/usr/bin:/bin", "ADMIN_TOKEN": stack.admin_token},
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0
+        statuses.append(out.decode())
+    assert statuses == ["201", "200", "200", "200", "200", "201", "200", "200", "200"]
+
+
 def test_openapi_document_is_valid_and_complete() -> None:
     """The OpenAPI 3.1 document validates and lists exactly the admin routes."""
     validate(OPENAPI)
@@ -734,6 +940,12 @@ def test_openapi_document_is_valid_and_complete() -> None:
         if k != "parameters"
     }
     assert operations == names
+    for item in OPENAPI["paths"].values():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            assert "421" in op["responses"], op["operationId"]
+            assert ("415" in op["responses"]) is (method != "get"), op["operationId"]
 
 
 async def test_openapi_is_served_without_credentials(stack: Stack) -> None:

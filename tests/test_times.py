@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from authproxy.cli import main
+from authproxy.configload import load_config
+from authproxy.errors import ConfigError
 from authproxy.times import (
+    MAX_DURATION,
     format_timestamp,
     parse_duration,
     parse_timestamp,
     parse_when,
+    seconds_to_duration,
 )
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -35,11 +42,59 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["", "h", "5x", "-5", "5m-", "m5", "1h 30m"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        *("", "h", "5x", "-5", "5m-", "m5", "1h 30m"),
+        *("inf", "-inf", "nan", "Infinity", "1e3", "1e400d", "1_000", "0x10"),
+        "\u0663",  # ARABIC-INDIC DIGIT THREE, which float() takes
+    ],
+)
 def test_bad_durations(text: str) -> None:
-    """Anything else is a ValueError."""
+    """Anything else, float() spellings included, is a ValueError."""
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["36501d", "9999999999d", "5215w", "9" * 400, "1" * 5000 + "s"]
+)
+def test_durations_longer_than_100_years(text: str) -> None:
+    """A duration past 100 years is a ValueError, not an OverflowError."""
+    with pytest.raises(ValueError, match="too long") as info:
+        parse_duration(text)
+    assert len(str(info.value)) < 120
+    assert parse_duration("36500d") == MAX_DURATION
+
+
+@pytest.mark.parametrize(
+    ("seconds", "error"),
+    [
+        (float("inf"), "too long"),
+        (float("-inf"), "negative"),
+        (float("nan"), "NaN"),
+        (1e20, "too long"),
+        (10**400, "too long"),
+        (-1, "negative"),
+    ],
+)
+def test_bad_seconds(seconds: float, error: str) -> None:
+    """Numbers of seconds are checked the same way: no inf, NaN, negative or huge."""
+    with pytest.raises(ValueError, match=error):
+        seconds_to_duration(seconds)
+    assert seconds_to_duration(90) == timedelta(seconds=90)
+    assert seconds_to_duration(1.5) == timedelta(seconds=1.5)
+
+
+@pytest.mark.parametrize(
+    "text", ["9999-12-31T23:59:59-10:00", "0001-01-01T00:00:00+01:00"]
+)
+def test_timestamps_out_of_range(text: str) -> None:
+    """A stamp that does not fit in UTC is a ValueError naming it."""
+    with pytest.raises(ValueError, match=re.escape(f"time '{text}' is out of range")):
+        parse_timestamp(text)
+    with pytest.raises(ValueError, match="out of range"):
+        parse_when(text, NOW)
 
 
 def test_timestamps() -> None:
@@ -58,3 +113,42 @@ def test_when() -> None:
     assert parse_when("2027-01-01T00:00:00Z", NOW) == datetime(2027, 1, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="invalid time 'later'"):
         parse_when("later", NOW)
+
+
+def test_when_ago() -> None:
+    """With ago=True a duration counts back; a too-long one says so."""
+    assert parse_when("7d", NOW, ago=True) == NOW - timedelta(days=7)
+    with pytest.raises(ValueError, match="duration '9999999999d' is too long"):
+        parse_when("9999999999d", NOW, ago=True)
+    with pytest.raises(ValueError, match="or a duration before now"):
+        parse_when("inf", NOW, ago=True)
+    late = datetime(9990, 1, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="time '36500d' is out of range"):
+        parse_when("36500d", late)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["usage", "--since", "inf"], 2, "authproxy: invalid time 'inf'"),
+        (["usage", "--until", "9999999999d"], 2, "duration '9999999999d' is too"),
+        (["keys", "create", "x", "--expires", "9999999999d"], 1, "--expires: dur"),
+        (["keys", "rotate", "alice", "--grace", "inf"], 1, "invalid duration 'inf'"),
+        (["admin-token", "--ttl", "1e400"], 1, "invalid duration '1e400'"),
+    ],
+    ids=["since", "until", "expires", "grace", "ttl"],
+)
+def test_cli_reports_out_of_range_times(
+    capsys, config_file: Path, key, args: list[str], code: int, message: str
+) -> None:
+    """The CLI turns out-of-range times into an error line, not a traceback."""
+    assert main([*args, "--config", str(config_file)]) == code
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_config_durations_out_of_range() -> None:
+    """A config duration past 100 years is a ConfigError naming the key."""
+    with pytest.raises(ConfigError, match=r"keys\.cache_ttl: duration '9999999999d'"):
+        load_config(None, {"keys.cache_ttl": "9999999999d"})
