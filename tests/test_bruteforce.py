@@ -121,6 +121,20 @@ class TestChecksInFlight:
         failures = limiter(threshold=0)
         assert all(failures.admit("a") for _ in range(100))
         assert failures.in_flight("a") == 0
+        assert failures.release("a", failed=True) is False
+        assert failures.retry_after("a") is None
+
+    def test_a_client_evicted_mid_check_settles_cleanly(self) -> None:
+        """A check whose client was forgotten (past max_clients) still settles."""
+        failures = FailureLimiter(
+            threshold=2, window=60, cooldown=300, max_clients=1, monotonic=FakeTime()
+        )
+        assert failures.admit("a") is True
+        assert failures.admit("b") is True  # evicts a
+        assert failures.release("a", failed=False) is False
+        assert (failures.in_flight("a"), failures.in_flight("b")) == (0, 1)
+        assert failures.release("a", failed=True) is False
+        assert failures.in_flight("a") == 0
 
 
 def test_decoy_hash_costs_a_real_verification() -> None:
