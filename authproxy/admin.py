@@ -18,6 +18,7 @@ from authproxy.adminauth import (
     IdempotencyCache,
     admin_auth_middleware,
     record,
+    setup_admin_auth,
 )
 from authproxy.adminbody import (
     BadRequestError,
@@ -84,6 +85,7 @@ def create_admin_app(
     app[CLOCK_KEY] = clock
     ttl = main_app[CONFIG_KEY].admin.idempotency_ttl
     app[IDEMPOTENCY_KEY] = IdempotencyCache(ttl)
+    setup_admin_auth(app)
     r = app.router
     r.add_get("/admin/openapi.json", openapi, name="openapi")
     r.add_post("/admin/keys", create, name="create_key")

@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -14,17 +15,20 @@ import structlog
 from aiohttp import web
 
 from authproxy.adminlog import record_action
+from authproxy.auth import too_many_failures
 from authproxy.credentials import CredentialError, parse_credentials
+from authproxy.denialtrail import DenialTrail
 from authproxy.errors import VerifyBusyError
 from authproxy.keyrecord import KeyRecord
-from authproxy.principal import VerifyFailedError
+from authproxy.principal import GuessRefusedError, Principal, VerifyFailedError
 from authproxy.responses import Handler, json_error
-from authproxy.state import CONFIG_KEY, REQUEST_ID_KEY, VERIFIER_KEY
+from authproxy.state import BRUTE_FORCE_KEY, CONFIG_KEY, REQUEST_ID_KEY, VERIFIER_KEY
 
 log = structlog.stdlib.get_logger(__name__)
 
 MAIN_APP_KEY: Final = web.AppKey("main_app", web.Application)
 ACTOR_KEY: Final = web.RequestKey("admin_actor", str)
+DENIALS_KEY: Final = web.AppKey("admin_denials", DenialTrail)
 PUBLIC: Final = frozenset({"openapi", "metrics"})
 CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="authproxy-admin"'}
 MAX_IDEMPOTENT: Final = 1000
@@ -34,29 +38,72 @@ MAX_IDEMPOTENT: Final = 1000
 async def admin_auth_middleware(
     request: web.Request, handler: Handler
 ) -> web.StreamResponse:
-    """Require a key with the ``admin`` scope, or an admin JWT."""
+    """Require a key with the ``admin`` scope, or an admin JWT.
+
+    The proxy's brute-force limiter applies here too (one per process, so
+    guesses on either listener count together).
+    """
     if request.match_info.route.name in PUBLIC:
         return await handler(request)
-    verifier = request.app[MAIN_APP_KEY][VERIFIER_KEY]
-    try:
-        principal = await verifier.authenticate(parse_credentials(request.headers))
-    except (CredentialError, VerifyFailedError) as err:
-        reason = getattr(err, "reason", "invalid")
-        await _trail(request, "auth", "denied", detail={"reason": reason})
-        return json_error(request, 401, "unauthorized", CHALLENGE)
-    except VerifyBusyError:
-        return json_error(request, 503, "server busy", {"Retry-After": "1"})
+    principal = await _authenticate(request)
+    if isinstance(principal, web.Response):
+        return principal
     actor = (
         principal.key_name if principal.scheme != "jwt" else f"jwt:{principal.key_name}"
     )
     if "admin" not in principal.scopes:
-        await _trail(
-            request, "auth", "denied", actor=actor, detail={"reason": "no_admin_scope"}
-        )
+        await _denied(request, "no_admin_scope", actor)
         return json_error(request, 403, "this key lacks the 'admin' scope")
     request[ACTOR_KEY] = actor
     structlog.contextvars.bind_contextvars(actor=actor)
     return await handler(request)
+
+
+async def _authenticate(request: web.Request) -> Principal | web.Response:
+    """Verify the credential under the limiter; a response is the refusal."""
+    main = request.app[MAIN_APP_KEY]
+    guess = main[BRUTE_FORCE_KEY].guess(request.remote or "")
+    try:
+        credential = parse_credentials(request.headers)
+        return await main[VERIFIER_KEY].authenticate(credential, guess)
+    except GuessRefusedError:
+        return await _blocked(request, guess.retry_after())
+    except (CredentialError, VerifyFailedError) as err:
+        wait = guess.refused()
+        if wait is not None:
+            return await _blocked(request, wait)
+        await _denied(request, err.reason)
+        return json_error(request, 401, "unauthorized", CHALLENGE)
+    except VerifyBusyError:
+        return json_error(request, 503, "server busy", {"Retry-After": "1"})
+
+
+async def _blocked(request: web.Request, wait: int) -> web.Response:
+    await _denied(request, "client_blocked")
+    return too_many_failures(request, wait)
+
+
+async def _denied(request: web.Request, reason: str, actor: str = "anonymous") -> None:
+    await request.app[DENIALS_KEY].denied(
+        client=request.remote,
+        actor=actor,
+        reason=reason,
+        request_id=request.get(REQUEST_ID_KEY),
+    )
+
+
+def setup_admin_auth(app: web.Application) -> None:
+    """Store the aggregated trail of failed authentications; flushed at cleanup."""
+    config = app[MAIN_APP_KEY][CONFIG_KEY]
+    app[DENIALS_KEY] = DenialTrail(
+        Path(config.audit.admin_file), window=config.limits.auth_window
+    )
+    app.cleanup_ctx.append(_denials_ctx)
+
+
+async def _denials_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[DENIALS_KEY].close()
 
 
 async def record(
@@ -72,7 +119,6 @@ async def _trail(
     action: str,
     result: str,
     *,
-    actor: str | None = None,
     key: KeyRecord | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
@@ -82,7 +128,7 @@ async def _trail(
         None,
         lambda: record_action(
             Path(config.audit.admin_file),
-            actor=actor or request.get(ACTOR_KEY) or "anonymous",
+            actor=request.get(ACTOR_KEY) or "anonymous",
             action=action,
             source="api",
             result=result,

@@ -7,12 +7,11 @@ from typing import Final
 import structlog
 from aiohttp import web
 
-from authproxy.bruteforce import FailureLimiter
 from authproxy.credentials import CredentialError, parse_credentials
 from authproxy.errors import VerifyBusyError
 from authproxy.exchange import client_of
 from authproxy.health import PUBLIC_ROUTES
-from authproxy.principal import VerifyFailedError
+from authproxy.principal import GuessRefusedError, VerifyFailedError
 from authproxy.ratelimit import key_limits_middleware
 from authproxy.responses import Handler, json_error
 from authproxy.state import (
@@ -36,43 +35,46 @@ def unauthorized(request: web.Request) -> web.Response:
     return json_error(request, 401, "unauthorized", list(CHALLENGES))
 
 
+def too_many_failures(request: web.Request, wait: int) -> web.Response:
+    """Return the 429 of a client the brute-force limiter refuses."""
+    return json_error(
+        request,
+        429,
+        "too many failed authentications; retry later",
+        {"Retry-After": str(wait)},
+    )
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate the request or answer 401; public routes pass through."""
+    """Authenticate the request or answer 401; public routes pass through.
+
+    A blocked client still passes with a credential that needs no argon2
+    work (cached, or a JWT): a correct credential proves itself. Anything
+    else from it gets 429 without argon2 work.
+    """
     if request.match_info.route.name in PUBLIC_ROUTES:
         return await handler(request)
     verifier = request.app[VERIFIER_KEY]
     ex = request[EXCHANGE_KEY]
-    failures = request.app[BRUTE_FORCE_KEY]
     client = ex.client = client_of(request)
-    wait = failures.retry_after(client)
-    if wait is not None:
-        # Decided before parsing or hashing anything: a blocked client is cheap.
-        ex.deny("client_blocked")
-        return json_error(
-            request,
-            429,
-            "too many failed authentications; retry later",
-            {"Retry-After": str(wait)},
-        )
+    guess = request.app[BRUTE_FORCE_KEY].guess(client)
+    scheme = None
     try:
         credential = parse_credentials(request.headers)
-        ex.scheme = credential.scheme
-        principal = await verifier.authenticate(credential)
-    except CredentialError as err:
-        log.info("auth_failed", reason=err.reason)
-        ex.deny(err.reason)
-        _count_failure(failures, client)
-        return unauthorized(request)
-    except VerifyFailedError as err:
-        log.info(
-            "auth_failed",
-            reason=err.reason,
-            key_id=err.key_id,
-            scheme=credential.scheme,
-        )
-        ex.deny(err.reason, err.key_id)
-        _count_failure(failures, client)
+        scheme = ex.scheme = credential.scheme
+        principal = await verifier.authenticate(credential, guess)
+    except GuessRefusedError:
+        ex.deny("client_blocked")
+        return too_many_failures(request, guess.retry_after())
+    except (CredentialError, VerifyFailedError) as err:
+        key_id = err.key_id if isinstance(err, VerifyFailedError) else None
+        wait = guess.refused()
+        if wait is not None:
+            ex.deny("client_blocked", key_id)
+            return too_many_failures(request, wait)
+        log.info("auth_failed", reason=err.reason, key_id=key_id, scheme=scheme)
+        ex.deny(err.reason, key_id)
         return unauthorized(request)
     except VerifyBusyError:
         log.warning("auth_busy", pending=verifier.pending)
@@ -83,11 +85,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     request[PRINCIPAL_KEY] = principal
     structlog.contextvars.bind_contextvars(key_id=principal.key_id)
     return await handler(request)
-
-
-def _count_failure(failures: FailureLimiter, client: str) -> None:
-    if failures.failed(client):
-        log.warning("client_blocked", client=client, cooldown=failures.cooldown)
 
 
 def setup_auth(app: web.Application) -> None:

@@ -1,9 +1,10 @@
-"""Who a verified credential belongs to, why a check failed, and verification counts."""
+"""Who a verified credential belongs to, why a check failed, the limiter gate."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from authproxy.errors import AuthenticationError
 from authproxy.keyrecord import KeyRecord
@@ -45,6 +46,20 @@ class VerifyFailedError(AuthenticationError):
         super().__init__(reason)
         self.reason = reason
         self.key_id = key_id
+
+
+class GuessRefusedError(AuthenticationError):
+    """The client may not start another argon2 check now (brute-force limiter)."""
+
+
+class Gate(Protocol):
+    """Admits a client's argon2 checks; the verifier settles each one it admitted."""
+
+    def enter(self) -> bool:
+        """Reserve one argon2 check for the client; ``False`` refuses it."""
+
+    def settle(self, *, failed: bool) -> None:
+        """Release the reservation once the check has finished (failed or not)."""
 
 
 def check_usable(record: KeyRecord, now: datetime) -> None:

@@ -1,6 +1,6 @@
-"""Verify presented credentials against the key table, off the event loop.
+"""Verify presented credentials against the key table.
 
-argon2 runs in a bounded thread pool behind a bounded queue. Successful
+argon2 runs in a bounded pool (authproxy/argon2pool.py). Successful
 verifications are cached under a keyed BLAKE2b MAC of the credential (never
 the credential itself) and re-checked against the live record on every hit, so a
 disabled, expired, deleted or changed key stops working at once.
@@ -9,28 +9,24 @@ disabled, expired, deleted or changed key stops working at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import os
 import secrets
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from authproxy.argon2pool import Argon2Pool
 from authproxy.credentials import Credential
-from authproxy.errors import VerifyBusyError
 from authproxy.jwtauth import principal_from_jwt
 from authproxy.keyrecord import fingerprint
 from authproxy.keystore import KeyRecord, KeyTable, parse_token
 from authproxy.principal import (
+    Gate,
     Principal,
     VerifyFailedError,
     VerifyStats,
@@ -43,16 +39,6 @@ log = structlog.stdlib.get_logger(__name__)
 
 
 PersistHash = Callable[[str, str, str], None]
-
-
-def _lower_priority() -> None:
-    """Run argon2 at nice 19 so a flood of checks cannot starve the event loop.
-
-    On Linux the nice value is per thread and inherited by the lanes argon2
-    starts, so valid (cached) requests keep their latency under a flood.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _still_valid(record: KeyRecord, stored_hash: str, now: datetime) -> bool:
@@ -86,16 +72,12 @@ class Verifier:
     ) -> None:
         self.table = KeyTable()
         self.signing_keys = signing_keys
-        self._on_verify = on_verify
         self.stats = VerifyStats()
         self._hasher = hasher
-        self._executor = ThreadPoolExecutor(
-            workers, thread_name_prefix="argon2", initializer=_lower_priority
+        self._pool = Argon2Pool(
+            hasher, workers=workers, queue=queue, stats=self.stats, on_verify=on_verify
         )
         self.workers = workers
-        self._slots = asyncio.Semaphore(workers)
-        self._capacity = workers + queue
-        self._pending = 0
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
         self._cache_key = secrets.token_bytes(32)
         self._cache_ttl = cache_ttl
@@ -104,13 +86,12 @@ class Verifier:
         self._monotonic = monotonic
         self._persist_hash = persist_hash
         self._rehashing: set[str] = set()
-        self._inflight: dict[bytes, asyncio.Task[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def pending(self) -> int:
         """Return how many verifications are running or queued."""
-        return self._pending
+        return self._pool.pending
 
     def set_table(self, table: KeyTable) -> None:
         """Swap in a new key table and drop cache entries it invalidates."""
@@ -121,14 +102,24 @@ class Verifier:
             if record is None or not _still_valid(record, entry.hash, now):
                 del self._cache[digest]
 
-    async def authenticate(self, credential: Credential) -> Principal:
+    async def authenticate(
+        self, credential: Credential, gate: Gate | None = None
+    ) -> Principal:
         """Verify a credential.
+
+        Every uncached Basic credential costs one argon2 check, whether its
+        user name matches a password key, a token key or nothing, so names
+        cannot be told apart by the work done (other schemes carry a key id,
+        and a wrong one is refused without argon2 whether or not it exists).
 
         Args:
             credential: the parsed, unverified credential.
+            gate: admits every argon2 check this call would start (the
+                brute-force limiter); cache hits and JWTs never ask it.
 
         Raises:
             VerifyFailedError: unknown key, wrong secret, disabled or expired.
+            GuessRefusedError: ``gate`` refused the argon2 check.
             VerifyBusyError: the verification queue is full.
 
         Returns:
@@ -142,13 +133,13 @@ class Verifier:
             )
             self.stats.jwt_verifications += 1
             return principal
-        record, secret = self._resolve(credential)
         now = self._clock()
-        check_usable(record, now)
-        # Keyed BLAKE2b is a MAC, and cheaper per request than HMAC-SHA256.
-        digest = hashlib.blake2b(
-            f"{record.id}\0{secret}".encode(), key=self._cache_key, digest_size=32
-        ).digest()
+        try:
+            record, secret = self._resolve(credential)
+        except VerifyFailedError as err:
+            await self._decoy(credential, err, gate)
+            raise
+        digest = self._digest(record.id, secret)
         entry = self._cache.get(digest)
         tick = self._monotonic()
         if (
@@ -156,10 +147,28 @@ class Verifier:
             and entry.expires > tick
             and _still_valid(record, entry.hash, now)
         ):
+            check_usable(record, now)
             self.stats.cache_hits += 1
             return Principal.of(record, credential.scheme)
         self.stats.cache_misses += 1
-        matched = await self._match_once(digest, record, secret, now)
+        try:
+            check_usable(record, now)
+        except VerifyFailedError as err:
+            await self._decoy(credential, err, gate)
+            raise
+        candidates = record.hashes_at(now)
+        if record.kind == "token":
+            # A token's fingerprint picks its hash; a mismatch costs no argon2.
+            presented = fingerprint(secret)
+            candidates = [c for c in candidates if c[1] in {None, presented}]
+        if not candidates:
+            mismatch = VerifyFailedError("wrong_secret", record.id)
+            await self._decoy(credential, mismatch, gate)
+            raise mismatch
+        hashes = [h for h, _ in candidates]
+        matched = await self._pool.once(
+            digest, lambda: self._match(record.id, hashes, secret), gate
+        )
         # The table may have been swapped while argon2 ran.
         current = self.table.by_id.get(record.id)
         if current is None or not _still_valid(current, matched, self._clock()):
@@ -169,42 +178,44 @@ class Verifier:
             self._maybe_rehash(current, secret)
         return Principal.of(current, credential.scheme)
 
-    async def _match_once(
-        self, digest: bytes, record: KeyRecord, secret: str, now: datetime
-    ) -> str:
-        """Run one verification per credential, however many requests wait on it.
+    def _digest(self, *parts: str) -> bytes:
+        # Keyed BLAKE2b is a MAC, and cheaper per request than HMAC-SHA256.
+        return hashlib.blake2b(
+            "\0".join(parts).encode(), key=self._cache_key, digest_size=32
+        ).digest()
 
-        A client opening many connections with a new token, or a restart under
-        load, would otherwise queue one argon2 check per request. The check is
-        its own task, so a waiter that gives up does not cancel it for others.
+    async def _decoy(
+        self, credential: Credential, err: VerifyFailedError, gate: Gate | None
+    ) -> None:
+        """Spend a Basic refusal's argon2 check on a hash no secret matches.
+
+        Goes through the gate and the bounded queue like a real check, so it
+        counts as a guess and a flood of unknown names is bounded too. Other
+        schemes return at once.
+
+        Raises:
+            VerifyFailedError: ``err`` again, once the check is done.
+            GuessRefusedError: the gate refused the check.
+            VerifyBusyError: the verification queue is full.
         """
-        task = self._inflight.get(digest)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(
-                self._match(record, secret, now)
-            )
-            self._inflight[digest] = task
-            task.add_done_callback(lambda done: self._settled(digest, done))
-        else:
-            self.stats.shared_verifications += 1
-        return await asyncio.shield(task)
+        if credential.scheme != "basic":
+            return
+        # Record ids are never empty, so this digest cannot be a real entry's.
+        username, secret = credential.username or "", credential.secret
+        digest = self._digest("", "decoy", username, secret)
 
-    def _settled(self, digest: bytes, task: asyncio.Task[str]) -> None:
-        self._inflight.pop(digest, None)
-        if not task.cancelled():
-            task.exception()  # retrieved even if every waiter left
+        async def check() -> str:
+            await self._pool.verify(self._pool.decoy, secret)
+            raise VerifyFailedError(err.reason, err.key_id)
 
-    async def _match(self, record: KeyRecord, secret: str, now: datetime) -> str:
+        await self._pool.once(digest, check, gate)
+
+    async def _match(self, key_id: str, hashes: list[str], secret: str) -> str:
         """Return the stored hash ``secret`` matches (one argon2 verify, normally)."""
-        candidates = record.hashes_at(now)
-        if record.kind == "token":
-            # A token's fingerprint picks its hash; a mismatch costs no argon2.
-            presented = fingerprint(secret)
-            candidates = [c for c in candidates if c[1] in {None, presented}]
-        for stored_hash, _ in candidates:
-            if await self._verify(stored_hash, secret):
+        for stored_hash in hashes:
+            if await self._pool.verify(stored_hash, secret):
                 return stored_hash
-        raise VerifyFailedError("wrong_secret", record.id)
+        raise VerifyFailedError("wrong_secret", key_id)
 
     def _resolve(self, credential: Credential) -> tuple[KeyRecord, str]:
         if credential.scheme == "basic":
@@ -226,34 +237,6 @@ class Verifier:
         if record.kind != "token":
             raise VerifyFailedError("wrong_secret", record.id)
         return record, parsed[1]
-
-    async def _verify(self, stored_hash: str, secret: str) -> bool:
-        if self._pending >= self._capacity:
-            raise VerifyBusyError("verification queue full")
-        self._pending += 1
-        try:
-            await self._slots.acquire()
-            self.stats.argon2_verifications += 1
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(
-                self._executor, self._check, stored_hash, secret
-            )
-            # The slot is held until argon2 really finishes, even if the
-            # request is cancelled meanwhile, so the bound stays true.
-            future.add_done_callback(lambda _: self._slots.release())
-            return await asyncio.shield(future)
-        finally:
-            self._pending -= 1
-
-    def _check(self, stored_hash: str, secret: str) -> bool:
-        started = time.perf_counter()
-        try:
-            return self._hasher.verify(stored_hash, secret)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return False
-        finally:
-            if self._on_verify is not None:
-                self._on_verify(time.perf_counter() - started)
 
     def _remember(self, digest: bytes, key_id: str, matched: str, now: float) -> None:
         if self._cache_ttl <= 0:
@@ -281,9 +264,7 @@ class Verifier:
     ) -> None:
         loop = asyncio.get_running_loop()
         try:
-            new_hash = await loop.run_in_executor(
-                self._executor, self._hasher.hash, secret
-            )
+            new_hash = await self._pool.hash(secret)
             await loop.run_in_executor(None, persist, record.id, record.hash, new_hash)
             self.stats.rehashes += 1
             log.info("key_rehashed", key_id=record.id)
@@ -296,4 +277,4 @@ class Verifier:
         """Finish background rehashes and stop the thread pool."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
