@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from authproxy.admin import create_admin_app
+from authproxy.chain import check_line
 from authproxy.cli import main
 from authproxy.keystore import TOKEN_RE, read_store
 from tests.conftest import wait_audit
@@ -413,3 +414,17 @@ def test_admin_trail_is_0600_and_never_followed_through_a_symlink(
     assert victim.read_text() == "precious\n"
     [failed] = log_capture.events("admin_log_failed")
     assert failed["error"] == "is a symbolic link; refusing to follow it"
+
+
+def test_admin_trail_starts_a_new_line_after_a_torn_one(cli, audit_path: Path) -> None:
+    """A trail left torn by a full disk gets its next record on a line of its own."""
+    trail = audit_path.with_name("admin.jsonl")
+    assert cli("keys", "create", "one")[0] == 0
+    first = trail.read_bytes()
+    trail.write_bytes(first + first[:30])  # a record that did not fit
+    assert cli("keys", "create", "two")[0] == 0
+    lines = trail.read_bytes().split(b"\n")
+    assert lines[1] == first[:30]
+    _, after_first = check_line(lines[0], None)
+    record, _ = check_line(lines[2], after_first)
+    assert (record["action"], record["seq"], lines[3]) == ("create", 2, b"")
