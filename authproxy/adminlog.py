@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from authproxy.audit import open_private
 from authproxy.chain import ChainState, seal, tail_state
 from authproxy.keystore import store_lock
 from authproxy.times import format_timestamp, utc_now
@@ -69,9 +70,14 @@ def record_action(
         with store_lock(path):
             state = tail_state(path) or ChainState()
             line, _ = seal(record, state)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = open_private(path)
             try:
-                os.write(fd, line)
+                # A line torn by a full disk is ended first, so it stays apart.
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line
+                if os.write(fd, line) != len(line):
+                    raise OSError("short write (a full disk?)")
             finally:
                 os.close(fd)
     except OSError as err:

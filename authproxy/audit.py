@@ -1,16 +1,20 @@
 """The audit log: one sealed JSON line per request, appended with one write each.
 
 Lines are written with a single ``write(2)`` on an ``O_APPEND`` descriptor, so
-they never interleave or tear, and are in the kernel as soon as the request
-ends (a ``kill -9`` loses only requests still in flight). Operational logs go
-elsewhere (``logs.py``).
+they never interleave, and are in the kernel as soon as the request ends (a
+``kill -9`` loses only requests still in flight). Only a full disk tears one:
+the record stays queued and is written again whole on a line of its own.
+Operational logs go elsewhere (``logs.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
+import errno
 import os
+import stat
 from pathlib import Path
 from typing import Any, Final
 
@@ -18,10 +22,43 @@ import structlog
 
 from authproxy.chain import GENESIS, ChainState, seal, tail_state
 from authproxy.config import AuditConfig
+from authproxy.errors import ConfigError
 
 log = structlog.stdlib.get_logger(__name__)
 
 STDOUT: Final = "-"
+RETRY_INTERVAL: Final = 1.0  # seconds between attempts while writing fails
+FILE_MODE: Final = 0o600
+_OPEN_FLAGS: Final = (
+    # Read access too: the last byte says whether a line was left torn.
+    os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+)
+
+
+def open_private(path: Path, flags: int = _OPEN_FLAGS) -> int:
+    """Open a log file without following a symlink; make it mode 0600.
+
+    A file that already existed with a wider mode is narrowed to 0600.
+
+    Raises:
+        OSError: the file cannot be opened or narrowed; a symlink at ``path``
+            gives ``ELOOP`` with a message that says so.
+    """
+    try:
+        fd = os.open(path, flags, FILE_MODE)
+    except OSError as err:
+        if err.errno == errno.ELOOP and path.is_symlink():
+            raise OSError(
+                errno.ELOOP, "is a symbolic link; refusing to follow it"
+            ) from None
+        raise
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) != FILE_MODE:
+            os.fchmod(fd, FILE_MODE)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 class AuditWriter:
@@ -39,6 +76,8 @@ class AuditWriter:
         self._state = ChainState()
         self._backlog: collections.deque[bytes] = collections.deque()
         self._torn = False
+        self._retry: asyncio.TimerHandle | None = None
+        self._closing = False
 
     @property
     def state(self) -> ChainState:
@@ -46,7 +85,12 @@ class AuditWriter:
         return self._state
 
     def open(self) -> None:
-        """Open the file and pick up the chain where the last record left it."""
+        """Open the file and pick up the chain where the last record left it.
+
+        Raises:
+            ConfigError: the file cannot be opened (a symlink, no permission),
+                naming ``audit.file``.
+        """
         if self.config.file == STDOUT:
             self._open_file()
             return
@@ -54,7 +98,12 @@ class AuditWriter:
         if state is None and self._has_content(self.path):
             log.warning("audit_chain_restarted", path=str(self.path))
         self._state = state or ChainState(0, GENESIS)
-        self._open_file()
+        try:
+            self._open_file()
+        except OSError as err:
+            raise ConfigError(
+                f"audit.file: cannot open {self.path}: {err.strerror or err}"
+            ) from None
 
     def append(self, record: dict[str, Any]) -> None:
         """Seal and write one record; on failure keep it for the next attempt."""
@@ -75,6 +124,10 @@ class AuditWriter:
 
     def close(self) -> None:
         """Write what can be written and close the file."""
+        self._closing = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         self._flush()
         self._close()
 
@@ -96,13 +149,21 @@ class AuditWriter:
             self.healthy = True
 
     def _write(self, fd: int, line: bytes) -> None:
-        # A short write (disk full) leaves a torn line: end it before the next.
+        """Write one line; a short write raises and leaves the line queued.
+
+        A short write (a full disk) leaves the start of the line in the file.
+        The next write begins with a newline, so that torn start stays a line
+        of its own, which ``audit verify`` recognises as the start of the
+        record written whole after it.
+        """
         data = b"\n" + line if self._torn else line
         written = os.write(fd, data)
-        self._torn = written != len(data)
-        if self._torn:
-            raise OSError(f"short write ({written} of {len(data)} bytes)")
         self._size += written
+        if written:
+            self._torn = data[written - 1 : written] != b"\n"
+        if written < len(data) - 1:
+            raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)")
+        # Only the newline missing: the record is whole; the next write ends it.
 
     def _fail(self, err: OSError) -> None:
         self.errors += 1
@@ -115,15 +176,35 @@ class AuditWriter:
             )
         self.healthy = False
         self._close()
+        self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        # Without traffic nothing else would write the backlog (and, with
+        # audit.required, clear the 503s) once the disk has room again.
+        if self._retry is not None or self._closing:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop: the next append() retries
+            return
+        self._retry = loop.call_later(RETRY_INTERVAL, self._retry_now)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        if not self.healthy:
+            self._flush()
 
     def _open_file(self) -> int:
         if self.config.file == STDOUT:
             self._fd = os.dup(1)
             return self._fd
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = open_private(self.path)
         self._fd = fd
         self._size = os.fstat(fd).st_size
+        # Whether the file ends inside a line: a torn write, by this process
+        # before a rotation or reopen, or by an earlier one.
+        self._torn = self._size > 0 and os.pread(fd, 1, self._size - 1) != b"\n"
         return fd
 
     def _close(self) -> None:
@@ -143,9 +224,11 @@ class AuditWriter:
 
     def _rotate(self) -> int:
         self._close()
+        # rename(2) moves names, never what a symlink points to; lexists so a
+        # planted symlink is moved along like a file, not skipped.
         for index in range(self.config.backups - 1, 0, -1):
             older = self._backup(index)
-            if older.exists():
+            if os.path.lexists(older):
                 older.replace(self._backup(index + 1))
         self.path.replace(self._backup(1))
         log.info("audit_rotated", path=str(self.path))

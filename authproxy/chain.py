@@ -4,7 +4,9 @@ Each line is one compact JSON object whose last two fields are ``prev_hash``
 (the ``hash`` of the record before it) and ``hash`` (SHA-256 of the line's
 bytes with the ``hash`` field removed). ``seq`` counts records along the chain,
 which continues across restarts and rotations, so an edited, deleted or
-reordered line breaks it.
+reordered line breaks it. A torn line (the start of a record, left by a
+short write on a full disk) is skipped with a warning when the record after
+it is that record written whole.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import orjson
 GENESIS: Final = "0" * 64
 _SUFFIX_LEN: Final = len(',"hash":"') + 64 + len('"}')
 _SUFFIX_RE: Final = re.compile(rb',"hash":"([0-9a-f]{64})"\}$')
+TAIL_SCAN: Final = 1 << 20  # bytes read back from the end for the last record
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,64 +95,143 @@ class VerifyReport:
     """The outcome of verifying files in order."""
 
     records: int
+    files: int = 0
     error: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """Tell whether every line verified."""
+        """Tell whether every record verified (warnings allowed)."""
         return self.error is None
+
+    @property
+    def torn(self) -> int:
+        """How many torn lines were skipped."""
+        return len(self.warnings)
+
+
+class _Broken(Exception):
+    """The chain is broken at a location; the message says where and why."""
+
+
+class _Walk:
+    """Follow the chain line by line, setting torn lines aside until resolved.
+
+    A short write (a full disk) leaves the start of a line in the file; the
+    writer then ends it with a newline and writes the record again whole. So a
+    line without a seal is a torn write exactly when it is the start of the
+    next record: that record proves nothing was lost. Anything else fails.
+    """
+
+    def __init__(self) -> None:
+        self.state: ChainState | None = None
+        self.records = 0
+        self.warnings: list[str] = []
+        self._torn: list[tuple[str, bytes]] = []
+
+    def line(self, where: str, line: bytes) -> None:
+        if _SUFFIX_RE.search(line) is None:
+            self._torn.append((where, line))
+            return
+        try:
+            _, state = check_line(line, self.state)
+        except ChainError as err:
+            after = (
+                f" (after the torn line at {self._torn[0][0]})" if self._torn else ""
+            )
+            raise _Broken(f"{where}: {err}{after}") from None
+        for torn_at, fragment in self._torn:
+            if not line.startswith(fragment):
+                raise _Broken(
+                    f"{torn_at}: not a sealed audit record (no trailing hash), "
+                    f"nor a torn write of the record at {where}"
+                )
+            self.warnings.append(
+                f"{torn_at}: torn line skipped (a short write): "
+                f"its record, seq {state.seq}, was written whole at {where}"
+            )
+        self._torn.clear()
+        self.state = state
+        self.records += 1
+
+    def finish(self) -> None:
+        # Torn lines after the last record: an unfinished write (the disk is
+        # still full, or the writer stopped). Whether its record is merely
+        # waiting or lost cannot be told from the file, just as no chain can
+        # tell a tail cut at a line boundary; nothing before it is missing.
+        for torn_at, fragment in self._torn:
+            if fragment and not fragment.startswith(b"{"):
+                raise _Broken(
+                    f"{torn_at}: not a sealed audit record (no trailing hash)"
+                )
+            self.warnings.append(
+                f"{torn_at}: torn last line skipped: an unfinished write; its "
+                "record is not in the log (still waiting to be written, or lost)"
+            )
 
 
 def verify_files(paths: Iterable[Path]) -> VerifyReport:
     """Verify files, oldest first, as one chain.
 
     The first record of the first file may follow anything (older files may
-    have been deleted); every later record must follow its predecessor.
+    have been deleted); every later record must follow its predecessor. Torn
+    lines (see ``_Walk``) are skipped with a warning.
     """
-    state: ChainState | None = None
-    count = 0
-    for path in paths:
-        try:
-            data = path.read_bytes()
-        except OSError as err:
-            return VerifyReport(count, f"{path}: cannot read: {err.strerror}")
-        lines = data.split(b"\n")
-        if lines[-1]:
-            return VerifyReport(count, f"{path}:{len(lines)}: torn last line")
-        for number, line in enumerate(lines[:-1], start=1):
-            try:
-                _, state = check_line(line, state)
-            except ChainError as err:
-                return VerifyReport(count, f"{path}:{number}: {err}")
-            count += 1
-    return VerifyReport(count)
+    walk = _Walk()
+    files = 0
 
+    def report(error: str | None = None) -> VerifyReport:
+        return VerifyReport(walk.records, files, error, tuple(walk.warnings))
 
-def read_last_line(path: Path) -> bytes | None:
-    """Return the last complete line of a file, or ``None`` if it has none."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        for path in paths:
+            try:
+                data = path.read_bytes()
+            except OSError as err:
+                return report(f"{path}: cannot read: {err.strerror}")
+            files += 1
+            lines = data.split(b"\n")
+            for number, line in enumerate(lines[:-1], start=1):
+                walk.line(f"{path}:{number}", line)
+            if lines[-1]:  # no newline at the end
+                walk.line(f"{path}:{len(lines)}", lines[-1])
+        walk.finish()
+    except _Broken as err:
+        return report(str(err))
+    return report()
+
+
+def read_last_record(path: Path) -> bytes | None:
+    """Return the last line of a file that ends in a seal, or ``None``.
+
+    Torn lines after it (see ``_Walk``) are passed over, looking back at most
+    ``TAIL_SCAN`` bytes. The line may lack its newline.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        end = os.lseek(fd, 0, os.SEEK_END)
-        pos, tail = end, b""
-        while pos > 0:
+        pos = os.lseek(fd, 0, os.SEEK_END)
+        tail = b""
+        while pos > 0 and len(tail) < TAIL_SCAN:
             step = min(65536, pos)
             pos -= step
-            os.lseek(fd, pos, os.SEEK_SET)
-            tail = os.read(fd, step) + tail
-            complete = tail[: tail.rfind(b"\n") + 1] if b"\n" in tail else b""
-            if complete.count(b"\n") >= 2 or (pos == 0 and complete):
-                return complete[:-1].rsplit(b"\n", 1)[-1]
+            tail = os.pread(fd, step, pos) + tail
+            # The last piece has no newline: a torn line, or a whole record
+            # whose newline did not fit on the disk. Only the latter is sealed.
+            lines = tail.split(b"\n")
+            for line in reversed(lines[1:] if pos > 0 else lines):
+                if _SUFFIX_RE.search(line) is not None:
+                    return line
         return None
     finally:
         os.close(fd)
 
 
 def tail_state(path: Path) -> ChainState | None:
-    """Return the chain state after the last line of ``path``, if valid."""
-    line = read_last_line(path)
+    """Return the chain state after the last record of ``path``, if valid."""
+    line = read_last_record(path)
     if line is None:
         return None
     try:

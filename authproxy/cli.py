@@ -10,6 +10,7 @@ from typing import Any
 
 from authproxy import __version__
 from authproxy.cli_audit import add_audit_commands
+from authproxy.cli_common import printable
 from authproxy.cli_keys import add_keys_commands
 from authproxy.cli_ops import add_ops_commands
 from authproxy.config import Config
@@ -128,14 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, overrides_from(args), os.environ)
     except ConfigError as err:
-        print(f"authproxy: config error: {err}", file=sys.stderr)
+        print(f"authproxy: config error: {printable(err)}", file=sys.stderr)
         return 2
     handler: Command = args.handler
     try:
         return handler(args, config)
     except ConfigError as err:
-        print(f"authproxy: {err}", file=sys.stderr)
+        print(f"authproxy: {printable(err)}", file=sys.stderr)
         return 2
     except KeyStoreError as err:
-        print(f"authproxy: {err}", file=sys.stderr)
+        print(f"authproxy: {printable(err)}", file=sys.stderr)
         return 1

@@ -12,6 +12,7 @@ from typing import Any
 
 from authproxy.audit import rotated_files
 from authproxy.chain import verify_files
+from authproxy.cli_common import printable
 from authproxy.config import Config
 from authproxy.errors import ConfigError
 from authproxy.report import DIMENSIONS, aggregate, as_rows, read_records
@@ -28,7 +29,8 @@ def add_audit_commands(commands: Any, add_options: AddOptions) -> None:
         "verify",
         help="verify the hash chain of audit files",
         description="Verify audit files, oldest first, as one hash chain. Reports "
-        "the first broken, missing or edited line and exits 1.",
+        "the first broken, missing or edited line and exits 1. Torn lines left by "
+        "a full disk, whose record was written whole after them, are warnings.",
     )
     add_options(verify)
     verify.add_argument(
@@ -80,10 +82,13 @@ def cmd_verify(args: argparse.Namespace, config: Config) -> int:
         print("authproxy: no audit files found", file=sys.stderr)
         return 1
     report = verify_files(files)
+    for warning in report.warnings:
+        print(f"warning: {printable(warning)}")
     if not report.ok:
-        print(f"FAILED after {report.records} good records: {report.error}")
+        print(f"FAILED after {report.records} good records: {printable(report.error)}")
         return 1
-    print(f"ok: {report.records} records in {len(files)} file(s)")
+    torn = f", {report.torn} torn line(s) skipped" if report.torn else ""
+    print(f"ok: {report.records} records in {report.files} file(s){torn}")
     return 0
 
 
@@ -117,7 +122,8 @@ def cmd_usage(args: argparse.Namespace, config: Config) -> int:
         return 0
     columns = [*by, "requests", "denied", "prompt_tokens", "completion_tokens"]
     columns += ["total_tokens", "estimated_share"]
-    table = [columns] + [[_cell(row[c]) for c in columns] for row in rows]
+    # Model names come from clients; key names and days from the audit file.
+    table = [columns] + [[printable(_cell(row[c])) for c in columns] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     for line in table:
         print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())

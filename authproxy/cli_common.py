@@ -4,14 +4,42 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from authproxy.adminlog import cli_actor, record_action
 from authproxy.config import Config
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
+
+# C0, DEL and C1 controls, plus the Unicode line separators and bidi controls
+# that reorder what a terminal shows.
+_CONTROL_RE: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_NAMED: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(value: object) -> str:
+    r"""Return ``str(value)`` with control characters escaped, for a terminal.
+
+    Stored text (a key's note) and client text (a model name in the audit
+    log) may carry ANSI escape sequences or carriage returns that would
+    rewrite what the operator sees. They are shown as ``\x1b``, ``\r``,
+    ``\u202e`` instead. ``--json`` output needs none of this: JSON escapes
+    them itself.
+    """
+    return _CONTROL_RE.sub(_escape, str(value))
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def split_list(value: str) -> list[str]:
@@ -36,5 +64,8 @@ def log_action(config: Config, action: str, **fields: Any) -> None:
 
 
 def print_result(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    """Print JSON with ``--json``, else the human text."""
-    print(json.dumps(data) if args.json else text)
+    """Print JSON with ``--json``, else the human text (lines made printable)."""
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print("\n".join(printable(line) for line in text.split("\n")))

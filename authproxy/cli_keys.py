@@ -1,4 +1,8 @@
-"""The ``authproxy keys`` commands: create, list, show, update, rotate, revoke."""
+"""The ``authproxy keys`` commands: create, list, show, update, rotate, revoke, check.
+
+Human output passes stored text through ``printable``: a note set through the
+admin API may carry terminal escape sequences.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,15 @@ import json
 import sys
 from typing import Any
 
-from authproxy.cli_common import AddOptions, log_action, print_result, split_list, store
+from authproxy.cli_common import (
+    AddOptions,
+    log_action,
+    print_result,
+    printable,
+    split_list,
+    store,
+)
+from authproxy.cli_ops import cmd_check_keys
 from authproxy.cli_tokens import add_token_commands
 from authproxy.config import Config
 from authproxy.errors import KeyStoreError
@@ -51,7 +63,7 @@ def add_keys_commands(commands: Any, add_options: AddOptions) -> None:
         "generating a token",
     )
     _policy_options(create, expires_help="RFC 3339 time or a duration (30d, 12h)")
-    command("list", "list keys (never secrets or hashes)", cmdsplit_list, ref=False)
+    command("list", "list keys (never secrets or hashes)", cmd_list, ref=False)
     command("show", "show one key", cmd_show)
     update = command(
         "update", "change a key's scopes, models, expiry, state or note", cmd_update
@@ -70,6 +82,18 @@ def add_keys_commands(commands: Any, add_options: AddOptions) -> None:
         help="how long the previous token keeps working (default 0: not at all)",
     )
     command("revoke", "revoke a key for good (its JWTs die too)", cmd_revoke)
+    check = command(
+        "check",
+        "check that the store loads (after a hand edit); --rewrite upgrades it",
+        cmd_check_keys,
+        ref=False,
+    )
+    check.add_argument(
+        "--rewrite",
+        action="store_true",
+        help="rewrite a store that loads in the current format, with its "
+        "completeness mark",
+    )
     add_token_commands(commands, command, add_options)
 
 
@@ -152,7 +176,7 @@ def cmd_create(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def cmdsplit_list(args: argparse.Namespace, config: Config) -> int:
+def cmd_list(args: argparse.Namespace, config: Config) -> int:
     """List keys without secrets or hashes."""
     path = store(config)
     table = read_store(path) if path.exists() else KeyTable()
@@ -175,13 +199,10 @@ def cmdsplit_list(args: argparse.Namespace, config: Config) -> int:
         )
         for r in rows
     ]
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(headers))]
-    for line in lines:
-        print(
-            "  ".join(
-                str(v).ljust(w) for v, w in zip(line, widths, strict=True)
-            ).rstrip()
-        )
+    cells = [[printable(v) for v in line] for line in lines]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(headers))]
+    for line in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
     return 0
 
 
@@ -189,7 +210,7 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
     """Show one key."""
     record = find_key(read_store(store(config)), args.ref)
     data = describe(record, utc_now())
-    print_result(args, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
+    print_result(args, data, "\n".join(f"{k}: {printable(v)}" for k, v in data.items()))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Operations commands: ``healthcheck`` (for container probes) and ``check-config``."""
+"""Operations commands: ``healthcheck``, ``check-config`` and ``keys check``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from typing import Any
 
 import yaml
 
+from authproxy.cli_common import print_result, printable, store
 from authproxy.config import Config
 from authproxy.configload import as_dict
+from authproxy.keystore import LEGACY_VERSION, KeyTable, load_store, update_store
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
 _WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
@@ -97,7 +99,10 @@ def cmd_healthcheck(args: argparse.Namespace, config: Config) -> int:
     try:
         if context is not None and config.tls.client_ca:
             _handshake(url, context, args.timeout)
-            print(f"healthy: {url} (TLS handshake only: client certificates required)")
+            print(
+                f"healthy: {printable(url)} "
+                "(TLS handshake only: client certificates required)"
+            )
             return 0
         with urllib.request.urlopen(  # noqa: S310
             url, timeout=args.timeout, context=context
@@ -106,16 +111,47 @@ def cmd_healthcheck(args: argparse.Namespace, config: Config) -> int:
     except urllib.error.HTTPError as err:
         status = err.code
     except (urllib.error.URLError, OSError) as err:
-        print(f"unhealthy: {url}: {getattr(err, 'reason', err)}", file=sys.stderr)
+        reason = getattr(err, "reason", err)
+        print(f"unhealthy: {printable(url)}: {printable(reason)}", file=sys.stderr)
         return 1
     if status != 200:
-        print(f"unhealthy: {url}: HTTP {status}", file=sys.stderr)
+        print(f"unhealthy: {printable(url)}: HTTP {status}", file=sys.stderr)
         return 1
-    print(f"healthy: {url}")
+    print(f"healthy: {printable(url)}")
     return 0
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     """Print the effective configuration (validation already happened)."""
     print(yaml.safe_dump(as_dict(config), sort_keys=False), end="")
+    return 0
+
+
+def cmd_check_keys(args: argparse.Namespace, config: Config) -> int:
+    """Load the store as the server would; with ``--rewrite``, rewrite it."""
+    path = store(config)
+    loaded = load_store(path)
+    keys = len(loaded.table.records)
+    if args.rewrite:
+        # Under the store's lock, from a fresh read: a concurrent change wins.
+        def rewrite(table: KeyTable) -> tuple[KeyTable, int]:
+            return KeyTable(table.records), len(table.records)
+
+        keys = update_store(path, rewrite)
+    data = {
+        "file": str(path),
+        "keys": keys,
+        "version": loaded.version,
+        "rewritten": bool(args.rewrite),
+    }
+    if args.rewrite:
+        text = f"ok: {path}: {keys} key(s); rewritten in the current format"
+    elif loaded.version == LEGACY_VERSION:
+        text = (
+            f"ok: {path}: {keys} key(s), format version 1 without a completeness "
+            "mark; --rewrite upgrades it"
+        )
+    else:
+        text = f"ok: {path}: {keys} key(s), complete"
+    print_result(args, data, text)
     return 0

@@ -2,6 +2,11 @@
 
 Only argon2id hashes are stored. A token is ``ap_<id>_<secret>``: the public
 id names its record, so verifying a token costs exactly one argon2 verify.
+
+Format version 2 ends with ``records: <number of keys>`` as its last top-level
+key, a mark of completeness: a file cut short (still valid YAML, fewer keys or
+fields) lacks it or disagrees with it, and is refused. Version 1 files, which
+earlier releases wrote without the mark, still load; any write upgrades them.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import yaml
 from argon2 import PasswordHasher, Type
@@ -37,7 +42,9 @@ TOKEN_PREFIX: Final = "ap"  # noqa: S105 - a public prefix, not a secret
 ID_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyz234567"
 ID_LENGTH: Final = 12
 SECRET_BYTES: Final = 32
-STORE_VERSION: Final = 1
+STORE_VERSION: Final = 2
+LEGACY_VERSION: Final = 1  # no completeness mark
+_HAND_EDIT_HINT: Final = "see keys/README.md, 'Editing by hand'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,19 +115,40 @@ def parse_token(token: str) -> tuple[str, str] | None:
     return match.group(1), match.group(2)
 
 
+@dataclass(frozen=True, slots=True)
+class StoreFile:
+    """A parsed store file: its table and the format version it was written in."""
+
+    table: KeyTable
+    version: int = STORE_VERSION
+
+
 def parse_store(text: str, source: str) -> KeyTable:
     """Parse the YAML text of a key store.
+
+    Raises:
+        KeyStoreError: see ``parse_store_file``.
+
+    Returns:
+        The table of records.
+    """
+    return parse_store_file(text, source).table
+
+
+def parse_store_file(text: str, source: str) -> StoreFile:
+    """Parse the YAML text of a key store, checking its completeness mark.
 
     Args:
         text: the file contents.
         source: the file name, for error messages.
 
     Raises:
-        KeyStoreError: the text is not a valid store. The message never
-            quotes file contents, which hold hashes.
+        KeyStoreError: the text is not a valid store, is empty, or is a
+            version 2 store without a matching final ``records`` count (cut
+            short). The message never quotes file contents, which hold hashes.
 
     Returns:
-        The table of records.
+        The table of records and the format version.
     """
     try:
         data = yaml.safe_load(text)
@@ -129,25 +157,56 @@ def parse_store(text: str, source: str) -> KeyTable:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise KeyStoreError(f"{source}: not valid YAML{where}") from None
     if data is None:
-        return KeyTable()
+        raise KeyStoreError(
+            f"{source}: the file is empty (a write cut short?); restore it, "
+            "or delete it to start a new store"
+        )
     if not isinstance(data, dict) or not isinstance(data.get("keys", []), list):
         raise KeyStoreError(f"{source}: expected a mapping with a 'keys' list")
-    if data.get("version", STORE_VERSION) != STORE_VERSION:
+    version = data.get("version", LEGACY_VERSION)
+    if version not in (LEGACY_VERSION, STORE_VERSION) or isinstance(version, bool):
         raise KeyStoreError(f"{source}: unsupported store version")
+    items = data.get("keys") or []
+    _check_mark(data, len(items), version, source)
     table = KeyTable()
-    for index, item in enumerate(data.get("keys") or []):
+    for index, item in enumerate(items):
         try:
             record = record_from_data(item)
             table = table.add(record)
         except (KeyStoreError, TypeError, ValueError) as err:
             raise KeyStoreError(f"{source}: keys[{index}]: {err}") from None
-    return table
+    return StoreFile(table, version)
+
+
+def _check_mark(data: dict[str, Any], keys: int, version: int, source: str) -> None:
+    """Check the final ``records`` count (required from version 2 on).
+
+    Raises:
+        KeyStoreError: the mark is missing, not last, or disagrees.
+    """
+    if "records" not in data:
+        if version == LEGACY_VERSION:
+            return
+        raise KeyStoreError(
+            f"{source}: incomplete: the final 'records' count is missing "
+            f"(a write cut short?); {_HAND_EDIT_HINT}"
+        )
+    count = data["records"]
+    if list(data)[-1] != "records":
+        raise KeyStoreError(
+            f"{source}: 'records' must be the last top-level key; {_HAND_EDIT_HINT}"
+        )
+    if not isinstance(count, int) or isinstance(count, bool) or count != keys:
+        raise KeyStoreError(
+            f"{source}: incomplete: 'records' does not match the number of keys "
+            f"({keys}) (a write cut short?); {_HAND_EDIT_HINT}"
+        )
 
 
 def dump_store(table: KeyTable) -> str:
-    """Serialise a table to the YAML store format."""
+    """Serialise a table to the YAML store format, ending with its ``records`` mark."""
     records = [record_to_data(r) for r in table.records]
-    data = {"version": STORE_VERSION, "keys": records}
+    data = {"version": STORE_VERSION, "keys": records, "records": len(records)}
     header = "# authproxy key store: argon2id hashes only. Use `authproxy keys`.\n"
     return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
@@ -158,13 +217,22 @@ def read_store(path: Path) -> KeyTable:
     Raises:
         KeyStoreError: the file cannot be read or parsed.
     """
+    return load_store(path).table
+
+
+def load_store(path: Path) -> StoreFile:
+    """Read and parse the store at ``path``, with its format version.
+
+    Raises:
+        KeyStoreError: the file cannot be read or parsed.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise KeyStoreError(f"{path}: cannot read: {err.strerror}") from None
     except UnicodeDecodeError:
         raise KeyStoreError(f"{path}: not UTF-8 text") from None
-    return parse_store(text, str(path))
+    return parse_store_file(text, str(path))
 
 
 def write_store(path: Path, table: KeyTable) -> None:

@@ -10,7 +10,7 @@ import structlog
 
 from authproxy.errors import KeyStoreError
 from authproxy.filesig import Signature, file_signature
-from authproxy.keystore import KeyTable, read_store
+from authproxy.keystore import LEGACY_VERSION, KeyTable, StoreFile, load_store
 from authproxy.signing import SigningKeys
 from authproxy.verify import Verifier
 
@@ -46,7 +46,7 @@ class KeyStoreWatcher:
             KeyStoreError: the store cannot be read or parsed.
         """
         self._seen = file_signature(self.path)
-        table = read_store(self.path)
+        table = self._checked(load_store(self.path))
         self._verifier.set_table(table)
         if self._signing is not None:
             try:
@@ -71,15 +71,29 @@ class KeyStoreWatcher:
             self._seen = signature
             loop = asyncio.get_running_loop()
             try:
-                table = await loop.run_in_executor(None, read_store, self.path)
+                loaded = await loop.run_in_executor(None, load_store, self.path)
             except KeyStoreError as err:
                 self.failures += 1
                 log.error("keystore_reload_failed", path=str(self.path), error=str(err))
                 return False
+            table = self._checked(loaded)
             self._verifier.set_table(table)
             self.reloads += 1
             log.info("keystore_reloaded", path=str(self.path), keys=len(table.records))
             return True
+
+    def _checked(self, loaded: StoreFile) -> KeyTable:
+        if loaded.version == LEGACY_VERSION:
+            # Such a file has no completeness mark, so a truncated copy of it
+            # would load with keys missing.
+            log.warning(
+                "keystore_format_outdated",
+                path=str(self.path),
+                version=loaded.version,
+                fix="any key change, or `authproxy keys check --rewrite`, "
+                "rewrites it with a completeness mark",
+            )
+        return loaded.table
 
     async def reload_signing(self, *, force: bool = False) -> None:
         """Reload the JWT signing keys if their file changed (or with ``force``)."""

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import re
 import stat
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
 
+from authproxy.admin import create_admin_app
+from authproxy.chain import check_line
 from authproxy.cli import main
 from authproxy.keystore import TOKEN_RE, read_store
+from tests.conftest import wait_audit
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -41,6 +47,7 @@ def cli(capsys, config_file: Path, secrets_seen):
         ["keys", "list"],
         ["keys", "revoke"],
         ["healthcheck"],
+        ["keys", "check"],
         ["check-config"],
     ],
     ids=lambda c: "-".join(c) or "top",
@@ -313,3 +320,111 @@ def test_admin_trail_records_cli_actions(cli, audit_path: Path) -> None:
     ]
     assert records[0]["actor"].startswith("cli:")
     assert token not in text
+
+
+NASTY = "\x1b[31mred\x1b[0m\roverwritten\x07\x9b2J\u202eevil"
+NASTY_SHOWN = r"\x1b[31mred\x1b[0m\roverwritten\x07\x9b2J\u202eevil"
+CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]")  # all but newline
+
+
+def test_notes_with_terminal_escapes_are_shown_escaped(cli) -> None:
+    """keys show prints a note's escapes and carriage returns as visible text."""
+    _, out, _ = cli("keys", "create", "esc", "--note", "x", "--json")
+    code, out, _ = cli("keys", "update", "esc", "--note", NASTY)
+    assert code == 0
+    code, out, _ = cli("keys", "show", "esc")
+    assert code == 0
+    assert f"note: {NASTY_SHOWN}\n" in out
+    assert CONTROL.search(out) is None
+    for command in (("show", "esc"), ("list",)):
+        code, out, _ = cli("keys", *command, "--json")
+        assert CONTROL.search(out) is None
+        data = json.loads(out)
+        assert (data if isinstance(data, dict) else data[0])["note"] == NASTY
+
+
+async def test_note_set_through_the_admin_api_is_shown_escaped(
+    start_proxy, aiohttp_client, make_key, capsys, config_file: Path
+) -> None:
+    """A note that an admin client stored is never printed raw by the CLI."""
+    ops = make_key("ops", scopes=["admin"])
+    proxy = await start_proxy()
+    admin = await aiohttp_client(create_admin_app(proxy.app))
+    resp = await admin.patch(
+        "/admin/keys/alice",
+        json={"note": NASTY + "\nsecond line"},
+        headers={"Authorization": f"Bearer {ops.token}"},
+    )
+    assert resp.status == HTTPStatus.OK
+    code = await asyncio.to_thread(
+        main, ["keys", "show", "alice", "--config", str(config_file)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"note: {NASTY_SHOWN}\\nsecond line\n" in out
+    assert CONTROL.search(out) is None
+
+
+async def test_usage_report_escapes_model_names(
+    proxy, bearer, audit_path: Path, config_file: Path, capsys
+) -> None:
+    """A client's model name with escapes appears escaped in the usage table."""
+    body = {"model": NASTY, "messages": [{"role": "user", "content": "x"}]}
+    await (await proxy.post("/api/chat", json=body, headers=bearer)).read()
+    await wait_audit(audit_path, 1)
+    args = ["usage", "--by", "model", "--config", str(config_file)]
+    assert await asyncio.to_thread(main, args) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].startswith(NASTY_SHOWN + "  ")
+    assert CONTROL.search(out) is None
+    assert await asyncio.to_thread(main, [*args, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert CONTROL.search(out) is None
+    assert json.loads(out)[0]["model"] == NASTY
+
+
+def test_verify_messages_escape_file_names(tmp_path: Path, capsys) -> None:
+    """audit verify never prints a control character from a file name."""
+    path = tmp_path / "audit\x1b[2J.jsonl"
+    path.write_bytes(b"garbage\n")
+    assert main(["audit", "verify", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out == (
+        f"FAILED after 0 good records: {tmp_path}/audit\\x1b[2J.jsonl:1: "
+        "not a sealed audit record (no trailing hash)\n"
+    )
+
+
+def test_admin_trail_is_0600_and_never_followed_through_a_symlink(
+    cli, audit_path: Path, tmp_path: Path, log_capture
+) -> None:
+    """A 0644 trail is narrowed to 0600; a symlink there is refused and logged."""
+    trail = audit_path.with_name("admin.jsonl")
+    trail.parent.mkdir(parents=True)
+    trail.write_bytes(b"")
+    trail.chmod(0o644)
+    assert cli("keys", "create", "one")[0] == 0
+    assert stat.S_IMODE(trail.stat().st_mode) == 0o600
+    assert len(trail.read_bytes().splitlines()) == 1
+    trail.unlink()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    trail.symlink_to(victim)
+    assert cli("keys", "create", "two")[0] == 0  # the trail never blocks admin work
+    assert victim.read_text() == "precious\n"
+    [failed] = log_capture.events("admin_log_failed")
+    assert failed["error"] == "is a symbolic link; refusing to follow it"
+
+
+def test_admin_trail_starts_a_new_line_after_a_torn_one(cli, audit_path: Path) -> None:
+    """A trail left torn by a full disk gets its next record on a line of its own."""
+    trail = audit_path.with_name("admin.jsonl")
+    assert cli("keys", "create", "one")[0] == 0
+    first = trail.read_bytes()
+    trail.write_bytes(first + first[:30])  # a record that did not fit
+    assert cli("keys", "create", "two")[0] == 0
+    lines = trail.read_bytes().split(b"\n")
+    assert lines[1] == first[:30]
+    _, after_first = check_line(lines[0], None)
+    record, _ = check_line(lines[2], after_first)
+    assert (record["action"], record["seq"], lines[3]) == ("create", 2, b"")

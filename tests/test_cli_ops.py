@@ -1,14 +1,16 @@
-"""healthcheck and check-config."""
+"""healthcheck, check-config and keys check."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from authproxy.cli import main
+from authproxy.keystore import load_store
 from tests.conftest import closed_port
 
 
@@ -57,3 +59,56 @@ def test_check_config_rejects_bad_config(capsys, monkeypatch) -> None:
     monkeypatch.setenv("AUTHPROXY_LISTEN_PORT", "http")
     assert main(["check-config"]) == 2
     assert "listen.port: expected an integer, got 'http'" in capsys.readouterr().err
+
+
+def test_keys_check_validates_and_upgrades_the_store(
+    capsys, config_file: Path, keys_path: Path, key
+) -> None:
+    """keys check passes a complete store, names an old one; --rewrite upgrades it."""
+    args = ["keys", "check", "--config", str(config_file)]
+    assert main(args) == 0
+    assert capsys.readouterr().out == f"ok: {keys_path}: 1 key(s), complete\n"
+    text = keys_path.read_text()
+    old = text.replace("version: 2", "version: 1").replace("records: 1\n", "")
+    keys_path.write_text(old)
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "file": str(keys_path),
+        "keys": 1,
+        "version": 1,
+        "rewritten": False,
+    }
+    assert main([*args, "--rewrite"]) == 0
+    assert capsys.readouterr().out == (
+        f"ok: {keys_path}: 1 key(s); rewritten in the current format\n"
+    )
+    loaded = load_store(keys_path)
+    assert (loaded.version, [r.id for r in loaded.table.records]) == (
+        2,
+        [key.record.id],
+    )
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda text: text[: text.index("records:")], "incomplete: the final"),
+        (lambda text: "", "the file is empty"),
+        (
+            lambda text: text.replace("records: 1", "records: 2"),
+            "incomplete: 'records' does not match the number of keys (1)",
+        ),
+    ],
+    ids=["cut", "empty", "miscounted"],
+)
+def test_keys_check_refuses_an_incomplete_store(
+    capsys, config_file: Path, keys_path: Path, key, edit, message
+) -> None:
+    """keys check (even with --rewrite) exits 1 on a store the server would refuse."""
+    keys_path.write_text(edit(keys_path.read_text()))
+    before = keys_path.read_bytes()
+    assert main(["keys", "check", "--rewrite", "--config", str(config_file)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"authproxy: {keys_path}: {message}")
+    assert keys_path.read_bytes() == before

@@ -18,10 +18,12 @@ from authproxy.keystore import (
     KeyTable,
     dump_store,
     format_token,
+    load_store,
     make_hasher,
     new_key_id,
     new_secret,
     parse_store,
+    parse_store_file,
     parse_token,
     read_store,
     update_store,
@@ -115,7 +117,7 @@ class TestParse:
         [
             ("keys: [\n  {id: x", "x: not valid YAML at line 2"),
             ("[]", "expected a mapping with a 'keys' list"),
-            ("version: 2\nkeys: []", "unsupported store version"),
+            ("version: 3\nkeys: []", "unsupported store version"),
             ("keys:\n- 5", "keys[0]: expected a mapping"),
             (
                 "keys:\n- {id: abcdefghijkl, name: a}",
@@ -156,9 +158,113 @@ class TestParse:
         assert message in str(info.value)
         assert HASH not in str(info.value)
 
-    def test_empty_file_is_an_empty_store(self) -> None:
-        """An empty file holds no keys."""
-        assert parse_store("", "x").records == ()
+    def test_written_store_ends_with_its_record_count(self) -> None:
+        """The writer's last top-level key is the mark of completeness."""
+        text = dump_store(KeyTable((record(), record(id="mnopqrstuvwx", name="b"))))
+        assert text.splitlines()[-1] == "records: 2"
+        assert parse_store_file(text, "x").version == 2
+        assert dump_store(KeyTable()).endswith("keys: []\nrecords: 0\n")
+
+
+class TestCompleteness:
+    """A store cut short still parses as YAML; the mark makes the loader refuse it."""
+
+    def test_no_prefix_of_a_written_store_loads(self) -> None:
+        """A written store cut at any line's start, middle or end is refused."""
+        text = dump_store(
+            KeyTable(
+                (
+                    record(note="first"),
+                    record(id="mnopqrstuvwx", name="bob", models=("llama3.2",)),
+                )
+            )
+        )
+        assert len(parse_store(text, "x").records) == 2
+        whole = text.rstrip("\n")
+        starts = [0] + [i + 1 for i, c in enumerate(whole) if c == "\n"]
+        ends = [*starts[1:], len(whole) + 1]
+        pairs = zip(starts, ends, strict=True)
+        cuts = {cut for a, b in pairs for cut in (a, (a + b) // 2, b - 1)}
+        assert len(cuts) > 100
+        for cut in sorted(cuts - {len(whole)}):
+            with pytest.raises(KeyStoreError) as info:
+                parse_store(whole[:cut], "x")
+            assert HASH not in str(info.value)
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [
+            ("", "x: the file is empty (a write cut short?)"),
+            ("\n\n", "x: the file is empty"),
+            ("# authproxy key store\n", "x: the file is empty"),
+            (
+                "version: 2\n" + entry(),
+                "x: incomplete: the final 'records' count is missing",
+            ),
+            (
+                "version: 2\n" + entry() + "\nrecords: 2",
+                "x: incomplete: 'records' does not match the number of keys (1)",
+            ),
+            (
+                "version: 2\n" + entry() + "\nrecords: true",
+                "x: incomplete: 'records' does not match",
+            ),
+            (
+                "version: 2\nrecords: 1\n" + entry(),
+                "x: 'records' must be the last top-level key",
+            ),
+            (
+                "version: 1\n" + entry() + "\nrecords: 0",
+                "x: incomplete: 'records' does not match the number of keys (1)",
+            ),
+        ],
+        ids=[
+            "zero-bytes",
+            "blank",
+            "comment-only",
+            "no-mark",
+            "count-mismatch",
+            "count-not-int",
+            "mark-not-last",
+            "v1-with-wrong-mark",
+        ],
+    )
+    def test_refused_with_a_hint(self, text: str, message: str) -> None:
+        """Empty, unmarked or miscounted stores are refused; the message says why."""
+        with pytest.raises(KeyStoreError) as info:
+            parse_store(text, "x")
+        assert str(info.value).startswith(message)
+        if "records" in message:
+            assert str(info.value).endswith("see keys/README.md, 'Editing by hand'")
+
+    @pytest.mark.parametrize(
+        "text",
+        [entry(), "version: 1\n" + entry(), "version: 2\n" + entry() + "\nrecords: 1"],
+        ids=["no-version", "v1", "v2-hand-edited"],
+    )
+    def test_hand_written_stores_load(self, text: str) -> None:
+        """A version 1 file (no mark) and a v2 file with a correct mark both load."""
+        loaded = parse_store_file(text, "x")
+        assert [r.id for r in loaded.table.records] == ["abcdefghijkl"]
+        assert loaded.version == (2 if "records" in text else 1)
+
+    def test_any_write_upgrades_a_version_1_store(self, tmp_path: Path) -> None:
+        """Changing a version 1 store rewrites it as version 2 with its mark."""
+        path = tmp_path / "keys.yaml"
+        path.write_text("version: 1\n" + entry(), encoding="utf-8")
+        assert load_store(path).version == 1
+        create_key(path, make_hasher(CHEAP), KeySpec(name="second"), now=NOW)
+        loaded = load_store(path)
+        assert (loaded.version, len(loaded.table.records)) == (2, 2)
+        assert path.read_text().splitlines()[-1] == "records: 2"
+
+    def test_an_empty_file_is_not_an_empty_store(self, tmp_path: Path) -> None:
+        """A key change on a 0-byte store fails instead of starting over."""
+        path = tmp_path / "keys.yaml"
+        path.write_bytes(b"")
+        with pytest.raises(KeyStoreError, match="the file is empty"):
+            create_key(path, make_hasher(CHEAP), KeySpec(name="x"), now=NOW)
+        assert path.read_bytes() == b""
 
 
 class TestWrite:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from http import HTTPStatus
 from pathlib import Path
@@ -117,3 +118,84 @@ async def test_kubernetes_secret_symlink_swap(
     os.replace(tmp_link, secret_dir / "..data")
     headers = {"Authorization": f"Bearer {carol.token}"}
     assert await wait_for_status(client, headers, HTTPStatus.OK, 2.0) < 2.0
+
+
+async def test_truncated_or_empty_store_keeps_last_good_store(
+    start_proxy, make_key, keys_path: Path, log_capture, token: str
+) -> None:
+    """A store cut between records (valid YAML) or to 0 bytes is refused; keys work."""
+    bob = make_key("bob")
+    client = await start_proxy()
+    watcher = client.app[WATCHER_KEY]
+    headers = [{"Authorization": f"Bearer {t}"} for t in (token, bob.token)]
+    good = keys_path.read_text()
+    cut = good.index(f"- id: {bob.record.id}")
+    for failures, (broken, reason) in enumerate(
+        ((good[:cut], "incomplete"), ("", "the file is empty")), start=1
+    ):
+        keys_path.write_text(broken)
+        await poll_until(lambda: watcher.failures >= failures, within=3.0)  # noqa: B023
+        assert watcher.failures == failures
+        for auth in headers:
+            resp = await client.get("/api/tags", headers=auth)
+            assert resp.status == HTTPStatus.OK
+        failure = log_capture.events("keystore_reload_failed")[-1]
+        assert (failure["level"], reason in failure["error"]) == ("error", True)
+        assert "argon2" not in json.dumps(failure)
+    assert watcher.reloads == 0
+
+
+async def test_hand_edited_store_with_its_mark_reloads(
+    proxy, bearer, keys_path: Path
+) -> None:
+    """A hand edit that keeps `records:` equal to the number of keys takes effect."""
+    text = keys_path.read_text()
+    assert text.splitlines()[-1] == "records: 1"
+    keys_path.write_text(text.replace("disabled: false", "disabled: true", 1))
+    watcher = proxy.app[WATCHER_KEY]
+    await poll_until(lambda: watcher.reloads, within=3.0)
+    assert (watcher.reloads, watcher.failures) == (1, 0)
+    resp = await proxy.get("/api/tags", headers=bearer)
+    assert resp.status == HTTPStatus.UNAUTHORIZED
+
+
+async def test_version_1_store_loads_with_a_warning(
+    proxy, bearer, keys_path: Path, log_capture
+) -> None:
+    """A store in the old format (no mark) still loads, warning how to upgrade."""
+    text = keys_path.read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("records:")]
+    keys_path.write_text("\n".join(lines).replace("version: 2", "version: 1") + "\n")
+    watcher = proxy.app[WATCHER_KEY]
+    await poll_until(lambda: watcher.reloads, within=3.0)
+    assert watcher.reloads == 1
+    [warning] = log_capture.events("keystore_format_outdated")
+    assert (warning["level"], warning["version"]) == ("warning", 1)
+    assert "authproxy keys check --rewrite" in warning["fix"]
+    assert (await proxy.get("/api/tags", headers=bearer)).status == HTTPStatus.OK
+
+
+async def test_serve_refuses_an_empty_store(config_file: Path, keys_path: Path) -> None:
+    """serve with a 0-byte store exits 1 with one clear line, not with zero keys."""
+    keys_path.parent.mkdir(parents=True)
+    keys_path.write_bytes(b"")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "authproxy",
+        "serve",
+        "--config",
+        str(config_file),
+        "--listen",
+        "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert err.decode() == (
+        f"authproxy: {keys_path}: the file is empty (a write cut short?); "
+        "restore it, or delete it to start a new store\n"
+    )
+    assert b"server_started" not in out
+    assert keys_path.read_bytes() == b""
