@@ -366,11 +366,17 @@ async def test_note_set_through_the_admin_api_is_shown_escaped(
 
 
 async def test_usage_report_escapes_model_names(
-    proxy, bearer, audit_path: Path, config_file: Path, capsys
+    proxy, bearer, fake, audit_path: Path, config_file: Path, capsys
 ) -> None:
-    """A client's model name with escapes appears escaped in the usage table."""
-    body = {"model": NASTY, "messages": [{"role": "user", "content": "x"}]}
-    await (await proxy.post("/api/chat", json=body, headers=bearer)).read()
+    """A model name with escapes, echoed by the upstream, is escaped in the table.
+
+    (A request naming such a model is refused as an invalid name; the name in
+    the record then comes from the response.)
+    """
+    fake.behaviour.reply_model = NASTY
+    body = {"messages": [{"role": "user", "content": "x"}]}
+    url = "/v1/chat/completions"
+    await (await proxy.post(url, json=body, headers=bearer)).read()
     await wait_audit(audit_path, 1)
     args = ["usage", "--by", "model", "--config", str(config_file)]
     assert await asyncio.to_thread(main, args) == 0
