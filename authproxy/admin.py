@@ -38,7 +38,7 @@ from authproxy.app import metrics_response
 from authproxy.audit import rotated_files
 from authproxy.config import signing_key_file
 from authproxy.context import request_context_middleware
-from authproxy.errors import KeyNotFoundError, KeyStoreError
+from authproxy.errors import Denied, KeyNotFoundError, KeyStoreError
 from authproxy.keyadmin import (
     create_key,
     describe,
@@ -51,6 +51,7 @@ from authproxy.keystore import make_hasher
 from authproxy.minting import mint_key_token
 from authproxy.openapi import OPENAPI
 from authproxy.report import aggregate, as_rows, read_records
+from authproxy.requestbody import defer_expect
 from authproxy.responses import error_middleware, json_error
 from authproxy.signing import load_signing_keys
 from authproxy.state import CONFIG_KEY, METRICS_KEY, VERIFIER_KEY, WATCHER_KEY
@@ -88,13 +89,27 @@ def create_admin_app(
     setup_admin_auth(app)
     r = app.router
     r.add_get("/admin/openapi.json", openapi, name="openapi")
-    r.add_post("/admin/keys", create, name="create_key")
+    r.add_post("/admin/keys", create, name="create_key", expect_handler=defer_expect)
     r.add_get("/admin/keys", list_keys, name="list_keys")
     r.add_get("/admin/keys/{id}", show, name="show_key")
-    r.add_patch("/admin/keys/{id}", update, name="update_key")
-    r.add_post("/admin/keys/{id}/rotate", rotate, name="rotate_key")
-    r.add_post("/admin/keys/{id}/revoke", revoke, name="revoke_key")
-    r.add_post("/admin/keys/{id}/tokens", token, name="mint_token")
+    r.add_patch(
+        "/admin/keys/{id}", update, name="update_key", expect_handler=defer_expect
+    )
+    r.add_post(
+        "/admin/keys/{id}/rotate",
+        rotate,
+        name="rotate_key",
+        expect_handler=defer_expect,
+    )
+    r.add_post(
+        "/admin/keys/{id}/revoke",
+        revoke,
+        name="revoke_key",
+        expect_handler=defer_expect,
+    )
+    r.add_post(
+        "/admin/keys/{id}/tokens", token, name="mint_token", expect_handler=defer_expect
+    )
     r.add_get("/admin/usage", usage, name="usage")
     r.add_get("/metrics", metrics, name="metrics")
     return app
@@ -123,6 +138,8 @@ def _errors(handler: Route) -> Route:
             return await handler(request)  # type: ignore[no-any-return]
         except BadRequestError as err:
             return json_error(request, 400, str(err))
+        except Denied as err:
+            return json_error(request, err.status, err.message, list(err.headers))
         except KeyNotFoundError:
             return json_error(request, 404, "key not found")
         except KeyStoreError as err:

@@ -32,6 +32,7 @@ DENIALS_KEY: Final = web.AppKey("admin_denials", DenialTrail)
 PUBLIC: Final = frozenset({"openapi", "metrics"})
 CHALLENGE: Final = {"WWW-Authenticate": 'Bearer realm="authproxy-admin"'}
 MAX_IDEMPOTENT: Final = 1000
+MAX_IDEMPOTENCY_KEY: Final = 200  # as the OpenAPI document says
 
 
 @web.middleware
@@ -172,6 +173,12 @@ class IdempotencyCache:
         key = self._key(request, action, ref)
         if key is None:
             return None
+        if len(key[-1]) > MAX_IDEMPOTENCY_KEY:
+            return json_error(
+                request,
+                400,
+                f"Idempotency-Key: at most {MAX_IDEMPOTENCY_KEY} characters",
+            )
         entry = self._entries.get(key)
         if entry is None or entry[0] < time.monotonic():
             return None

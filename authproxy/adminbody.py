@@ -12,6 +12,7 @@ from aiohttp import web
 from authproxy.keyadmin import UPDATABLE, KeySpec
 from authproxy.keyrecord import DEFAULT_SCOPES
 from authproxy.report import DIMENSIONS
+from authproxy.requestbody import send_continue
 from authproxy.times import parse_duration, parse_when, seconds_to_duration
 
 MAX_BODY = 64 * 1024
@@ -33,6 +34,8 @@ async def parse_json_object(
         BadRequestError: too big, not JSON (``NaN`` and ``Infinity`` are not),
             nested too deeply, or not an object.
     """
+    # Expect: 100-continue is answered here, once authenticated (not on routing).
+    await send_continue(request)
     raw = await request.content.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
         raise BadRequestError("body: too large")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, TypeVar
 
 from authproxy.errors import ConfigError
-from authproxy.times import parse_duration
+from authproxy.times import parse_duration, seconds_to_duration
 
 T = TypeVar("T")
 
@@ -58,7 +58,8 @@ def seconds(value: Any) -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("expected a non-negative duration")
-        return float(value)
+        # YAML's .inf and .nan, and numbers past any sane setting, are refused.
+        return seconds_to_duration(value).total_seconds()
     if isinstance(value, str):
         return parse_duration(value).total_seconds()
     raise ValueError("expected seconds or a duration such as 30s, 10m")

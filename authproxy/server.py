@@ -16,12 +16,12 @@ from aiohttp import web
 from authproxy import logs
 from authproxy.admin import create_admin_app
 from authproxy.app import create_app, server_kwargs
+from authproxy.audit import AuditWriter
 from authproxy.config import Config
 from authproxy.errors import ConfigError
 from authproxy.httpserver import GuardedAppRunner
 from authproxy.keyadmin import CreatedKey, KeySpec, create_key
 from authproxy.keystore import make_hasher
-from authproxy.logs import AccessLogger
 from authproxy.state import AUDIT_KEY, WATCHER_KEY
 from authproxy.times import utc_now
 from authproxy.tls import CertificateReloader, create_redirect_app
@@ -38,10 +38,11 @@ async def _start_admin(app: web.Application, config: Config) -> web.AppRunner | 
     if not config.admin.listen:
         return None
     host, _, port = config.admin.listen.rpartition(":")
+    # The proxy's HTTP limits (line and header sizes, keep-alive) apply here too.
     runner = GuardedAppRunner(
         create_admin_app(app),
         header_timeout=config.limits.header_timeout,
-        access_log_class=AccessLogger,
+        **server_kwargs(config),
     )
     await runner.setup()
     await web.TCPSite(runner, host.strip("[]"), int(port)).start()
@@ -121,6 +122,11 @@ def serve(config: Config) -> int:
     # Before the key store is bootstrapped: a bad certificate stops start-up
     # (exit 2) without a token having been printed for nothing.
     tls = CertificateReloader(config.tls) if config.tls.cert else None
+    if config.audit.enabled:
+        # Likewise for an audit file that cannot be opened (a symlink, no access).
+        probe = AuditWriter(config.audit)
+        probe.open()
+        probe.close()
     bootstrap_keys(config, sys.stdout)
     with asyncio.Runner(loop_factory=_loop_factory(config.server.event_loop)) as runner:
         try:

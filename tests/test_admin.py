@@ -953,3 +953,46 @@ async def test_openapi_is_served_without_credentials(stack: Stack) -> None:
     resp = await stack.admin.get("/admin/openapi.json")
     assert resp.status == 200
     assert (await resp.json())["openapi"] == "3.1.0"
+
+
+async def test_admin_continue_only_after_authentication(stack: Stack) -> None:
+    """The admin API never invites an unauthenticated upload; a valid admin gets 100."""
+    body = b'{"name":"via-expect"}'
+
+    async def exchange(token: str | None) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", stack.admin.port)
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        writer.write(
+            f"POST /admin/keys HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
+            "Content-Type: application/json\r\nExpect: 100-continue\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        if first.startswith(b"HTTP/1.1 100"):
+            writer.write(body)
+            await writer.drain()
+            first += await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        return first
+
+    refused = await exchange(None)
+    assert refused.startswith(b"HTTP/1.1 401 ")
+    accepted = await exchange(stack.admin_token)
+    assert accepted.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 ")
+
+
+async def test_idempotency_key_length_is_bounded(stack: Stack) -> None:
+    """An Idempotency-Key past the documented 200 characters is a 400, not stored."""
+    resp = await stack.admin.post(
+        "/admin/keys",
+        json={"name": "long-idem"},
+        headers={
+            "Authorization": f"Bearer {stack.admin_token}",
+            "Idempotency-Key": "k" * 201,
+        },
+    )
+    assert resp.status == HTTPStatus.BAD_REQUEST
+    assert await resp.json() == {"error": "Idempotency-Key: at most 200 characters"}
+    status, _ = await stack.api("GET", "/admin/keys/long-idem")
+    assert status == HTTPStatus.NOT_FOUND

@@ -570,3 +570,28 @@ def test_verify_cli_defaults_to_configured_files(
     assert len(files) > 1
     assert main(["audit", "verify", "--config", str(config_file)]) == 0
     assert capsys.readouterr().out.strip() == f"ok: 6 records in {len(files)} file(s)"
+
+
+async def test_bad_audit_file_stops_start_up_before_a_token_is_made(
+    config_file: Path, audit_path: Path, keys_path: Path, tmp_path: Path
+) -> None:
+    """On a first run, an unusable audit.file stops serve before the store exists."""
+    audit_path.parent.mkdir(parents=True)
+    audit_path.symlink_to(tmp_path / "victim")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "authproxy",
+        "serve",
+        "--config",
+        str(config_file),
+        "--listen",
+        "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2
+    assert b"audit.file: cannot open" in err
+    assert out == b""
+    assert not keys_path.exists()

@@ -142,6 +142,14 @@ class TestSources:
             "upstream.connect_timeout: expected a non-negative duration",
         ),
         (
+            {"keys.cache_ttl": float("inf")},
+            "keys.cache_ttl: duration is too long (at most 36500d, 100 years)",
+        ),
+        (
+            {"keys.cache_ttl": float("nan")},
+            "keys.cache_ttl: expected a number of seconds, got NaN",
+        ),
+        (
             {"server.max_body_size": "big"},
             "server.max_body_size: expected a byte count",
         ),
