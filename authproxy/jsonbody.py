@@ -19,6 +19,7 @@ folds at least everything Go's simple folding does (it also folds ``ß`` with
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final
 
 import orjson
@@ -73,38 +74,32 @@ def parse_object(body: bytes) -> dict[str, Any]:
     return data
 
 
-def check_unambiguous(data: Any) -> None:
+def check_unambiguous(data: Any, depth: int = 1) -> None:
     """Refuse nesting past ``MAX_DEPTH`` and keys that collide under folding.
 
     orjson keeps the last of two identical keys, as Go does, so only keys that
-    differ in case (or by an escape, or a Unicode fold) can disagree.
+    differ in case (or by an escape, or a Unicode fold) can disagree. The
+    recursion is bounded by ``MAX_DEPTH``.
 
     Raises:
         BodyFormatError: too deep, or two keys of one object fold together.
     """
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise BodyFormatError("request body: nested too deeply")
-        if isinstance(value, dict):
-            if len(value) > 1:
-                _check_keys(value)
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
-
-
-def _check_keys(obj: dict[str, Any]) -> None:
-    seen: set[str] = set()
-    for key in obj:
-        folded = key.casefold()
-        if folded in seen:
+    if depth > MAX_DEPTH:
+        raise BodyFormatError("request body: nested too deeply")
+    if isinstance(data, dict):
+        if len(data) > 1 and len({key.casefold() for key in data}) != len(data):
             raise BodyFormatError(
                 "request body: two keys differ only in case; Ollama would read "
                 "the last of them"
             )
-        seen.add(folded)
+        values: Iterable[Any] = data.values()
+    elif isinstance(data, list):
+        values = data
+    else:
+        return
+    for value in values:
+        if isinstance(value, dict | list):
+            check_unambiguous(value, depth + 1)
 
 
 # The only non-ASCII characters whose Unicode simple fold is an ASCII letter

@@ -23,6 +23,7 @@ never cross a ``/``.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -122,8 +123,9 @@ def _shortest(host: str, namespace: str, model: str, tag: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_model(value: str) -> ModelRef:
-    """Resolve a model name the way Ollama will.
+    """Resolve a model name the way Ollama will (results are remembered).
 
     Args:
         value: the name as the request spelled it (untrusted).
