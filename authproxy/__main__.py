@@ -1,5 +1,5 @@
 """Run the command-line interface with ``python -m authproxy``."""
 
-from authproxy.cli import main
+from authproxy.cli.main import main
 
 raise SystemExit(main())

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable, Mapping
 import structlog
 from aiohttp import web
 
-from authproxy.headers import REQUEST_ID_HEADER
-from authproxy.state import REQUEST_ID_KEY
+from authproxy.proxy.headers import REQUEST_ID_HEADER
+from authproxy.web.appkeys import REQUEST_ID_KEY
 
 log = structlog.stdlib.get_logger(__name__)
 

@@ -17,15 +17,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from authproxy import logs
-from authproxy.app import create_app, server_kwargs
-from authproxy.config import Config
-from authproxy.configload import load_config
-from authproxy.httpserver import GuardedAppRunner
-from authproxy.keyadmin import CreatedKey, KeySpec, create_key
-from authproxy.keyrecord import ALL_SCOPES
-from authproxy.keystore import make_hasher
+from authproxy.config.load import load_config
+from authproxy.config.model import Config
+from authproxy.keys.lifecycle import CreatedKey, KeySpec, create_key
+from authproxy.keys.record import ALL_SCOPES
+from authproxy.keys.store import make_hasher
+from authproxy.server import logs
+from authproxy.server.httpserver import GuardedAppRunner
 from authproxy.times import Clock, utc_now
+from authproxy.web.app import create_app, server_kwargs
 from tests.fake_ollama.server import FakeOllama, create_fake
 
 # argon2's CHEAPEST profile: tests exercise the real code path, fast.

@@ -12,7 +12,7 @@ from typing import Any, Self
 import pytest
 import yaml
 
-from authproxy.keystore import TOKEN_RE
+from authproxy.keys.store import TOKEN_RE
 from tests.conftest import nested
 
 

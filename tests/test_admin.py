@@ -20,15 +20,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from openapi_spec_validator import validate
 
-from authproxy.admin import create_admin_app
-from authproxy.app import create_app
-from authproxy.chain import verify_files
-from authproxy.cli import main
-from authproxy.configload import load_config
-from authproxy.keystore import read_store
-from authproxy.openapi import OPENAPI
-from authproxy.state import WATCHER_KEY
+from authproxy.admin.app import create_admin_app
+from authproxy.admin.openapi import OPENAPI
+from authproxy.cli.main import main
+from authproxy.config.load import load_config
+from authproxy.keys.store import read_store
+from authproxy.metering.chain import verify_files
 from authproxy.times import utc_now
+from authproxy.web.app import create_app
+from authproxy.web.appkeys import WATCHER_KEY
 from tests.conftest import MakeKey, Secrets
 from tests.fake_ollama.server import FakeOllama
 

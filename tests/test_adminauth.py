@@ -8,11 +8,11 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from authproxy.admin import create_admin_app
-from authproxy.cli import main
-from authproxy.denialtrail import DenialTrail
-from authproxy.keystore import format_token
-from authproxy.state import VERIFIER_KEY
+from authproxy.admin.app import create_admin_app
+from authproxy.admin.denials import DenialTrail
+from authproxy.cli.main import main
+from authproxy.keys.store import format_token
+from authproxy.web.appkeys import VERIFIER_KEY
 from tests.conftest import MakeKey, poll_until
 
 WRONG = {"Authorization": f"Bearer {format_token('aaaaaaaaaaaa', 'x' * 43)}"}

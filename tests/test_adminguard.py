@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from authproxy.admin import create_admin_app
-from authproxy.adminguard import HostAllowList, request_host
-from authproxy.config import AdminConfig
-from authproxy.configload import load_config
+from authproxy.admin.app import create_admin_app
+from authproxy.admin.guard import HostAllowList, request_host
+from authproxy.config.load import load_config
+from authproxy.config.model import AdminConfig
 from authproxy.errors import ConfigError
-from authproxy.keystore import read_store
+from authproxy.keys.store import read_store
 from tests.conftest import LogCapture, MakeKey, read_audit
 
 JSON = {"Content-Type": "application/json"}

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from authproxy.audit import AuditWriter, rotated_files
-from authproxy.chain import (
+from authproxy.cli.main import main
+from authproxy.config.model import AuditConfig
+from authproxy.errors import ConfigError
+from authproxy.metering.audit import AuditWriter, rotated_files
+from authproxy.metering.chain import (
     GENESIS,
     ChainState,
     check_line,
@@ -19,10 +22,7 @@ from authproxy.chain import (
     tail_state,
     verify_files,
 )
-from authproxy.cli import main
-from authproxy.config import AuditConfig
-from authproxy.errors import ConfigError
-from authproxy.state import AUDIT_KEY
+from authproxy.web.appkeys import AUDIT_KEY
 from tests.conftest import poll_until, read_audit, wait_audit
 from tests.fake_ollama.server import FakeOllama
 

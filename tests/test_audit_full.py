@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from authproxy.audit import AuditWriter, rotated_files
-from authproxy.chain import (
+from authproxy.cli.main import main
+from authproxy.config.model import AuditConfig
+from authproxy.metering.audit import AuditWriter, rotated_files
+from authproxy.metering.chain import (
     ChainError,
     ChainState,
     check_line,
@@ -21,9 +23,7 @@ from authproxy.chain import (
     tail_state,
     verify_files,
 )
-from authproxy.cli import main
-from authproxy.config import AuditConfig
-from authproxy.state import AUDIT_KEY
+from authproxy.web.appkeys import AUDIT_KEY
 from tests.conftest import poll_until
 
 PAGE = os.sysconf("SC_PAGE_SIZE")  # tmpfs hands out space a page at a time

@@ -16,10 +16,10 @@ import pytest
 from argon2 import PasswordHasher
 from multidict import CIMultiDict
 
-from authproxy.keyadmin import revoke_key
-from authproxy.keystore import KeyTable, format_token, read_store, update_store
-from authproxy.state import VERIFIER_KEY, WATCHER_KEY
+from authproxy.keys.lifecycle import revoke_key
+from authproxy.keys.store import KeyTable, format_token, read_store, update_store
 from authproxy.times import utc_now
+from authproxy.web.appkeys import VERIFIER_KEY, WATCHER_KEY
 from tests.conftest import MakeKey, closed_port, poll_until
 from tests.fake_ollama.server import FakeOllama
 

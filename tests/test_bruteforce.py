@@ -14,13 +14,13 @@ import pytest
 from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import VerifyMismatchError
 
-from authproxy.argon2pool import decoy_hash
-from authproxy.bruteforce import FailureLimiter
-from authproxy.keyadmin import revoke_key
-from authproxy.keystore import format_token
-from authproxy.minting import mint_key_token
-from authproxy.state import BRUTE_FORCE_KEY, VERIFIER_KEY, WATCHER_KEY
+from authproxy.auth.argon2pool import decoy_hash
+from authproxy.auth.bruteforce import FailureLimiter
+from authproxy.auth.minting import mint_key_token
+from authproxy.keys.lifecycle import revoke_key
+from authproxy.keys.store import format_token
 from authproxy.times import utc_now
+from authproxy.web.appkeys import BRUTE_FORCE_KEY, VERIFIER_KEY, WATCHER_KEY
 from tests.conftest import MakeKey, poll_until
 from tests.fake_ollama.server import FakeOllama
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from authproxy.admin import create_admin_app
-from authproxy.chain import check_line
-from authproxy.cli import main
-from authproxy.keystore import TOKEN_RE, read_store
+from authproxy.admin.app import create_admin_app
+from authproxy.cli.main import main
+from authproxy.keys.store import TOKEN_RE, read_store
+from authproxy.metering.chain import check_line
 from tests.conftest import wait_audit
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from authproxy.cli import main
-from authproxy.keystore import load_store
+from authproxy.cli.main import main
+from authproxy.keys.store import load_store
 from tests.conftest import closed_port
 
 

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
-from authproxy.cli import build_parser, overrides_from
-from authproxy.config import Config
-from authproxy.configload import as_dict, config_keys, env_overrides, load_config
+from authproxy.cli.main import build_parser, overrides_from
+from authproxy.config.load import as_dict, config_keys, env_overrides, load_config
+from authproxy.config.model import Config
+from authproxy.config.schema import seconds, size
 from authproxy.errors import ConfigError
-from authproxy.schema import seconds, size
 
 
 class TestDefaults:

@@ -7,7 +7,7 @@ import base64
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from authproxy.credentials import Credential, CredentialError, parse_credentials
+from authproxy.auth.credentials import Credential, CredentialError, parse_credentials
 
 
 def headers(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:

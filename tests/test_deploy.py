@@ -58,8 +58,8 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestServer
 
-from authproxy.configload import config_keys
-from authproxy.keystore import TOKEN_RE
+from authproxy.config.load import config_keys
+from authproxy.keys.store import TOKEN_RE
 from tests.conftest import CHEAP_ARGON2, Secrets
 from tests.fake_ollama.server import FakeOllama
 from tests.serving import ServeProcess
@@ -389,9 +389,9 @@ def in_build_context(relative: str) -> bool:
     [
         ("pyproject.toml", True),
         ("README.md", True),
-        ("authproxy/cli.py", True),
+        ("authproxy/cli/main.py", True),
         ("authproxy/py.typed", True),
-        ("authproxy/__pycache__/cli.cpython-311.pyc", False),
+        ("authproxy/cli/__pycache__/main.cpython-311.pyc", False),
         ("keys/keys.yaml", False),
         ("keys/README.md", False),
         ("audit/usage.jsonl", False),
@@ -449,8 +449,8 @@ def test_build_context_builds_a_wheel_with_the_console_script(
         names = archive.namelist()
         (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]
         scripts = archive.read(entry_points).decode()
-    assert "authproxy = authproxy.cli:main" in scripts
-    assert "authproxy/cli.py" in names
+    assert "authproxy = authproxy.cli.main:main" in scripts
+    assert "authproxy/cli/main.py" in names
     assert "authproxy/py.typed" in names
     assert not [n for n in names if "__pycache__" in n or n.startswith("tests/")]
 

@@ -24,7 +24,7 @@ import pytest
 import zstandard
 from aiohttp.test_utils import TestClient
 
-from authproxy.jsonbody import _NON_ASCII_FOLDS
+from authproxy.proxy.jsonbody import _NON_ASCII_FOLDS
 from tests.conftest import MakeKey, StartProxy
 
 GO_SOURCE = Path(__file__).parent / "goupstream" / "main.go"

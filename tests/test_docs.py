@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from authproxy.cli import build_parser
-from authproxy.configload import config_keys
+from authproxy.cli.main import build_parser
+from authproxy.config.load import config_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from authproxy.formbody import boundary_of, form_field
-from authproxy.jsonbody import BodyFormatError
+from authproxy.proxy.formbody import boundary_of, form_field
+from authproxy.proxy.jsonbody import BodyFormatError
 
 CTYPE = "multipart/form-data; boundary=B"
 

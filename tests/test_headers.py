@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from authproxy.headers import (
+from authproxy.proxy.headers import (
     TRUST_MEMO_SIZE,
     TrustedProxies,
     client_address,

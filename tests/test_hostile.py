@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from authproxy.credentials import Credential, CredentialError, parse_credentials
-from authproxy.state import UPSTREAM_KEY
+from authproxy.auth.credentials import Credential, CredentialError, parse_credentials
+from authproxy.web.appkeys import UPSTREAM_KEY
 from tests.fake_ollama.server import FakeOllama
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from authproxy.jsonbody import (
+from authproxy.proxy.jsonbody import (
     MAX_DEPTH,
     BodyFormatError,
     folded_get,

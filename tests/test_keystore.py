@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 
-from authproxy.config import Argon2Config
+from authproxy.config.model import Argon2Config
 from authproxy.errors import KeyStoreError
-from authproxy.keyadmin import KeySpec, create_key
-from authproxy.keystore import (
+from authproxy.keys.lifecycle import KeySpec, create_key
+from authproxy.keys.store import (
     KeyRecord,
     KeyTable,
     dump_store,

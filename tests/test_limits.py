@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from authproxy.bruteforce import FailureLimiter, client_bucket
-from authproxy.cli import main
-from authproxy.keystore import format_token, read_store
-from authproxy.state import KEY_LIMITS_KEY, VERIFIER_KEY
+from authproxy.auth.bruteforce import FailureLimiter, client_bucket
+from authproxy.cli.main import main
+from authproxy.keys.store import format_token, read_store
 from authproxy.times import utc_now
+from authproxy.web.appkeys import KEY_LIMITS_KEY, VERIFIER_KEY
 from tests.conftest import MakeKey
 from tests.fake_ollama.server import FakeOllama
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from authproxy import logs
-from authproxy.bounds import MAX_CLIENT, MAX_PATH, clip
+from authproxy.metering.bounds import MAX_CLIENT, MAX_PATH, clip
+from authproxy.server import logs
 from tests.conftest import poll_until, wait_audit
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from authproxy.admin import create_admin_app
+from authproxy.admin.app import create_admin_app
 from tests.conftest import MakeKey, wait_audit
 from tests.fake_ollama.server import FakeOllama
 

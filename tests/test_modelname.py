@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from authproxy.modelname import (
+from authproxy.policy.names import (
     MAX_NAME_LENGTH,
     ModelNameError,
     is_cloud_model,

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from authproxy.keyrecord import ALL_SCOPES
-from authproxy.policy import filter_listing, missing_scope
-from authproxy.routes import RouteClass, classify
+from authproxy.keys.record import ALL_SCOPES
+from authproxy.policy.routes import RouteClass, classify
+from authproxy.policy.rules import filter_listing, missing_scope
 from tests.fake_ollama import wire
 
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 import zstandard
 
-from authproxy.state import UPSTREAM_KEY
+from authproxy.web.appkeys import UPSTREAM_KEY
 from tests.conftest import closed_port, upstream_saw_disconnect, wait_audit
 from tests.fake_ollama.server import FakeOllama
 

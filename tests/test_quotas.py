@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from authproxy.exchange import Exchange
-from authproxy.keylimits import KeyLimiter, Refusal, Ticket
-from authproxy.keyrecord import KeyLimits
-from authproxy.ratelimit import token_estimate
-from authproxy.routes import RouteClass
-from authproxy.state import KEY_LIMITS_KEY
+from authproxy.keys.record import KeyLimits
+from authproxy.limits.middleware import token_estimate
+from authproxy.limits.quotas import KeyLimiter, Refusal, Ticket
+from authproxy.metering.exchange import Exchange
+from authproxy.policy.routes import RouteClass
+from authproxy.web.appkeys import KEY_LIMITS_KEY
 from tests.conftest import MakeKey, closed_port, poll_until, read_audit, wait_audit
 from tests.fake_ollama.server import FakeOllama
 

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
-from authproxy.configload import load_config
-from authproxy.server import create_redirect_runner
+from authproxy.config.load import load_config
+from authproxy.server.serve import create_redirect_runner
 from tests.conftest import LogCapture, Secrets
 from tests.test_hostile import raw
 

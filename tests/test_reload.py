@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from authproxy.cli import main
-from authproxy.state import VERIFIER_KEY, WATCHER_KEY
+from authproxy.cli.main import main
+from authproxy.web.appkeys import VERIFIER_KEY, WATCHER_KEY
 from tests.conftest import poll_until
 from tests.fake_ollama.server import FakeOllama
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from authproxy.audit import AuditWriter
-from authproxy.cli import main
-from authproxy.config import AuditConfig
+from authproxy.cli.main import main
+from authproxy.config.model import AuditConfig
+from authproxy.metering.audit import AuditWriter
 
 RECORDS: list[dict[str, Any]] = [
     {

@@ -6,8 +6,8 @@ from http import HTTPStatus
 
 from aiohttp import web
 
-from authproxy.context import request_context_middleware
 from authproxy.responses import error_middleware, json_error
+from authproxy.web.context import request_context_middleware
 
 
 async def test_unexpected_error_is_a_logged_json_500(

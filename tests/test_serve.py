@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 import yaml
 
-from authproxy.chain import verify_files
-from authproxy.keystore import TOKEN_RE
+from authproxy.keys.store import TOKEN_RE
+from authproxy.metering.chain import verify_files
 from tests.conftest import (
     Secrets,
     nested,

@@ -9,9 +9,9 @@ from pathlib import Path
 import jwt
 import pytest
 
-from authproxy.config import JWTConfig
+from authproxy.config.model import JWTConfig
 from authproxy.errors import KeyStoreError
-from authproxy.signing import (
+from authproxy.keys.signing import (
     TokenError,
     decode,
     load_signing_keys,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from authproxy.cli import main
-from authproxy.configload import load_config
+from authproxy.cli.main import main
+from authproxy.config.load import load_config
 from authproxy.errors import ConfigError
 from authproxy.times import (
     MAX_DURATION,

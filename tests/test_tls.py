@@ -21,17 +21,17 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from pytest_aiohttp import AiohttpServer
 
-from authproxy.app import create_app, server_kwargs
-from authproxy.cli import build_parser, main, overrides_from
-from authproxy.config import TLSConfig
-from authproxy.configload import load_config
+from authproxy.cli.main import build_parser, main, overrides_from
+from authproxy.config.load import load_config
+from authproxy.config.model import TLSConfig
 from authproxy.errors import ConfigError
-from authproxy.tls import (
+from authproxy.server.tls import (
     INTERMEDIATE_CIPHERS,
     CertificateReloader,
     create_server_context,
     load_server_context,
 )
+from authproxy.web.app import create_app, server_kwargs
 from tests.conftest import LogCapture, Secrets, nested, read_audit, wait_audit
 from tests.fake_ollama.server import FakeOllama
 from tests.serving import ServeProcess, first_token

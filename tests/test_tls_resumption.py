@@ -14,9 +14,9 @@ import pytest
 import trustme
 from pytest_aiohttp import AiohttpServer
 
-from authproxy.app import create_app, server_kwargs
-from authproxy.configload import load_config
-from authproxy.tls import CertificateReloader
+from authproxy.config.load import load_config
+from authproxy.server.tls import CertificateReloader
+from authproxy.web.app import create_app, server_kwargs
 from tests.test_tls import write_pair
 
 # How the client asks to resume: TLS 1.2 by ticket (RFC 5077) or by the

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from authproxy.usage import (
+from authproxy.metering.usage import (
     Usage,
     UsageParser,
     estimate_prompt_tokens,

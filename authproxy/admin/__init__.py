@@ -1,0 +1,1 @@
+"""The admin API: its application, authentication, input checks and OpenAPI."""

@@ -1,0 +1,303 @@
+"""The admin API: a JSON application on its own listener (never the proxy port)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import structlog
+from aiohttp import web
+
+from authproxy.admin.auth import (
+    ACTOR_KEY,
+    MAIN_APP_KEY,
+    IdempotencyCache,
+    admin_auth_middleware,
+    record,
+    setup_admin_auth,
+)
+from authproxy.admin.body import (
+    BadRequestError,
+    parse_grace,
+    parse_json_object,
+    parse_key_spec,
+    parse_ttl,
+    parse_update,
+    parse_usage_query,
+)
+from authproxy.admin.guard import (
+    ALLOWED_HOSTS_KEY,
+    HostAllowList,
+    admin_guard_middleware,
+)
+from authproxy.admin.openapi import OPENAPI
+from authproxy.auth.minting import mint_key_token
+from authproxy.config.model import signing_key_file
+from authproxy.errors import Denied, KeyNotFoundError, KeyStoreError
+from authproxy.keys.lifecycle import (
+    create_key,
+    describe,
+    find_key,
+    revoke_key,
+    rotate_key,
+    update_key,
+)
+from authproxy.keys.signing import load_signing_keys
+from authproxy.keys.store import make_hasher
+from authproxy.metering.audit import rotated_files
+from authproxy.metering.report import aggregate, as_rows, read_records
+from authproxy.proxy.body import defer_expect
+from authproxy.responses import error_middleware, json_error
+from authproxy.times import Clock, utc_now
+from authproxy.web.app import metrics_response
+from authproxy.web.appkeys import CONFIG_KEY, METRICS_KEY, VERIFIER_KEY, WATCHER_KEY
+from authproxy.web.context import request_context_middleware
+
+log = structlog.stdlib.get_logger(__name__)
+
+T = TypeVar("T")
+IDEMPOTENCY_KEY: Final = web.AppKey("idempotency", IdempotencyCache)
+CLOCK_KEY: Final = web.AppKey["Clock"]("admin_clock")
+Route = Callable[[web.Request], Any]
+
+
+def create_admin_app(
+    main_app: web.Application, *, clock: Clock = utc_now
+) -> web.Application:
+    """Build the admin API for a running proxy application."""
+    # Order matters: the request id first; then the JSON 500 boundary, so even
+    # a bug answers in JSON without a traceback on the wire; then the guard,
+    # which reads headers only and so runs before authentication's argon2
+    # work and admin-trail records; then authentication.
+    app = web.Application(
+        middlewares=[
+            request_context_middleware,
+            error_middleware,
+            admin_guard_middleware,
+            admin_auth_middleware,
+        ]
+    )
+    app[MAIN_APP_KEY] = main_app
+    app[ALLOWED_HOSTS_KEY] = HostAllowList.from_config(main_app[CONFIG_KEY].admin)
+    app[CLOCK_KEY] = clock
+    ttl = main_app[CONFIG_KEY].admin.idempotency_ttl
+    app[IDEMPOTENCY_KEY] = IdempotencyCache(ttl)
+    setup_admin_auth(app)
+    r = app.router
+    r.add_get("/admin/openapi.json", openapi, name="openapi")
+    r.add_post("/admin/keys", create, name="create_key", expect_handler=defer_expect)
+    r.add_get("/admin/keys", list_keys, name="list_keys")
+    r.add_get("/admin/keys/{id}", show, name="show_key")
+    r.add_patch(
+        "/admin/keys/{id}", update, name="update_key", expect_handler=defer_expect
+    )
+    r.add_post(
+        "/admin/keys/{id}/rotate",
+        rotate,
+        name="rotate_key",
+        expect_handler=defer_expect,
+    )
+    r.add_post(
+        "/admin/keys/{id}/revoke",
+        revoke,
+        name="revoke_key",
+        expect_handler=defer_expect,
+    )
+    r.add_post(
+        "/admin/keys/{id}/tokens", token, name="mint_token", expect_handler=defer_expect
+    )
+    r.add_get("/admin/usage", usage, name="usage")
+    r.add_get("/metrics", metrics, name="metrics")
+    return app
+
+
+def _main(request: web.Request) -> web.Application:
+    return request.app[MAIN_APP_KEY]
+
+
+async def _blocking(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(func, *args, **kwargs))
+
+
+async def _applied(request: web.Request) -> None:
+    """Put a store change in service now (revocations act within a second)."""
+    await _main(request)[WATCHER_KEY].reload(force=True)
+
+
+def _errors(handler: Route) -> Route:
+    """Map domain errors to 400/404 JSON that names the field."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        except BadRequestError as err:
+            return json_error(request, 400, str(err))
+        except Denied as err:
+            return json_error(request, err.status, err.message, list(err.headers))
+        except KeyNotFoundError:
+            return json_error(request, 404, "key not found")
+        except KeyStoreError as err:
+            return json_error(request, 400, str(err))
+
+    return wrapped
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: the Prometheus exposition (admin listener, no credential)."""
+    return metrics_response(_main(request)[METRICS_KEY])
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """Serve the OpenAPI 3.1 document."""
+    return web.json_response(OPENAPI)
+
+
+@_errors
+async def create(request: web.Request) -> web.Response:
+    """POST /admin/keys: create a key; the token is in this reply only."""
+    body = await parse_json_object(request)
+    config = _main(request)[CONFIG_KEY]
+    now = request.app[CLOCK_KEY]()
+    cache = request.app[IDEMPOTENCY_KEY]
+    replay = cache.get(request, "create", "", body)
+    if replay is not None:
+        return replay
+    spec = parse_key_spec(body, now)
+    created = await _blocking(
+        create_key, _store(request), make_hasher(config.keys.argon2), spec, now=now
+    )
+    await _applied(request)
+    await record(request, "create", created.record, {"scopes": list(spec.scopes)})
+    data = {**describe(created.record, now), "token": created.token}
+    return cache.put(request, "create", "", body, web.json_response(data, status=201))
+
+
+@_errors
+async def list_keys(request: web.Request) -> web.Response:
+    """GET /admin/keys: every key, without hashes or secrets."""
+    now = request.app[CLOCK_KEY]()
+    table = _main(request)[VERIFIER_KEY].table
+    return web.json_response({"keys": [describe(r, now) for r in table.records]})
+
+
+@_errors
+async def show(request: web.Request) -> web.Response:
+    """GET /admin/keys/{id}: one key (id or name)."""
+    now = request.app[CLOCK_KEY]()
+    record_ = find_key(_main(request)[VERIFIER_KEY].table, request.match_info["id"])
+    return web.json_response(describe(record_, now))
+
+
+@_errors
+async def update(request: web.Request) -> web.Response:
+    """PATCH /admin/keys/{id}: change scopes, models, expiry, disabled, note."""
+    now = request.app[CLOCK_KEY]()
+    changes = parse_update(await parse_json_object(request), now)
+    updated = await _blocking(
+        update_key, _store(request), request.match_info["id"], changes, now=now
+    )
+    await _applied(request)
+    await record(request, "update", updated, {"fields": sorted(changes)})
+    return web.json_response(describe(updated, now))
+
+
+@_errors
+async def rotate(request: web.Request) -> web.Response:
+    """POST /admin/keys/{id}/rotate: new token; the old one works for the grace."""
+    body = await parse_json_object(request, allow_empty=True)
+    ref = request.match_info["id"]
+    cache = request.app[IDEMPOTENCY_KEY]
+    replay = cache.get(request, "rotate", ref, body)
+    if replay is not None:
+        return replay
+    grace = parse_grace(body)
+    config = _main(request)[CONFIG_KEY]
+    now = request.app[CLOCK_KEY]()
+    rotated = await _blocking(
+        rotate_key,
+        _store(request),
+        make_hasher(config.keys.argon2),
+        ref,
+        grace=grace,
+        now=now,
+    )
+    await _applied(request)
+    await record(
+        request, "rotate", rotated.record, {"grace_seconds": grace.total_seconds()}
+    )
+    data = {
+        **describe(rotated.record, now),
+        "token": rotated.token,
+        "previous_valid_until": (now + grace).isoformat() if grace else None,
+    }
+    return cache.put(request, "rotate", ref, body, web.json_response(data))
+
+
+@_errors
+async def revoke(request: web.Request) -> web.Response:
+    """POST /admin/keys/{id}/revoke: disable for good, effective at once."""
+    now = request.app[CLOCK_KEY]()
+    revoked, changed = await _blocking(
+        revoke_key, _store(request), request.match_info["id"], now=now
+    )
+    await _applied(request)
+    if changed:
+        await record(request, "revoke", revoked, {})
+    return web.json_response({**describe(revoked, now), "changed": changed})
+
+
+@_errors
+async def token(request: web.Request) -> web.Response:
+    """POST /admin/keys/{id}/tokens: a short-lived JWT with at most the key's rights."""
+    body = await parse_json_object(request, allow_empty=True)
+    config = _main(request)[CONFIG_KEY]
+    now = request.app[CLOCK_KEY]()
+    record_ = find_key(_main(request)[VERIFIER_KEY].table, request.match_info["id"])
+    keys = await _blocking(load_signing_keys, config.jwt, signing_key_file(config))
+    scopes, models = body.get("scopes"), body.get("models")
+    minted = mint_key_token(
+        keys,
+        record_,
+        ttl=parse_ttl(body),
+        max_ttl=timedelta(seconds=config.jwt.max_ttl),
+        now=now,
+        scopes=scopes,
+        models=models,
+    )
+    await record(
+        request,
+        "token",
+        record_,
+        {"ttl": body.get("ttl", "15m"), "scopes": minted["scopes"]},
+    )
+    return web.json_response(minted, status=201)
+
+
+@_errors
+async def usage(request: web.Request) -> web.Response:
+    """GET /admin/usage?since=&until=&by=: the audit log's numbers."""
+    now = request.app[CLOCK_KEY]()
+    by, since, until = parse_usage_query(request.query, now)
+    config = _main(request)[CONFIG_KEY]
+
+    def compute() -> list[dict[str, Any]]:
+        files = [p for p in rotated_files(Path(config.audit.file)) if p.exists()]
+        return as_rows(
+            aggregate(read_records(files), by=by, since=since, until=until), by
+        )
+
+    rows = await _blocking(compute)
+    return web.json_response({"by": by, "rows": rows})
+
+
+def _store(request: web.Request) -> Path:
+    return Path(_main(request)[CONFIG_KEY].keys.file)
+
+
+__all__ = ["ACTOR_KEY", "create_admin_app"]

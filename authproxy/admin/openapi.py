@@ -1,0 +1,353 @@
+"""The admin API's OpenAPI 3.1 document (a test checks it against the router)."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from authproxy import __version__
+from authproxy.keys.record import ALL_SCOPES, MAX_LIMIT
+from authproxy.times import MAX_DURATION
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "invalid input; the message names the field",
+        401: "no or invalid admin credential",
+        403: "the credential lacks the admin scope, or a write is cross-site "
+        "(Origin or Sec-Fetch-Site)",
+        404: "no key with this id or name",
+        409: "Idempotency-Key reused with a different request",
+        415: "a write without Content-Type: application/json (even with no body)",
+        421: "the Host is not loopback, the admin.listen host or in "
+        "admin.allowed_hosts (DNS rebinding)",
+    }
+    return {str(c): _json(_ref("Error"), text[c]) for c in codes}
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+_KEY_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "key id or name",
+    "schema": {"type": "string"},
+}
+_IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "a retry with the same value returns the first result",
+    "schema": {"type": "string", "maxLength": 200},
+}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_LIMIT = {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_LIMIT}
+_LIMITS = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "0 or null means unlimited",
+    "properties": {
+        "requests_per_minute": _LIMIT,
+        "concurrent": _LIMIT,
+        "tokens_per_day": _LIMIT,
+        "tokens_per_month": _LIMIT,
+    },
+}
+_TIME = {"type": ["string", "null"], "description": "RFC 3339 time or a duration (30d)"}
+_DURATION = {
+    "description": "at most 100 years",
+    "oneOf": [
+        {"type": "string", "examples": ["15m", "24h"]},
+        {"type": "number", "minimum": 0, "maximum": MAX_DURATION.total_seconds()},
+    ],
+}
+
+SCHEMAS: Final[dict[str, Any]] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+    },
+    "Key": {
+        "type": "object",
+        "required": ["id", "name", "kind", "scopes", "models", "status"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[a-z2-7]{12}$"},
+            "name": {"type": "string"},
+            "kind": {"enum": ["token", "password"]},
+            "scopes": {"type": "array", "items": {"enum": list(ALL_SCOPES)}},
+            "models": _STRINGS,
+            "limits": _LIMITS,
+            "note": {"type": ["string", "null"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            "disabled": {"type": "boolean"},
+            "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+            "tokens_valid_after": {"type": ["string", "null"], "format": "date-time"},
+            "previous": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"until": {"type": "string", "format": "date-time"}},
+                },
+            },
+            "status": {"enum": ["active", "disabled", "expired", "revoked"]},
+        },
+    },
+    "KeyWithToken": {
+        "allOf": [
+            _ref("Key"),
+            {
+                "type": "object",
+                "properties": {
+                    "token": {
+                        "type": ["string", "null"],
+                        "description": "shown only in this reply",
+                    },
+                },
+            },
+        ]
+    },
+    "NewKey": {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string"},
+            "scopes": {"type": "array", "items": {"enum": list(ALL_SCOPES)}},
+            "models": _STRINGS,
+            "limits": _LIMITS,
+            "expires_at": _TIME,
+            "note": {"type": "string"},
+            "password": {"type": "string", "minLength": 12},
+        },
+    },
+    "KeyChanges": {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": {
+            "scopes": {"type": "array", "items": {"enum": list(ALL_SCOPES)}},
+            "models": _STRINGS,
+            "limits": _LIMITS,
+            "expires_at": _TIME,
+            "disabled": {"type": "boolean"},
+            "note": {"type": ["string", "null"]},
+        },
+    },
+    "Token": {
+        "type": "object",
+        "required": ["token", "key_id", "expires_at"],
+        "properties": {
+            "token": {"type": "string"},
+            "key_id": {"type": "string"},
+            "scopes": _STRINGS,
+            "models": _STRINGS,
+            "expires_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "UsageRow": {
+        "type": "object",
+        "properties": {
+            "key": {"type": "string"},
+            "model": {"type": "string"},
+            "day": {"type": "string"},
+            "requests": {"type": "integer"},
+            "denied": {"type": "integer"},
+            "prompt_tokens": {"type": "integer"},
+            "completion_tokens": {"type": "integer"},
+            "total_tokens": {"type": "integer"},
+            "estimated_share": {"type": "number"},
+        },
+    },
+}
+
+PATHS: Final[dict[str, Any]] = {
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics (no credential needed on this listener)",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **_errors(421),
+            },
+        }
+    },
+    "/admin/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document (no credential needed)",
+            "security": [],
+            "responses": {
+                "200": {"description": "OpenAPI 3.1 document"},
+                **_errors(421),
+            },
+        }
+    },
+    "/admin/keys": {
+        "post": {
+            "operationId": "create_key",
+            "summary": "Create a key; its token is returned once",
+            "parameters": [_IDEMPOTENCY],
+            "requestBody": _body(_ref("NewKey")),
+            "responses": {
+                "201": _json(_ref("KeyWithToken"), "the key and its token"),
+                **_errors(400, 401, 403, 409, 415, 421),
+            },
+        },
+        "get": {
+            "operationId": "list_keys",
+            "summary": "List keys (never hashes or secrets)",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"keys": {"type": "array", "items": _ref("Key")}},
+                    },
+                    "all keys",
+                ),
+                **_errors(401, 403, 421),
+            },
+        },
+    },
+    "/admin/keys/{id}": {
+        "parameters": [_KEY_ID],
+        "get": {
+            "operationId": "show_key",
+            "summary": "Show one key",
+            "responses": {
+                "200": _json(_ref("Key"), "the key"),
+                **_errors(401, 403, 404, 421),
+            },
+        },
+        "patch": {
+            "operationId": "update_key",
+            "summary": "Change scopes, models, expires_at, disabled or note",
+            "requestBody": _body(_ref("KeyChanges")),
+            "responses": {
+                "200": _json(_ref("Key"), "the changed key"),
+                **_errors(400, 401, 403, 404, 415, 421),
+            },
+        },
+    },
+    "/admin/keys/{id}/rotate": {
+        "parameters": [_KEY_ID],
+        "post": {
+            "operationId": "rotate_key",
+            "summary": "New token, same id; the old one works for the grace period",
+            "parameters": [_IDEMPOTENCY],
+            "requestBody": _body(
+                {"type": "object", "properties": {"grace": _DURATION}}, required=False
+            ),
+            "responses": {
+                "200": _json(_ref("KeyWithToken"), "the key and its new token"),
+                **_errors(400, 401, 403, 404, 409, 415, 421),
+            },
+        },
+    },
+    "/admin/keys/{id}/revoke": {
+        "parameters": [_KEY_ID],
+        "post": {
+            "operationId": "revoke_key",
+            "summary": "Revoke for good; effective at once, cached or not",
+            "responses": {
+                "200": _json(_ref("Key"), "the revoked key"),
+                **_errors(401, 403, 404, 415, 421),
+            },
+        },
+    },
+    "/admin/keys/{id}/tokens": {
+        "parameters": [_KEY_ID],
+        "post": {
+            "operationId": "mint_token",
+            "summary": "Mint a short-lived JWT with at most the key's rights",
+            "requestBody": _body(
+                {
+                    "type": "object",
+                    "properties": {
+                        "ttl": _DURATION,
+                        "models": _STRINGS,
+                        "scopes": _STRINGS,
+                    },
+                },
+                required=False,
+            ),
+            "responses": {
+                "201": _json(_ref("Token"), "the JWT"),
+                **_errors(400, 401, 403, 404, 415, 421),
+            },
+        },
+    },
+    "/admin/usage": {
+        "get": {
+            "operationId": "usage",
+            "summary": "Token usage from the audit log",
+            "parameters": [
+                {"name": "since", "in": "query", "schema": {"type": "string"}},
+                {"name": "until", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "by",
+                    "in": "query",
+                    "description": "key, model and/or day (repeat or comma-separate)",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "by": _STRINGS,
+                            "rows": {"type": "array", "items": _ref("UsageRow")},
+                        },
+                    },
+                    "usage rows",
+                ),
+                **_errors(400, 401, 403, 421),
+            },
+        }
+    },
+}
+
+OPENAPI: Final[dict[str, Any]] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "authproxy admin API",
+        "version": __version__,
+        "description": "Key life-cycle and usage for authproxy. Listens on "
+        "admin.listen (loopback by default), never on the proxy port. Every "
+        "POST and PATCH must send Content-Type: application/json, even without "
+        "a body; the Host must be loopback, the admin.listen host or in "
+        "admin.allowed_hosts.",
+    },
+    "servers": [{"url": "http://127.0.0.1:11436"}],
+    "security": [{"bearer": []}],
+    "components": {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "an API key with the admin scope, or an admin JWT",
+            }
+        },
+        "schemas": SCHEMAS,
+    },
+    "paths": PATHS,
+}

@@ -1,0 +1,1 @@
+"""Authentication: credentials, principals, verification, JWTs, brute-force limits."""

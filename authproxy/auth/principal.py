@@ -1,0 +1,86 @@
+"""Who a verified credential belongs to, why a check failed, the limiter gate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from authproxy.errors import AuthenticationError
+from authproxy.keys.record import KeyRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: which key, how it was presented, what it may do."""
+
+    key_id: str
+    key_name: str
+    scheme: str
+    scopes: frozenset[str] = frozenset()
+    model_rules: tuple[tuple[str, ...], ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        record: KeyRecord,
+        scheme: str,
+        scopes: frozenset[str] | None = None,
+        token_models: tuple[str, ...] = (),
+    ) -> Principal:
+        """Build the principal of a verified key (optionally narrowed by a JWT)."""
+        key_scopes = frozenset(record.scopes)
+        return cls(
+            record.id,
+            record.name,
+            scheme,
+            key_scopes if scopes is None else key_scopes & scopes,
+            tuple(r for r in (record.models, token_models) if r),
+        )
+
+
+class VerifyFailedError(AuthenticationError):
+    """Verification failed; ``reason`` and ``key_id`` are safe to log."""
+
+    def __init__(self, reason: str, key_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.key_id = key_id
+
+
+class GuessRefusedError(AuthenticationError):
+    """The client may not start another argon2 check now (brute-force limiter)."""
+
+
+class Gate(Protocol):
+    """Admits a client's argon2 checks; the verifier settles each one it admitted."""
+
+    def enter(self) -> bool:
+        """Reserve one argon2 check for the client; ``False`` refuses it."""
+
+    def settle(self, *, failed: bool) -> None:
+        """Release the reservation once the check has finished (failed or not)."""
+
+
+def check_usable(record: KeyRecord, now: datetime) -> None:
+    """Refuse a disabled or expired key.
+
+    Raises:
+        VerifyFailedError: the key is disabled or not usable at ``now``.
+    """
+    if record.disabled:
+        raise VerifyFailedError("disabled", record.id)
+    if not record.usable_at(now):
+        raise VerifyFailedError("expired", record.id)
+
+
+@dataclass(slots=True)
+class VerifyStats:
+    """Counters for tests, logs and metrics."""
+
+    cache_hits: int = 0
+    cache_misses: int = 0
+    argon2_verifications: int = 0
+    jwt_verifications: int = 0
+    shared_verifications: int = 0
+    rehashes: int = 0

@@ -1,0 +1,300 @@
+"""The ``authproxy keys`` commands: create, list, show, update, rotate, revoke, check.
+
+Human output passes stored text through ``printable``: a note set through the
+admin API may carry terminal escape sequences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from authproxy.cli.common import (
+    AddOptions,
+    log_action,
+    print_result,
+    printable,
+    split_list,
+    store,
+)
+from authproxy.cli.ops import cmd_check_keys
+from authproxy.cli.tokens import add_token_commands
+from authproxy.config.model import Config
+from authproxy.errors import KeyStoreError
+from authproxy.keys.lifecycle import (
+    KeySpec,
+    create_key,
+    describe,
+    find_key,
+    format_when,
+    revoke_key,
+    rotate_key,
+    update_key,
+)
+from authproxy.keys.record import DEFAULT_SCOPES
+from authproxy.keys.store import KeyTable, make_hasher, read_store
+from authproxy.times import parse_duration, parse_when, utc_now
+
+
+def add_keys_commands(commands: Any, add_options: AddOptions) -> None:
+    """Register ``keys ...``, ``admin-token`` and ``signing-key rotate``."""
+    keys = commands.add_parser("keys", help="manage API keys")
+    sub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, handler: Any, ref: bool = True) -> Any:
+        parser = sub.add_parser(name, help=help_text, description=help_text)
+        add_options(parser)
+        if ref:
+            parser.add_argument("ref", metavar="ID|NAME", help="key id or name")
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.set_defaults(handler=handler)
+        return parser
+
+    create = command(
+        "create", "create a key and print its token once", cmd_create, ref=False
+    )
+    create.add_argument("name", help="unique key name (also the Basic username)")
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read a chosen password from stdin (Basic auth only) instead of "
+        "generating a token",
+    )
+    _policy_options(create, expires_help="RFC 3339 time or a duration (30d, 12h)")
+    command("list", "list keys (never secrets or hashes)", cmd_list, ref=False)
+    command("show", "show one key", cmd_show)
+    update = command(
+        "update", "change a key's scopes, models, expiry, state or note", cmd_update
+    )
+    _policy_options(update, expires_help="RFC 3339 time, a duration, or 'never'")
+    state = update.add_mutually_exclusive_group()
+    state.add_argument("--disable", action="store_true", help="disable the key")
+    state.add_argument("--enable", action="store_true", help="enable the key again")
+    rotate = command(
+        "rotate", "give a key a new token; the old one works for --grace", cmd_rotate
+    )
+    rotate.add_argument(
+        "--grace",
+        default="0",
+        metavar="DURATION",
+        help="how long the previous token keeps working (default 0: not at all)",
+    )
+    command("revoke", "revoke a key for good (its JWTs die too)", cmd_revoke)
+    check = command(
+        "check",
+        "check that the store loads (after a hand edit); --rewrite upgrades it",
+        cmd_check_keys,
+        ref=False,
+    )
+    check.add_argument(
+        "--rewrite",
+        action="store_true",
+        help="rewrite a store that loads in the current format, with its "
+        "completeness mark",
+    )
+    add_token_commands(commands, command, add_options)
+
+
+def _policy_options(parser: argparse.ArgumentParser, *, expires_help: str) -> None:
+    parser.add_argument(
+        "--scopes",
+        type=split_list,
+        metavar="LIST",
+        help=f"comma list of scopes (default for new keys: {','.join(DEFAULT_SCOPES)})",
+    )
+    parser.add_argument(
+        "--models",
+        type=split_list,
+        metavar="LIST",
+        help="comma list of allowed model names or globs (empty: all models)",
+    )
+    parser.add_argument("--expires", metavar="WHEN", help=expires_help)
+    for flag, name in LIMIT_FLAGS:
+        parser.add_argument(
+            flag, type=int, metavar="N", dest=name, help=f"limit {name} (0: none)"
+        )
+    parser.add_argument("--note", help="free text, for people")
+
+
+LIMIT_FLAGS = (
+    ("--rpm", "requests_per_minute"),
+    ("--concurrency", "concurrent"),
+    ("--tokens-per-day", "tokens_per_day"),
+    ("--tokens-per-month", "tokens_per_month"),
+)
+
+
+def _limits(args: argparse.Namespace) -> dict[str, Any] | None:
+    given = {
+        n: getattr(args, n) for _, n in LIMIT_FLAGS if getattr(args, n) is not None
+    }
+    return given or None
+
+
+def cmd_create(args: argparse.Namespace, config: Config) -> int:
+    """Create a key; print the token once."""
+    now = utc_now()
+    try:
+        expires_at = parse_when(args.expires, now) if args.expires else None
+    except ValueError as err:
+        raise KeyStoreError(f"--expires: {err}") from None
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    spec = KeySpec(
+        limits=_limits(args),
+        name=args.name,
+        scopes=tuple(args.scopes) if args.scopes is not None else DEFAULT_SCOPES,
+        models=tuple(args.models or ()),
+        expires_at=expires_at,
+        note=args.note,
+        password=password,
+    )
+    created = create_key(store(config), make_hasher(config.keys.argon2), spec, now=now)
+    record = created.record
+    log_action(
+        config,
+        "create",
+        key_id=record.id,
+        key_name=record.name,
+        detail={"scopes": list(record.scopes), "models": list(record.models)},
+    )
+    if args.json:
+        print(json.dumps(created.as_dict()))
+        return 0
+    print(f"Created key {record.name!r} (id {record.id}, {record.kind}).")
+    models = ", ".join(record.models) or "all"
+    print(f"Scopes: {', '.join(record.scopes)}; models: {models}")
+    print(f"Expires: {format_when(record.expires_at)}")
+    if created.token is not None:
+        print("Token (shown once; it cannot be recovered):")
+        print(created.token)
+    else:
+        print(f"Use HTTP Basic auth with username {record.name!r} or {record.id!r}.")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, config: Config) -> int:
+    """List keys without secrets or hashes."""
+    path = store(config)
+    table = read_store(path) if path.exists() else KeyTable()
+    now = utc_now()
+    rows = [describe(r, now) for r in table.records]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    headers = ("ID", "NAME", "KIND", "STATUS", "SCOPES", "MODELS", "CREATED", "EXPIRES")
+    lines = [headers] + [
+        (
+            r["id"],
+            r["name"],
+            r["kind"],
+            r["status"],
+            ",".join(r["scopes"]),
+            ",".join(r["models"]) or "*",
+            r["created_at"],
+            r["expires_at"] or "-",
+        )
+        for r in rows
+    ]
+    cells = [[printable(v) for v in line] for line in lines]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(headers))]
+    for line in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, config: Config) -> int:
+    """Show one key."""
+    record = find_key(read_store(store(config)), args.ref)
+    data = describe(record, utc_now())
+    print_result(args, data, "\n".join(f"{k}: {printable(v)}" for k, v in data.items()))
+    return 0
+
+
+def cmd_update(args: argparse.Namespace, config: Config) -> int:
+    """Change a key's policy or state."""
+    now = utc_now()
+    changes: dict[str, Any] = {}
+    if args.scopes is not None:
+        changes["scopes"] = args.scopes
+    if args.models is not None:
+        changes["models"] = args.models
+    if args.note is not None:
+        changes["note"] = args.note
+    limits = _limits(args)
+    if limits is not None:
+        record = find_key(read_store(store(config)), args.ref)
+        changes["limits"] = {**record.limits.as_dict(), **limits}
+    if args.disable or args.enable:
+        changes["disabled"] = bool(args.disable)
+    if args.expires is not None:
+        try:
+            changes["expires_at"] = (
+                None if args.expires == "never" else parse_when(args.expires, now)
+            )
+        except ValueError as err:
+            raise KeyStoreError(f"--expires: {err}") from None
+    if not changes:
+        raise KeyStoreError(
+            "nothing to change: give --scopes, --models, a limit, --expires, "
+            "--disable/--enable or --note"
+        )
+    record = update_key(store(config), args.ref, changes, now=now)
+    log_action(
+        config,
+        "update",
+        key_id=record.id,
+        key_name=record.name,
+        detail={"fields": sorted(changes)},
+    )
+    print_result(
+        args, describe(record, now), f"Updated key {record.name!r} (id {record.id})."
+    )
+    return 0
+
+
+def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
+    """Give a key a new token, keeping the old one for the grace period."""
+    now = utc_now()
+    try:
+        grace = parse_duration(args.grace)
+    except ValueError as err:
+        raise KeyStoreError(f"--grace: {err}") from None
+    rotated = rotate_key(
+        store(config), make_hasher(config.keys.argon2), args.ref, grace=grace, now=now
+    )
+    record = rotated.record
+    log_action(
+        config,
+        "rotate",
+        key_id=record.id,
+        key_name=record.name,
+        detail={"grace_seconds": grace.total_seconds()},
+    )
+    if args.json:
+        print(json.dumps(rotated.as_dict()))
+        return 0
+    until = format_when(now + grace) if grace else "now"
+    print(f"Rotated key {record.name!r} (id {record.id}).")
+    print(f"The previous token works until {until}.")
+    print("New token (shown once; it cannot be recovered):")
+    print(rotated.token)
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace, config: Config) -> int:
+    """Revoke a key by id or name."""
+    now = utc_now()
+    record, changed = revoke_key(store(config), args.ref, now=now)
+    if changed:
+        log_action(config, "revoke", key_id=record.id, key_name=record.name)
+    if args.json:
+        print(json.dumps({**describe(record, now), "changed": changed}))
+    elif changed:
+        print(f"Revoked key {record.name!r} (id {record.id}).")
+    else:
+        print(f"Key {record.name!r} (id {record.id}) was already revoked.")
+    return 0

@@ -1,0 +1,1 @@
+"""Configuration: the schema helpers, the frozen settings and how they are loaded."""

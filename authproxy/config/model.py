@@ -1,0 +1,302 @@
+"""Frozen configuration dataclasses: every option, its default and its check."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from yarl import URL
+
+from authproxy.config.schema import (
+    option,
+    seconds,
+    section,
+    size,
+)
+from authproxy.errors import ConfigError
+
+
+def _port(value: int) -> bool:
+    return 0 <= value <= 65535
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _origin(value: Any) -> str:
+    """Validate an upstream URL and return its normalised origin."""
+    if not isinstance(value, str):
+        raise ValueError("expected an http(s) URL")
+    try:
+        url = URL(value)
+    except ValueError:
+        raise ValueError("expected an http(s) URL") from None
+    if url.scheme not in {"http", "https"} or not url.host:
+        raise ValueError("expected an http(s) URL such as http://127.0.0.1:11434")
+    if url.user or url.password or url.query_string or url.fragment:
+        raise ValueError("expected a URL without credentials, query or fragment")
+    if url.path not in {"", "/"}:
+        raise ValueError("expected an origin without a path")
+    return str(url.origin())
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    """Validate a list of IP addresses or CIDR ranges."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise ValueError("expected a list of IP addresses or CIDR ranges")
+    try:
+        return tuple(str(ipaddress.ip_network(v.strip(), strict=False)) for v in items)
+    except ValueError:
+        raise ValueError("expected a list of IP addresses or CIDR ranges") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenConfig:
+    """Where the proxy accepts client connections."""
+
+    host: str = option("127.0.0.1")
+    port: int = option(11435, check=(_port, "int in 0..65535"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamConfig:
+    """The one Ollama server requests are forwarded to."""
+
+    url: str = option("http://127.0.0.1:11434", parse=_origin)
+    host_header: str | None = option(None)
+    connect_timeout: float = option(10.0, parse=seconds)
+    response_timeout: float = option(600.0, parse=seconds)
+    idle_timeout: float = option(600.0, parse=seconds)
+    max_connections: int = option(256, check=(_positive, "int > 0"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Argon2Config:
+    """argon2id parameters for new hashes; old hashes are upgraded on use."""
+
+    time_cost: int = option(3, check=(_positive, "int > 0"))
+    memory_cost: int = option(65536, check=(lambda v: v >= 8, "int >= 8 (KiB)"))
+    parallelism: int = option(4, check=(_positive, "int > 0"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeysConfig:
+    """The key store and how credentials are verified."""
+
+    file: str = option("keys/keys.yaml")
+    reload_interval: float = option(1.0, parse=seconds, check=(_positive, "> 0"))
+    cache_ttl: float = option(300.0, parse=seconds)
+    cache_size: int = option(10000, check=(_positive, "int > 0"))
+    verify_workers: int | None = option(None, check=(_positive, "int > 0"))
+    verify_queue: int = option(64, check=(lambda v: v >= 0, "int >= 0"))
+    argon2: Argon2Config = section(Argon2Config)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """HTTP server behaviour of the public listener."""
+
+    max_body_size: int = option(100 * 1024**2, parse=size)
+    shutdown_timeout: float = option(30.0, parse=seconds)
+    keepalive_timeout: float = option(75.0, parse=seconds)
+    backlog: int = option(1024, check=(_positive, "int > 0"))
+    trusted_proxies: tuple[str, ...] = option((), parse=_networks)
+    event_loop: str = option(
+        "auto",
+        check=(lambda v: v in {"auto", "uvloop", "asyncio"}, "auto|uvloop|asyncio"),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LimitsConfig:
+    """Abuse resistance: brute-force blocking, HTTP parser limits, limit state."""
+
+    auth_failures: int = option(20, check=(lambda v: v >= 0, "int >= 0"))
+    auth_window: float = option(60.0, parse=seconds, check=(_positive, "> 0"))
+    auth_cooldown: float = option(300.0, parse=seconds)
+    tracked_clients: int = option(100_000, check=(_positive, "int > 0"))
+    max_request_line: int = option(8190, parse=size, check=(_positive, "> 0"))
+    max_header_size: int = option(8190, parse=size, check=(_positive, "> 0"))
+    max_headers: int = option(100, check=(_positive, "int > 0"))
+    header_timeout: float = option(10.0, parse=seconds)
+    body_idle_timeout: float = option(60.0, parse=seconds)
+    state_file: str | None = option(None)
+    state_interval: float = option(10.0, parse=seconds, check=(_positive, "> 0"))
+    # Tokens a quota reserves for the output of a request that sets no cap:
+    # Ollama then generates until the context is full, 4096 by default.
+    default_output_reservation: int = option(4096, check=(lambda v: v >= 0, "int >= 0"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditConfig:
+    """The audit log: one sealed JSON line per request."""
+
+    enabled: bool = option(True)
+    file: str = option("audit/usage.jsonl")
+    required: bool = option(False)
+    max_bytes: int = option(0, parse=size)
+    backups: int = option(5, check=(_positive, "int > 0"))
+    backlog: int = option(10000, check=(_positive, "int > 0"))
+    openai_include_usage: bool = option(False)
+    admin_file: str = option("audit/admin.jsonl")
+
+
+def _listen_address(value: Any) -> str:
+    """Validate ``HOST:PORT`` (or empty to disable)."""
+    if not isinstance(value, str):
+        raise ValueError("expected HOST:PORT or an empty string")
+    if value == "":
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+        raise ValueError("expected HOST:PORT such as 127.0.0.1:11436")
+    return value
+
+
+_HOST_NAME_RE: Final = re.compile(
+    r"(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*"
+)
+
+
+def _host_pattern(item: str) -> str:
+    entry = item.strip().lower().removeprefix("[").removesuffix("]")
+    for parse in (ipaddress.ip_address, ipaddress.ip_network):
+        try:
+            return str(parse(entry))
+        except ValueError:
+            pass
+    entry = entry.rstrip(".")
+    if len(entry) > 253 or not _HOST_NAME_RE.fullmatch(entry):
+        raise ValueError(
+            f"{item!r} is not a host name, *.suffix, IP address or CIDR range "
+            "(give no port)"
+        )
+    return entry
+
+
+def _host_patterns(value: Any) -> tuple[str, ...]:
+    """Validate host names, ``*.suffix`` patterns, IP addresses or CIDR ranges.
+
+    A string may hold several, separated by commas or spaces (handy in
+    ``AUTHPROXY_ADMIN_ALLOWED_HOSTS``).
+    """
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise ValueError(
+            "expected a list of host names, *.suffix patterns, IP addresses "
+            "or CIDR ranges"
+        )
+    return tuple(_host_pattern(item) for item in items)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdminConfig:
+    """The admin API (and /metrics) listener."""
+
+    listen: str = option("127.0.0.1:11436", parse=_listen_address)
+    allowed_hosts: tuple[str, ...] = option((), parse=_host_patterns)
+    idempotency_ttl: float = option(86400.0, parse=seconds)
+
+
+def _path(value: Any) -> str | None:
+    """Validate an optional file path; empty means unset."""
+    if not isinstance(value, str):
+        raise ValueError("expected a file path")
+    return value or None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TLSConfig:
+    """HTTPS on the public listener (off while ``cert`` is unset)."""
+
+    cert: str | None = option(None, parse=_path)
+    key: str | None = option(None, parse=_path)
+    client_ca: str | None = option(None, parse=_path)
+    min_version: str = option(
+        "TLSv1.2", check=(lambda v: v in {"TLSv1.2", "TLSv1.3"}, "TLSv1.2|TLSv1.3")
+    )
+    reload_interval: float = option(1.0, parse=seconds, check=(_positive, "> 0"))
+    redirect_listen: str = option("", parse=_listen_address)
+
+    def __post_init__(self) -> None:
+        # Half a TLS set-up must not quietly fall back to plain HTTP.
+        if self.cert and not self.key:
+            raise ConfigError("tls.key: required when tls.cert is set")
+        if self.key and not self.cert:
+            raise ConfigError("tls.cert: required when tls.key is set")
+        for name in ("client_ca", "redirect_listen"):
+            if getattr(self, name) and not self.cert:
+                raise ConfigError(f"tls.cert: required when tls.{name} is set")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JWTConfig:
+    """Signing keys for short-lived JWTs; never inline secrets."""
+
+    key_file: str | None = option(None)
+    key_env: str | None = option(None)
+    previous_key_env: str | None = option(None)
+    max_ttl: float = option(86400.0, parse=seconds, check=(_positive, "> 0"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsConfig:
+    """Prometheus metrics (on the admin listener)."""
+
+    public: bool = option(False)
+    key_labels: bool = option(False)
+    max_models: int = option(100, check=(_positive, "int > 0"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogConfig:
+    """Operational logging."""
+
+    format: str = option(
+        "auto", check=(lambda v: v in {"auto", "json", "console"}, "auto|json|console")
+    )
+    access: bool = option(True)
+    level: str = option(
+        "info",
+        check=(
+            lambda v: v in {"debug", "info", "warning", "error"},
+            "debug|info|warning|error",
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole configuration."""
+
+    listen: ListenConfig = section(ListenConfig)
+    upstream: UpstreamConfig = section(UpstreamConfig)
+    keys: KeysConfig = section(KeysConfig)
+    server: ServerConfig = section(ServerConfig)
+    limits: LimitsConfig = section(LimitsConfig)
+    tls: TLSConfig = section(TLSConfig)
+    audit: AuditConfig = section(AuditConfig)
+    admin: AdminConfig = section(AdminConfig)
+    jwt: JWTConfig = section(JWTConfig)
+    metrics: MetricsConfig = section(MetricsConfig)
+    log: LogConfig = section(LogConfig)
+
+
+def signing_key_file(config: Config) -> Path:
+    """Return ``jwt.key_file``, by default ``jwt-signing.yaml`` beside the key store."""
+    if config.jwt.key_file:
+        return Path(config.jwt.key_file)
+    return Path(config.keys.file).with_name("jwt-signing.yaml")
+
+
+def limits_state_file(config: Config) -> Path:
+    """Return ``limits.state_file``, by default beside the audit log (or key store)."""
+    if config.limits.state_file:
+        return Path(config.limits.state_file)
+    base = config.audit.file if config.audit.file != "-" else config.keys.file
+    return Path(base).with_name("limits-state.json")

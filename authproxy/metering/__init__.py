@@ -1,0 +1,1 @@
+"""What a request did: the exchange record, usage, audit, trail, reports, metrics."""

@@ -1,0 +1,1 @@
+"""Access policy: route classes, scopes, model names and allow-lists."""

@@ -1,0 +1,1 @@
+"""Forwarding: headers, request bodies, the upstream request and the relay."""

@@ -1,0 +1,1 @@
+"""Serving: the guarded HTTP server, TLS, logging set-up and `serve`."""

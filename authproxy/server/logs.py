@@ -1,0 +1,187 @@
+"""structlog set-up and the access logger; aiohttp's records render the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import IO, Any, Final
+
+import orjson
+import structlog
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
+
+from authproxy.metering.bounds import MAX_METHOD, MAX_PATH, clip
+from authproxy.web.appkeys import PRINCIPAL_KEY, REQUEST_ID_KEY
+
+LEVELS: Final = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+ACCESS_LOGGER: Final = "authproxy.access"
+FLUSH_DELAY: Final = 0.25
+_access = structlog.stdlib.get_logger(ACCESS_LOGGER)
+
+_SHARED: Final[list[Any]] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.ExtraAdder(allow=("status", "error")),
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Our handler, so re-configuring replaces only what we installed.
+
+    It also takes pre-rendered JSON access lines (``write_line``) without the
+    structlog and logging machinery, and flushes them within a quarter second
+    instead of once per line: on a busy proxy that machinery costs more than
+    the request itself.
+    """
+
+    json_lines = False
+    _flush_pending = False
+
+    def write_line(self, line: str) -> None:
+        """Write one rendered line; flush soon (or with the next record)."""
+        self.acquire()
+        try:
+            self.stream.write(line)
+        finally:
+            self.release()
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._flush_pending = False
+        self.flush()
+
+
+class ScrubParserErrors(logging.Filter):
+    """Drop the raw request bytes aiohttp puts in its parser-error records.
+
+    aiohttp logs a malformed request with an exception whose message quotes
+    the offending line, which may be an ``Authorization`` header.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite parser-error records to a bare event; never drop them."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = "bad_http_request"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            record.status = exc.code
+            record.error = type(exc).__name__
+        return True
+
+
+def configure(
+    *,
+    fmt: str = "auto",
+    level: str = "info",
+    stream: IO[str] | None = None,
+    cache: bool = False,
+) -> None:
+    """Send structlog and stdlib logging through one handler.
+
+    Args:
+        fmt: ``json``, ``console``, or ``auto`` (console on a TTY).
+        level: the minimum level name.
+        stream: where lines go; standard output by default.
+        cache: cache loggers on first use (production only; it defeats
+            ``structlog.testing.capture_logs``).
+    """
+    out = stream if stream is not None else sys.stdout
+    use_console = fmt == "console" or (fmt == "auto" and out.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer()
+        if use_console
+        else structlog.processors.JSONRenderer()
+    )
+    handler = _Handler(out)
+    handler.json_lines = not use_console
+    handler.addFilter(ScrubParserErrors())
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=_SHARED,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if isinstance(old, _Handler):
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(LEVELS[level])
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_SHARED,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=cache,
+    )
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One ``http_request`` event per request, with its id and key id."""
+
+    def log(
+        self, request: web.BaseRequest, response: web.StreamResponse, time: float
+    ) -> None:
+        """Log one finished request; the query string is left out.
+
+        The method and path are the client's: cut to the audit record's
+        bounds so one request cannot write a multi-KB line.
+        """
+        principal = request.get(PRINCIPAL_KEY)
+        fields = {
+            "request_id": request.get(REQUEST_ID_KEY),
+            "key_id": principal.key_id if principal else None,
+            "method": clip(request.method, MAX_METHOD),
+            "path": clip(request.path, MAX_PATH),
+            "status": response.status,
+            "duration_ms": round(time * 1000, 3),
+            "bytes_out": response.body_length,
+            "peer": request.remote,
+        }
+        handler = _our_handler()
+        if handler is not None and handler.json_lines:
+            fields.update(
+                event="http_request",
+                level="info",
+                logger=ACCESS_LOGGER,
+                timestamp=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            )
+            handler.write_line(orjson.dumps(fields).decode() + "\n")
+        else:
+            _access.info("http_request", **fields)
+
+    @property
+    def enabled(self) -> bool:
+        """Tell whether access lines would be emitted at all."""
+        return logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO)
+
+
+def _our_handler() -> _Handler | None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _Handler):
+            return handler
+    return None

@@ -1,0 +1,235 @@
+"""``authproxy serve``: bootstrap the key store, run the app, handle signals."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import IO, Any, Final
+
+import structlog
+from aiohttp import web
+
+from authproxy.admin.app import create_admin_app
+from authproxy.config.model import Config
+from authproxy.errors import ConfigError
+from authproxy.keys.lifecycle import CreatedKey, KeySpec, create_key
+from authproxy.keys.store import make_hasher
+from authproxy.metering.audit import AuditWriter
+from authproxy.server import logs
+from authproxy.server.httpserver import GuardedAppRunner
+from authproxy.server.tls import CertificateReloader, create_redirect_app
+from authproxy.times import utc_now
+from authproxy.web.app import create_app, server_kwargs
+from authproxy.web.appkeys import AUDIT_KEY, WATCHER_KEY
+
+log = structlog.stdlib.get_logger(__name__)
+
+GC_THRESHOLD: Final = 10_000  # allocations between young-generation passes
+
+FIRST_KEY_NAME = "default"
+
+
+async def _start_admin(app: web.Application, config: Config) -> web.AppRunner | None:
+    """Start the admin API on its own listener (``admin.listen``; empty = off)."""
+    if not config.admin.listen:
+        return None
+    host, _, port = config.admin.listen.rpartition(":")
+    # The proxy's HTTP limits (line and header sizes, keep-alive) apply here too.
+    runner = GuardedAppRunner(
+        create_admin_app(app),
+        header_timeout=config.limits.header_timeout,
+        **server_kwargs(config),
+    )
+    await runner.setup()
+    await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+    return runner
+
+
+def create_redirect_runner(config: Config, https_port: int) -> GuardedAppRunner:
+    """Build the redirect listener's runner, with the proxy's HTTP server limits.
+
+    The listener faces the same clients as the proxy, so it gets the same
+    header deadline, request line and header limits, keep-alive and access
+    log. It takes no credentials, so a malformed one gets a plain 400 rather
+    than the proxy's 401 challenge, which would invite a browser to send a
+    password over plain HTTP.
+    """
+    return GuardedAppRunner(
+        create_redirect_app(https_port),
+        header_timeout=config.limits.header_timeout,
+        challenge=False,
+        **server_kwargs(config),
+    )
+
+
+async def _start_redirect(config: Config, https_port: int) -> web.AppRunner | None:
+    """Start the plain-HTTP redirect listener (``tls.redirect_listen``; empty = off)."""
+    if not config.tls.redirect_listen:
+        return None
+    host, _, port = config.tls.redirect_listen.rpartition(":")
+    runner = create_redirect_runner(config, https_port)
+    await runner.setup()
+    await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+    return runner
+
+
+def _addresses(runner: web.AppRunner | None) -> list[str]:
+    return [f"{a[0]}:{a[1]}" for a in runner.addresses] if runner else []
+
+
+async def _reload_all(app: web.Application) -> None:
+    watcher = app[WATCHER_KEY]
+    await watcher.reload(force=True)
+    await watcher.reload_signing(force=True)
+
+
+def bootstrap_keys(config: Config, out: IO[str]) -> CreatedKey | None:
+    """Create the store with a first key if it does not exist; print the token once.
+
+    Raises:
+        KeyStoreError: the store cannot be created.
+    """
+    path = Path(config.keys.file)
+    if path.exists():
+        return None
+    created = create_key(
+        path,
+        make_hasher(config.keys.argon2),
+        KeySpec(name=FIRST_KEY_NAME),
+        now=utc_now(),
+    )
+    print(
+        f"authproxy: created key store {path} with key {FIRST_KEY_NAME!r} "
+        f"(id {created.record.id}). Its token is shown only now:\n"
+        f"{created.token}",
+        file=out,
+        flush=True,
+    )
+    return created
+
+
+def serve(config: Config) -> int:
+    """Run the proxy until SIGTERM or SIGINT; return the exit code.
+
+    Raises:
+        KeyStoreError: the key store cannot be created or loaded.
+    """
+    logs.configure(fmt=config.log.format, level=config.log.level, cache=True)
+    # Before the key store is bootstrapped: a bad certificate stops start-up
+    # (exit 2) without a token having been printed for nothing.
+    tls = CertificateReloader(config.tls) if config.tls.cert else None
+    if config.audit.enabled:
+        # Likewise for an audit file that cannot be opened (a symlink, no access).
+        probe = AuditWriter(config.audit)
+        probe.open()
+        probe.close()
+    bootstrap_keys(config, sys.stdout)
+    with asyncio.Runner(loop_factory=_loop_factory(config.server.event_loop)) as runner:
+        try:
+            runner.run(_run(config, tls))
+        except OSError as err:
+            # Typically a port in use or not permitted: say which, no traceback.
+            print(f"authproxy: cannot start: {err.strerror or err}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """Return uvloop's loop factory when asked for (or ``auto`` and installed)."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError("server.event_loop: uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop
+
+
+def _settle_gc() -> None:
+    """Freeze start-up objects and run the young-generation collector less often.
+
+    A proxied request allocates a few thousand short-lived objects; at
+    CPython's default threshold (700) the collector ran every request or two
+    and its older passes walked every start-up object. The bench measured 3 to
+    7 % more requests per CPU second this way; cyclic garbage is still freed,
+    just in larger batches.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 10, 10)
+
+
+async def _run(config: Config, tls: CertificateReloader | None) -> None:
+    app = create_app(config)
+    runner = GuardedAppRunner(
+        app,
+        header_timeout=config.limits.header_timeout,
+        handler_cancellation=True,
+        **server_kwargs(config),
+    )
+    await runner.setup()
+    site = web.TCPSite(
+        runner,
+        config.listen.host,
+        config.listen.port,
+        ssl_context=tls.context if tls else None,
+        backlog=config.server.backlog,
+    )
+    await site.start()
+    admin_runner = await _start_admin(app, config)
+    redirect_runner = await _start_redirect(config, runner.addresses[0][1])
+    _settle_gc()
+    stop = asyncio.Event()
+    tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(coro: Coroutine[Any, Any, Any]) -> None:
+        task = loop.create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def reload() -> None:
+        log.info("sighup_received")
+        if AUDIT_KEY in app:
+            app[AUDIT_KEY].reopen()
+        spawn(_reload_all(app))
+        if tls:
+            spawn(tls.reload(force=True))
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    if tls:
+        spawn(tls.run())
+    # Logged once the signal handlers are in place: whoever waits for this
+    # event may send SIGHUP straight away.
+    log.info(
+        "server_started",
+        event_loop=type(loop).__module__.split(".")[0],
+        listen=_addresses(runner),
+        scheme="https" if tls else "http",
+        admin=_addresses(admin_runner),
+        redirect=_addresses(redirect_runner),
+        upstream=config.upstream.url,
+        keys=config.keys.file,
+    )
+    try:
+        await stop.wait()
+        log.info("server_stopping", shutdown_timeout=config.server.shutdown_timeout)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for extra in (redirect_runner, admin_runner):
+            if extra is not None:
+                await extra.cleanup()
+        await runner.cleanup()
+        log.info("server_stopped")

@@ -1,0 +1,1 @@
+"""The proxy application: its factory, health endpoints and application keys."""
