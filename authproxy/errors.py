@@ -24,7 +24,18 @@ class AuthenticationError(AuthProxyError):
 
 
 class UpstreamError(AuthProxyError):
-    """The upstream Ollama server failed or could not be reached."""
+    """The upstream Ollama server failed or could not be reached.
+
+    The edge answers ``{"error": message}`` with ``status`` (502 or 504) and,
+    when given, notes ``outcome`` (``upstream_error``, ``upstream_timeout``) in
+    the record.
+    """
+
+    def __init__(self, status: int, message: str, outcome: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.outcome = outcome
+        self.message = message
 
 
 class VerifyBusyError(AuthProxyError):

@@ -23,9 +23,9 @@ from authproxy.keys.lifecycle import CreatedKey, KeySpec, create_key
 from authproxy.keys.record import ALL_SCOPES
 from authproxy.keys.store import make_hasher
 from authproxy.server import logs
-from authproxy.server.httpserver import GuardedAppRunner
+from authproxy.server.httpserver import GuardedAppRunner, server_kwargs
 from authproxy.times import Clock, utc_now
-from authproxy.web.app import create_app, server_kwargs
+from authproxy.web.app import create_app
 from tests.fake_ollama.server import FakeOllama, create_fake
 
 # argon2's CHEAPEST profile: tests exercise the real code path, fast.

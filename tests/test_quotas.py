@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from authproxy.keys.record import KeyLimits
-from authproxy.limits.middleware import token_estimate
+from authproxy.limits.admission import token_estimate
 from authproxy.limits.quotas import KeyLimiter, Refusal, Ticket
 from authproxy.metering.exchange import Exchange
 from authproxy.policy.routes import RouteClass
@@ -143,7 +143,15 @@ class TestKeyLimiter:
 )
 def test_token_estimate(route, prompt, cap, expected) -> None:
     """The estimate is the prompt plus the cap, the default, or nothing to embed."""
-    ex = Exchange(started=0.0, started_at=NOON, route_class=route)
+    ex = Exchange(
+        request_id="r",
+        method="POST",
+        path="/api/chat",
+        client="127.0.0.1",
+        started=0.0,
+        started_at=NOON,
+        route_class=route,
+    )
     ex.prompt_estimate, ex.max_output = prompt, cap
     assert token_estimate(ex, 4096) == expected
 

@@ -1,4 +1,4 @@
-"""The error middleware and the JSON error shape."""
+"""The JSON error shape, and the edges that turn errors into it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from http import HTTPStatus
 
 from aiohttp import web
 
-from authproxy.responses import error_middleware, json_error
-from authproxy.web.context import request_context_middleware
+from authproxy.admin.edge import admin_edge_middleware
+from authproxy.errors import Denied
+from authproxy.responses import json_error
 
 
 async def test_unexpected_error_is_a_logged_json_500(
@@ -18,7 +19,7 @@ async def test_unexpected_error_is_a_logged_json_500(
     async def broken(request: web.Request) -> web.Response:
         raise RuntimeError("boom")
 
-    app = web.Application(middlewares=[request_context_middleware, error_middleware])
+    app = web.Application(middlewares=[admin_edge_middleware])
     app.router.add_get("/", broken)
     client = await aiohttp_client(app)
     resp = await client.get("/", headers={"X-Request-ID": "rid-1"})
@@ -30,11 +31,27 @@ async def test_unexpected_error_is_a_logged_json_500(
     assert "RuntimeError: boom" in event["exception"]
 
 
+async def test_denied_is_answered_at_the_edge(aiohttp_client) -> None:
+    """A Denied raised anywhere below becomes its status, message and headers."""
+
+    async def refuse(request: web.Request) -> web.Response:
+        raise Denied(429, "rate_limit", "slow down", (("Retry-After", "3"),))
+
+    app = web.Application(middlewares=[admin_edge_middleware])
+    app.router.add_get("/", refuse)
+    client = await aiohttp_client(app)
+    resp = await client.get("/")
+    assert resp.status == HTTPStatus.TOO_MANY_REQUESTS
+    assert await resp.read() == b'{"error":"slow down"}'
+    assert resp.headers["Retry-After"] == "3"
+    assert len(resp.headers["X-Request-ID"]) == 32
+
+
 async def test_json_error_shape(aiohttp_client) -> None:
     """Errors are compact {"error": ...} with the JSON type and extra headers."""
 
     async def handler(request: web.Request) -> web.Response:
-        return json_error(request, 429, "slow down", {"Retry-After": "3"})
+        return json_error(429, "slow down", {"Retry-After": "3"})
 
     app = web.Application()
     app.router.add_get("/", handler)

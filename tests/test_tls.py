@@ -25,13 +25,14 @@ from authproxy.cli.main import build_parser, main, overrides_from
 from authproxy.config.load import load_config
 from authproxy.config.model import TLSConfig
 from authproxy.errors import ConfigError
+from authproxy.server.httpserver import server_kwargs
 from authproxy.server.tls import (
     INTERMEDIATE_CIPHERS,
     CertificateReloader,
     create_server_context,
     load_server_context,
 )
-from authproxy.web.app import create_app, server_kwargs
+from authproxy.web.app import create_app
 from tests.conftest import LogCapture, Secrets, nested, read_audit, wait_audit
 from tests.fake_ollama.server import FakeOllama
 from tests.serving import ServeProcess, first_token

@@ -15,8 +15,9 @@ import trustme
 from pytest_aiohttp import AiohttpServer
 
 from authproxy.config.load import load_config
+from authproxy.server.httpserver import server_kwargs
 from authproxy.server.tls import CertificateReloader
-from authproxy.web.app import create_app, server_kwargs
+from authproxy.web.app import create_app
 from tests.test_tls import write_pair
 
 # How the client asks to resume: TLS 1.2 by ticket (RFC 5077) or by the

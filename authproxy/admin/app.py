@@ -15,13 +15,11 @@ from aiohttp import web
 from authproxy.admin.auth import (
     ACTOR_KEY,
     MAIN_APP_KEY,
-    IdempotencyCache,
     admin_auth_middleware,
     record,
     setup_admin_auth,
 )
 from authproxy.admin.body import (
-    BadRequestError,
     parse_grace,
     parse_json_object,
     parse_key_spec,
@@ -29,15 +27,16 @@ from authproxy.admin.body import (
     parse_update,
     parse_usage_query,
 )
+from authproxy.admin.edge import admin_edge_middleware
 from authproxy.admin.guard import (
     ALLOWED_HOSTS_KEY,
     HostAllowList,
     admin_guard_middleware,
 )
+from authproxy.admin.idempotency import IdempotencyCache
 from authproxy.admin.openapi import OPENAPI
 from authproxy.auth.minting import mint_key_token
 from authproxy.config.model import signing_key_file
-from authproxy.errors import Denied, KeyNotFoundError, KeyStoreError
 from authproxy.keys.lifecycle import (
     create_key,
     describe,
@@ -51,32 +50,29 @@ from authproxy.keys.store import make_hasher
 from authproxy.metering.audit import rotated_files
 from authproxy.metering.report import aggregate, as_rows, read_records
 from authproxy.proxy.body import defer_expect
-from authproxy.responses import error_middleware, json_error
 from authproxy.times import Clock, utc_now
-from authproxy.web.app import metrics_response
 from authproxy.web.appkeys import CONFIG_KEY, METRICS_KEY, VERIFIER_KEY, WATCHER_KEY
-from authproxy.web.context import request_context_middleware
+from authproxy.web.metrics import metrics_response
 
 log = structlog.stdlib.get_logger(__name__)
 
 T = TypeVar("T")
 IDEMPOTENCY_KEY: Final = web.AppKey("idempotency", IdempotencyCache)
 CLOCK_KEY: Final = web.AppKey["Clock"]("admin_clock")
-Route = Callable[[web.Request], Any]
 
 
 def create_admin_app(
     main_app: web.Application, *, clock: Clock = utc_now
 ) -> web.Application:
     """Build the admin API for a running proxy application."""
-    # Order matters: the request id first; then the JSON 500 boundary, so even
-    # a bug answers in JSON without a traceback on the wire; then the guard,
-    # which reads headers only and so runs before authentication's argon2
-    # work and admin-trail records; then authentication.
+    # Order matters: the edge first, so the request id is bound and every
+    # error (a refusal, bad input, a bug) is answered in JSON in one place;
+    # then the guard, which reads headers only and so runs before
+    # authentication's argon2 work and admin-trail records; then
+    # authentication.
     app = web.Application(
         middlewares=[
-            request_context_middleware,
-            error_middleware,
+            admin_edge_middleware,
             admin_guard_middleware,
             admin_auth_middleware,
         ]
@@ -129,25 +125,6 @@ async def _applied(request: web.Request) -> None:
     await _main(request)[WATCHER_KEY].reload(force=True)
 
 
-def _errors(handler: Route) -> Route:
-    """Map domain errors to 400/404 JSON that names the field."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)  # type: ignore[no-any-return]
-        except BadRequestError as err:
-            return json_error(request, 400, str(err))
-        except Denied as err:
-            return json_error(request, err.status, err.message, list(err.headers))
-        except KeyNotFoundError:
-            return json_error(request, 404, "key not found")
-        except KeyStoreError as err:
-            return json_error(request, 400, str(err))
-
-    return wrapped
-
-
 async def metrics(request: web.Request) -> web.Response:
     """GET /metrics: the Prometheus exposition (admin listener, no credential)."""
     return metrics_response(_main(request)[METRICS_KEY])
@@ -158,7 +135,6 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(OPENAPI)
 
 
-@_errors
 async def create(request: web.Request) -> web.Response:
     """POST /admin/keys: create a key; the token is in this reply only."""
     body = await parse_json_object(request)
@@ -178,7 +154,6 @@ async def create(request: web.Request) -> web.Response:
     return cache.put(request, "create", "", body, web.json_response(data, status=201))
 
 
-@_errors
 async def list_keys(request: web.Request) -> web.Response:
     """GET /admin/keys: every key, without hashes or secrets."""
     now = request.app[CLOCK_KEY]()
@@ -186,7 +161,6 @@ async def list_keys(request: web.Request) -> web.Response:
     return web.json_response({"keys": [describe(r, now) for r in table.records]})
 
 
-@_errors
 async def show(request: web.Request) -> web.Response:
     """GET /admin/keys/{id}: one key (id or name)."""
     now = request.app[CLOCK_KEY]()
@@ -194,7 +168,6 @@ async def show(request: web.Request) -> web.Response:
     return web.json_response(describe(record_, now))
 
 
-@_errors
 async def update(request: web.Request) -> web.Response:
     """PATCH /admin/keys/{id}: change scopes, models, expiry, disabled, note."""
     now = request.app[CLOCK_KEY]()
@@ -207,7 +180,6 @@ async def update(request: web.Request) -> web.Response:
     return web.json_response(describe(updated, now))
 
 
-@_errors
 async def rotate(request: web.Request) -> web.Response:
     """POST /admin/keys/{id}/rotate: new token; the old one works for the grace."""
     body = await parse_json_object(request, allow_empty=True)
@@ -239,7 +211,6 @@ async def rotate(request: web.Request) -> web.Response:
     return cache.put(request, "rotate", ref, body, web.json_response(data))
 
 
-@_errors
 async def revoke(request: web.Request) -> web.Response:
     """POST /admin/keys/{id}/revoke: disable for good, effective at once."""
     now = request.app[CLOCK_KEY]()
@@ -252,7 +223,6 @@ async def revoke(request: web.Request) -> web.Response:
     return web.json_response({**describe(revoked, now), "changed": changed})
 
 
-@_errors
 async def token(request: web.Request) -> web.Response:
     """POST /admin/keys/{id}/tokens: a short-lived JWT with at most the key's rights."""
     body = await parse_json_object(request, allow_empty=True)
@@ -279,7 +249,6 @@ async def token(request: web.Request) -> web.Response:
     return web.json_response(minted, status=201)
 
 
-@_errors
 async def usage(request: web.Request) -> web.Response:
     """GET /admin/usage?since=&until=&by=: the audit log's numbers."""
     now = request.app[CLOCK_KEY]()

@@ -33,7 +33,8 @@ from aiohttp import hdrs, web
 from yarl import URL
 
 from authproxy.config.model import AdminConfig
-from authproxy.responses import Handler, json_error
+from authproxy.errors import Denied
+from authproxy.responses import Handler
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -164,7 +165,11 @@ def _refusal(request: web.Request) -> tuple[int, str, str] | None:
 async def admin_guard_middleware(
     request: web.Request, handler: Handler
 ) -> web.StreamResponse:
-    """Refuse misdirected, cross-site and non-JSON requests before authentication."""
+    """Refuse misdirected, cross-site and non-JSON requests before authentication.
+
+    Raises:
+        Denied: 421, 415, 403 or 400 (no Host), answered by the admin edge.
+    """
     refusal = _refusal(request)
     if refusal is None:
         return await handler(request)
@@ -177,4 +182,4 @@ async def admin_guard_middleware(
         host=request.headers.get(hdrs.HOST, "")[:200],
         content_type=request.headers.get(hdrs.CONTENT_TYPE, "")[:200],
     )
-    return json_error(request, status, message)
+    raise Denied(status, reason, message)

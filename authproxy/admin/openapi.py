@@ -5,12 +5,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from authproxy import __version__
-from authproxy.keys.record import ALL_SCOPES, MAX_LIMIT
-from authproxy.times import MAX_DURATION
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+from authproxy.admin.schemas import DURATION, SCHEMAS, STRINGS, ref
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -32,7 +27,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         421: "the Host is not loopback, the admin.listen host or in "
         "admin.allowed_hosts (DNS rebinding)",
     }
-    return {str(c): _json(_ref("Error"), text[c]) for c in codes}
+    return {str(c): _json(ref("Error"), text[c]) for c in codes}
 
 
 def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
@@ -53,128 +48,6 @@ _IDEMPOTENCY = {
     "description": "a retry with the same value returns the first result",
     "schema": {"type": "string", "maxLength": 200},
 }
-_STRINGS = {"type": "array", "items": {"type": "string"}}
-_LIMIT = {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_LIMIT}
-_LIMITS = {
-    "type": "object",
-    "additionalProperties": False,
-    "description": "0 or null means unlimited",
-    "properties": {
-        "requests_per_minute": _LIMIT,
-        "concurrent": _LIMIT,
-        "tokens_per_day": _LIMIT,
-        "tokens_per_month": _LIMIT,
-    },
-}
-_TIME = {"type": ["string", "null"], "description": "RFC 3339 time or a duration (30d)"}
-_DURATION = {
-    "description": "at most 100 years",
-    "oneOf": [
-        {"type": "string", "examples": ["15m", "24h"]},
-        {"type": "number", "minimum": 0, "maximum": MAX_DURATION.total_seconds()},
-    ],
-}
-
-SCHEMAS: Final[dict[str, Any]] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {"error": {"type": "string"}},
-    },
-    "Key": {
-        "type": "object",
-        "required": ["id", "name", "kind", "scopes", "models", "status"],
-        "properties": {
-            "id": {"type": "string", "pattern": "^[a-z2-7]{12}$"},
-            "name": {"type": "string"},
-            "kind": {"enum": ["token", "password"]},
-            "scopes": {"type": "array", "items": {"enum": list(ALL_SCOPES)}},
-            "models": _STRINGS,
-            "limits": _LIMITS,
-            "note": {"type": ["string", "null"]},
-            "created_at": {"type": "string", "format": "date-time"},
-            "expires_at": {"type": ["string", "null"], "format": "date-time"},
-            "disabled": {"type": "boolean"},
-            "revoked_at": {"type": ["string", "null"], "format": "date-time"},
-            "tokens_valid_after": {"type": ["string", "null"], "format": "date-time"},
-            "previous": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {"until": {"type": "string", "format": "date-time"}},
-                },
-            },
-            "status": {"enum": ["active", "disabled", "expired", "revoked"]},
-        },
-    },
-    "KeyWithToken": {
-        "allOf": [
-            _ref("Key"),
-            {
-                "type": "object",
-                "properties": {
-                    "token": {
-                        "type": ["string", "null"],
-                        "description": "shown only in this reply",
-                    },
-                },
-            },
-        ]
-    },
-    "NewKey": {
-        "type": "object",
-        "required": ["name"],
-        "additionalProperties": False,
-        "properties": {
-            "name": {"type": "string"},
-            "scopes": {"type": "array", "items": {"enum": list(ALL_SCOPES)}},
-            "models": _STRINGS,
-            "limits": _LIMITS,
-            "expires_at": _TIME,
-            "note": {"type": "string"},
-            "password": {"type": "string", "minLength": 12},
-        },
-    },
-    "KeyChanges": {
-        "type": "object",
-        "additionalProperties": False,
-        "minProperties": 1,
-        "properties": {
-            "scopes": {"type": "array", "items": {"enum": list(ALL_SCOPES)}},
-            "models": _STRINGS,
-            "limits": _LIMITS,
-            "expires_at": _TIME,
-            "disabled": {"type": "boolean"},
-            "note": {"type": ["string", "null"]},
-        },
-    },
-    "Token": {
-        "type": "object",
-        "required": ["token", "key_id", "expires_at"],
-        "properties": {
-            "token": {"type": "string"},
-            "key_id": {"type": "string"},
-            "scopes": _STRINGS,
-            "models": _STRINGS,
-            "expires_at": {"type": "string", "format": "date-time"},
-        },
-    },
-    "UsageRow": {
-        "type": "object",
-        "properties": {
-            "key": {"type": "string"},
-            "model": {"type": "string"},
-            "day": {"type": "string"},
-            "requests": {"type": "integer"},
-            "denied": {"type": "integer"},
-            "prompt_tokens": {"type": "integer"},
-            "completion_tokens": {"type": "integer"},
-            "total_tokens": {"type": "integer"},
-            "estimated_share": {"type": "number"},
-        },
-    },
-}
-
 PATHS: Final[dict[str, Any]] = {
     "/metrics": {
         "get": {
@@ -206,9 +79,9 @@ PATHS: Final[dict[str, Any]] = {
             "operationId": "create_key",
             "summary": "Create a key; its token is returned once",
             "parameters": [_IDEMPOTENCY],
-            "requestBody": _body(_ref("NewKey")),
+            "requestBody": _body(ref("NewKey")),
             "responses": {
-                "201": _json(_ref("KeyWithToken"), "the key and its token"),
+                "201": _json(ref("KeyWithToken"), "the key and its token"),
                 **_errors(400, 401, 403, 409, 415, 421),
             },
         },
@@ -219,7 +92,7 @@ PATHS: Final[dict[str, Any]] = {
                 "200": _json(
                     {
                         "type": "object",
-                        "properties": {"keys": {"type": "array", "items": _ref("Key")}},
+                        "properties": {"keys": {"type": "array", "items": ref("Key")}},
                     },
                     "all keys",
                 ),
@@ -233,16 +106,16 @@ PATHS: Final[dict[str, Any]] = {
             "operationId": "show_key",
             "summary": "Show one key",
             "responses": {
-                "200": _json(_ref("Key"), "the key"),
+                "200": _json(ref("Key"), "the key"),
                 **_errors(401, 403, 404, 421),
             },
         },
         "patch": {
             "operationId": "update_key",
             "summary": "Change scopes, models, expires_at, disabled or note",
-            "requestBody": _body(_ref("KeyChanges")),
+            "requestBody": _body(ref("KeyChanges")),
             "responses": {
-                "200": _json(_ref("Key"), "the changed key"),
+                "200": _json(ref("Key"), "the changed key"),
                 **_errors(400, 401, 403, 404, 415, 421),
             },
         },
@@ -254,10 +127,10 @@ PATHS: Final[dict[str, Any]] = {
             "summary": "New token, same id; the old one works for the grace period",
             "parameters": [_IDEMPOTENCY],
             "requestBody": _body(
-                {"type": "object", "properties": {"grace": _DURATION}}, required=False
+                {"type": "object", "properties": {"grace": DURATION}}, required=False
             ),
             "responses": {
-                "200": _json(_ref("KeyWithToken"), "the key and its new token"),
+                "200": _json(ref("KeyWithToken"), "the key and its new token"),
                 **_errors(400, 401, 403, 404, 409, 415, 421),
             },
         },
@@ -268,7 +141,7 @@ PATHS: Final[dict[str, Any]] = {
             "operationId": "revoke_key",
             "summary": "Revoke for good; effective at once, cached or not",
             "responses": {
-                "200": _json(_ref("Key"), "the revoked key"),
+                "200": _json(ref("Key"), "the revoked key"),
                 **_errors(401, 403, 404, 415, 421),
             },
         },
@@ -282,15 +155,15 @@ PATHS: Final[dict[str, Any]] = {
                 {
                     "type": "object",
                     "properties": {
-                        "ttl": _DURATION,
-                        "models": _STRINGS,
-                        "scopes": _STRINGS,
+                        "ttl": DURATION,
+                        "models": STRINGS,
+                        "scopes": STRINGS,
                     },
                 },
                 required=False,
             ),
             "responses": {
-                "201": _json(_ref("Token"), "the JWT"),
+                "201": _json(ref("Token"), "the JWT"),
                 **_errors(400, 401, 403, 404, 415, 421),
             },
         },
@@ -314,8 +187,8 @@ PATHS: Final[dict[str, Any]] = {
                     {
                         "type": "object",
                         "properties": {
-                            "by": _STRINGS,
-                            "rows": {"type": "array", "items": _ref("UsageRow")},
+                            "by": STRINGS,
+                            "rows": {"type": "array", "items": ref("UsageRow")},
                         },
                     },
                     "usage rows",

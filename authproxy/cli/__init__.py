@@ -1,1 +1,4 @@
-"""The command-line interface."""
+"""The command-line interface (``authproxy ...``).
+
+May import: everything.
+"""

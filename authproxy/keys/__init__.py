@@ -1,1 +1,8 @@
-"""The key store: records, the file, key life-cycle, JWT signing keys, hot reload."""
+"""The key store: records, the YAML file, key life-cycle, JWT signing keys, reload.
+
+``record`` is one key (scopes, models, limits, hashes), ``store`` the file and
+its table, ``lifecycle`` create/rotate/revoke/update, ``signing`` the JWT
+signing keys, ``watch`` puts a changed store in service through callbacks.
+
+May import: ``config``, ``errors``, ``files``, ``times``.
+"""

@@ -20,7 +20,7 @@ import yaml
 
 from authproxy.config.model import JWTConfig
 from authproxy.errors import KeyStoreError
-from authproxy.keys.store import store_lock, write_file_atomically
+from authproxy.files import store_lock, write_file_atomically
 from authproxy.times import format_timestamp, parse_timestamp
 
 ALGORITHM: Final = "HS256"

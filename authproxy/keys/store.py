@@ -11,12 +11,8 @@ earlier releases wrote without the mark, still load; any write upgrades them.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import secrets
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -26,6 +22,7 @@ from argon2 import PasswordHasher, Type
 
 from authproxy.config.model import Argon2Config
 from authproxy.errors import KeyStoreError
+from authproxy.files import store_lock, write_file_atomically
 from authproxy.keys.record import (
     TOKEN_RE,
     KeyRecord,
@@ -242,59 +239,6 @@ def write_store(path: Path, table: KeyTable) -> None:
         KeyStoreError: the directory is not writable.
     """
     write_file_atomically(path, dump_store(table).encode("utf-8"))
-
-
-def write_file_atomically(path: Path, data: bytes) -> None:
-    """Replace a file: temp file in the same directory, one write, fsync, rename.
-
-    The file gets mode 0600.
-
-    Raises:
-        KeyStoreError: the directory is not writable.
-    """
-    directory = path.parent
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    except OSError as err:
-        raise KeyStoreError(f"{path}: cannot write: {err.strerror}") from None
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-        os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise KeyStoreError(f"{path}: cannot write: {err.strerror}") from None
-
-
-@contextlib.contextmanager
-def store_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``<store>.lock`` so writers never lose updates.
-
-    Raises:
-        KeyStoreError: the lock file cannot be created.
-    """
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as err:
-        raise KeyStoreError(f"{lock_path}: cannot lock: {err.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def update_store(path: Path, change: Callable[[KeyTable], tuple[KeyTable, T]]) -> T:

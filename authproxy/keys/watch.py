@@ -8,7 +8,6 @@ from pathlib import Path
 
 import structlog
 
-from authproxy.auth.verify import Verifier
 from authproxy.errors import KeyStoreError
 from authproxy.files import Signature, file_signature
 from authproxy.keys.signing import SigningKeys
@@ -23,21 +22,28 @@ class KeyStoreWatcher:
     def __init__(
         self,
         path: Path,
-        verifier: Verifier,
+        on_table: Callable[[KeyTable], None],
         interval: float,
+        *,
         signing: Callable[[], SigningKeys] | None = None,
+        on_signing: Callable[[SigningKeys], None] | None = None,
         signing_path: Path | None = None,
     ) -> None:
         self.path = path
         self.interval = interval
         self.reloads = 0
         self.failures = 0
-        self._verifier = verifier
+        self._on_table = on_table
+        self._on_signing = on_signing
         self._seen: Signature | None = None
         self._lock = asyncio.Lock()
         self._signing = signing
         self._signing_path = signing_path
         self._signing_seen: Signature | None = None
+
+    def _put_signing(self, keys: SigningKeys) -> None:
+        if self._on_signing is not None:
+            self._on_signing(keys)
 
     def load_initial(self) -> KeyTable:
         """Load the store synchronously at start-up.
@@ -47,10 +53,10 @@ class KeyStoreWatcher:
         """
         self._seen = file_signature(self.path)
         table = self._checked(load_store(self.path))
-        self._verifier.set_table(table)
+        self._on_table(table)
         if self._signing is not None:
             try:
-                self._verifier.signing_keys = self._signing()
+                self._put_signing(self._signing())
             except KeyStoreError as err:
                 # JWTs stay unusable until the keys load; API keys still work.
                 log.error("signing_keys_unavailable", error=str(err))
@@ -77,7 +83,7 @@ class KeyStoreWatcher:
                 log.error("keystore_reload_failed", path=str(self.path), error=str(err))
                 return False
             table = self._checked(loaded)
-            self._verifier.set_table(table)
+            self._on_table(table)
             self.reloads += 1
             log.info("keystore_reloaded", path=str(self.path), keys=len(table.records))
             return True
@@ -112,7 +118,7 @@ class KeyStoreWatcher:
         except KeyStoreError as err:
             log.error("signing_keys_reload_failed", error=str(err))
             return
-        self._verifier.signing_keys = keys
+        self._put_signing(keys)
         log.info("signing_keys_reloaded", kids=[k.kid for k in keys.keys])
 
     async def run(self) -> None:

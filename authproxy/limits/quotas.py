@@ -23,8 +23,8 @@ from typing import Any, Final
 
 import structlog
 
+from authproxy.files import write_file_atomically
 from authproxy.keys.record import KeyLimits
-from authproxy.keys.store import write_file_atomically
 from authproxy.times import Clock, parse_timestamp
 
 log = structlog.stdlib.get_logger(__name__)

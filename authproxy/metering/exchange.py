@@ -1,16 +1,18 @@
-"""What happened in one request, and the middleware that writes its audit record."""
+"""What happened in one request: the exchange record, plain data, and its audit form.
+
+The edge (``web.edge``) creates one ``Exchange`` per request; the admission
+steps and the handler fill it in; at the end it becomes the one record that
+feeds the audit log, the metrics and the access line. Nothing here knows
+aiohttp.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import structlog
-from aiohttp import web
-
+from authproxy.auth.principal import Principal
 from authproxy.metering.bounds import (
     MAX_CLIENT,
     MAX_METHOD,
@@ -20,36 +22,25 @@ from authproxy.metering.bounds import (
     clip,
 )
 from authproxy.metering.usage import Usage
-from authproxy.policy.routes import RouteClass, classify, is_metered
-from authproxy.proxy.headers import client_address
-from authproxy.responses import Handler, json_error
+from authproxy.policy.routes import RouteClass, is_metered
 from authproxy.times import format_timestamp
-from authproxy.web.appkeys import (
-    AUDIT_KEY,
-    CLOCK_KEY,
-    EXCHANGE_KEY,
-    LIFECYCLE_KEY,
-    METRICS_KEY,
-    PRINCIPAL_KEY,
-    REQUEST_ID_KEY,
-    UPSTREAM_KEY,
-)
-from authproxy.web.health import PUBLIC_ROUTES
-
-log = structlog.stdlib.get_logger(__name__)
 
 
 @dataclass(slots=True)
 class Exchange:
-    """Facts about one request, filled in by the middlewares and the handler."""
+    """Facts about one request, filled in along the pipeline."""
 
+    request_id: str
+    method: str
+    path: str  # the raw path, without the query string
+    client: str
     started: float
     started_at: datetime
     route_class: RouteClass
+    principal: Principal | None = None
     outcome: str = "completed"
     reason: str | None = None
     presented_key_id: str | None = None
-    client: str | None = None
     scheme: str | None = None
     model: str | None = None
     prompt_estimate: int = 0
@@ -98,37 +89,25 @@ class Exchange:
         return self.prompt_estimate, usage.chunks if usage else 0, False
 
 
-def client_of(request: web.Request) -> str:
-    """Return the client address (X-Forwarded-For believed from trusted peers)."""
-    peer = request.remote or ""
-    trusted = request.app[UPSTREAM_KEY].trusted_proxies
-    if not trusted:
-        return peer
-    return client_address(peer, request.headers.getall("X-Forwarded-For", []), trusted)
-
-
-def build_record(request: web.Request, ex: Exchange, now: float) -> dict[str, Any]:
+def build_record(ex: Exchange, now: float) -> dict[str, Any]:
     """Return the audit record of a finished request, secrets excluded.
 
     Strings the client chooses are cut to the bounds in ``authproxy.metering.bounds``,
     so one request adds at most a few KB to the log.
     """
-    principal = request.get(PRINCIPAL_KEY)
+    principal = ex.principal
     usage = ex.usage
     prompt, completion, exact = ex.tokens()
-    client = ex.client
-    if client is None:
-        client = client_of(request)
     model = ex.model or (usage.model if usage else None)
     return {
         "ts": format_timestamp(ex.started_at),
-        "request_id": request.get(REQUEST_ID_KEY),
+        "request_id": ex.request_id,
         "key_id": principal.key_id if principal else ex.presented_key_id,
         "key_name": principal.key_name if principal else None,
         "scheme": principal.scheme if principal else ex.scheme,
-        "client": clip(client, MAX_CLIENT),
-        "method": clip(request.method, MAX_METHOD),
-        "path": clip(request.rel_url.raw_path, MAX_PATH),
+        "client": clip(ex.client, MAX_CLIENT),
+        "method": clip(ex.method, MAX_METHOD),
+        "path": clip(ex.path, MAX_PATH),
         "route": ex.route_class.value,
         "model": clip(model, MAX_MODEL),
         "status": ex.status,
@@ -148,50 +127,3 @@ def build_record(request: web.Request, ex: Exchange, now: float) -> dict[str, An
         "bytes_in": ex.bytes_in,
         "bytes_out": ex.bytes_out,
     }
-
-
-@web.middleware
-async def audit_middleware(
-    request: web.Request, handler: Handler
-) -> web.StreamResponse:
-    """Track the request in an Exchange and append its audit record at the end."""
-    if request.match_info.route.name in PUBLIC_ROUTES:
-        return await handler(request)
-    ex = Exchange(
-        started=time.monotonic(),
-        started_at=request.app[CLOCK_KEY](),
-        route_class=classify(request.path),
-    )
-    request[EXCHANGE_KEY] = ex
-    writer = request.app.get(AUDIT_KEY)
-    response: web.StreamResponse | None = None
-    try:
-        if writer is not None and writer.config.required and not writer.healthy:
-            ex.deny("audit_unavailable")
-            response = json_error(request, 503, "audit log unavailable")
-            return response
-        response = await handler(request)
-        return response  # noqa: TRY300 - the finally needs `response` set
-    except asyncio.CancelledError:
-        # Cancelled: the client left, or a graceful stop ran out of time.
-        stopping = request.app[LIFECYCLE_KEY].stopping
-        ex.outcome = "shutdown" if stopping else "client_disconnected"
-        raise
-    finally:
-        if response is not None:
-            _finish_from_response(ex, response)
-        now = time.monotonic()
-        if writer is not None:
-            writer.append(build_record(request, ex, now))
-        request.app[METRICS_KEY].observe(
-            ex, request.get(PRINCIPAL_KEY), now - ex.started
-        )
-
-
-def _finish_from_response(ex: Exchange, response: web.StreamResponse) -> None:
-    """Fill in what the handler did not: our own replies (401, 413, 502, ...)."""
-    if ex.status is None:
-        ex.status = response.status
-    body = response.body if isinstance(response, web.Response) else None
-    if isinstance(body, bytes) and not ex.bytes_out:
-        ex.bytes_out = len(body)

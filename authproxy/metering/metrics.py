@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from authproxy.auth.principal import Principal, VerifyStats
+from authproxy.auth.principal import VerifyStats
 from authproxy.config.model import MetricsConfig
 from authproxy.metering.bounds import MAX_LABEL
 from authproxy.metering.exchange import Exchange
@@ -155,10 +155,9 @@ class Metrics:
         """Register the scrape-time collector."""
         self.registry.register(_LiveState(stats, streams, audit))
 
-    def observe(
-        self, ex: Exchange, principal: Principal | None, duration: float
-    ) -> None:
+    def observe(self, ex: Exchange, duration: float) -> None:
         """Count one finished request."""
+        principal = ex.principal
         route = ex.route_class.value
         self._child(self.requests, route, str(ex.status or 0)).inc()
         self._child(self.duration, route).observe(duration)

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from authproxy.keys.store import store_lock
+from authproxy.files import store_lock
 from authproxy.metering.audit import open_private
 from authproxy.metering.chain import ChainState, seal, tail_state
 from authproxy.times import format_timestamp, utc_now

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
@@ -24,6 +23,7 @@ from authproxy.metering.exchange import Exchange
 from authproxy.metering.usage import estimate_prompt_tokens, requested_output_tokens
 from authproxy.policy.names import ModelNameError, ModelRef, parse_model
 from authproxy.policy.routes import FORM_MODEL_ROUTES, MODEL_FIELDS, ZSTD_ROUTES
+from authproxy.policy.rules import ModelUse
 from authproxy.proxy.formbody import form_field
 from authproxy.proxy.jsonbody import BodyFormatError, folded_get, parse_object
 
@@ -33,20 +33,6 @@ PARSE_OFF_LOOP: Final = 1024 * 1024
 MAX_DECOMPRESSED: Final = 20 * 1024 * 1024
 _INCLUDE_USAGE_PATHS: Final = frozenset({"/v1/chat/completions", "/v1/completions"})
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-@dataclass(frozen=True, slots=True)
-class BodyModels:
-    """What a model route's body asks of the policy.
-
-    Attributes:
-        models: every model the body names (an empty field is not a model).
-        remote: ``/api/create`` with a ``remote_host``: the new model would
-            run on another server, which needs the ``cloud`` scope.
-    """
-
-    models: tuple[ModelRef, ...] = ()
-    remote: bool = False
 
 
 async def defer_expect(request: web.Request) -> None:
@@ -140,7 +126,7 @@ async def read_model_body(
     limit: int,
     idle: float,
     include_usage: bool,
-) -> tuple[bytes, BodyModels]:
+) -> tuple[bytes, ModelUse]:
     """Read a model route's body whole; note its models and token estimates.
 
     A zstd body (accepted where Ollama decodes it) is decompressed and sent on
@@ -195,7 +181,7 @@ def _content_coding(request: web.Request) -> bool:
 
 def _inspect(
     request: web.Request, body: bytes, zstd: bool
-) -> tuple[bytes, dict[str, Any] | None, BodyModels]:
+) -> tuple[bytes, dict[str, Any] | None, ModelUse]:
     """Decode and read the body (also run in a worker thread for big bodies)."""
     if zstd:
         body = _decompress(body)
@@ -203,7 +189,7 @@ def _inspect(
         return body, None, _form_models(request, body)
     fields = MODEL_FIELDS.get(request.path)
     if fields is None:
-        return body, None, BodyModels()
+        return body, None, ModelUse()
     try:
         data = parse_object(body)
     except BodyFormatError as err:
@@ -214,7 +200,7 @@ def _inspect(
     remote = folded_get(data, "remote_host") if request.path == "/api/create" else None
     if remote is not None and not isinstance(remote, str):
         raise Denied(400, "body_invalid", "remote_host: expected a string")
-    return body, data, BodyModels(models, bool(remote and remote.strip()))
+    return body, data, ModelUse(models, bool(remote and remote.strip()))
 
 
 def _decompress(body: bytes) -> bytes:
@@ -232,7 +218,7 @@ def _decompress(body: bytes) -> bytes:
     return decoded
 
 
-def _form_models(request: web.Request, body: bytes) -> BodyModels:
+def _form_models(request: web.Request, body: bytes) -> ModelUse:
     # Go's FormValue reads the query string before the form: refuse both.
     if request.query_string:
         raise Denied(
@@ -243,7 +229,7 @@ def _form_models(request: web.Request, body: bytes) -> BodyModels:
     except BodyFormatError as err:
         raise Denied(400, "body_invalid", str(err)) from None
     ref = _model("model", value)
-    return BodyModels((ref,) if ref else ())
+    return ModelUse((ref,) if ref else ())
 
 
 def _model(field: str, value: Any) -> ModelRef | None:

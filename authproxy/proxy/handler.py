@@ -1,14 +1,16 @@
-"""The catch-all handler: forward upstream, stream the reply back unchanged."""
+"""Forward one authenticated request: the proxy's handler, read top to bottom.
+
+resolve the target, require the route's scope, read the body, require the
+models it names, reserve its tokens, send it upstream, relay the reply. Each
+refusal is a ``Denied`` and each upstream failure an ``UpstreamError``, both
+raised to the edge (``web.edge``), which answers them.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import io
-import re
-import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from urllib.parse import unquote
+from collections.abc import AsyncIterator, Callable
+from typing import Final
 
 import aiohttp
 import structlog
@@ -17,154 +19,87 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from authproxy.auth.principal import Principal
-from authproxy.errors import Denied
-from authproxy.limits.middleware import reserve_tokens
+from authproxy.errors import Denied, UpstreamError
 from authproxy.metering.exchange import Exchange
-from authproxy.metering.usage import UsageParser
-from authproxy.policy.authorize import (
-    check_model,
-    check_scope,
-    is_listing,
-    relay_listing,
-)
-from authproxy.policy.routes import is_metered, reads_model
-from authproxy.proxy.body import (
-    BodyLimit,
-    BodyModels,
-    read_body,
-    read_model_body,
-    send_continue,
-)
-from authproxy.proxy.headers import (
-    REQUEST_ID_HEADER,
-    TrustedProxies,
-    filter_response_headers,
-    forward_request_headers,
-)
-from authproxy.responses import json_error
-from authproxy.web.appkeys import (
-    CLIENT_SESSION_KEY,
-    EXCHANGE_KEY,
-    LIFECYCLE_KEY,
-    PRINCIPAL_KEY,
-    REQUEST_ID_KEY,
-    STREAMS_KEY,
-    UPSTREAM_KEY,
-)
+from authproxy.policy.routes import reads_model
+from authproxy.policy.rules import ModelUse, require_models, require_scope
+from authproxy.proxy.body import BodyLimit, read_body, read_model_body, send_continue
+from authproxy.proxy.headers import forward_request_headers
+from authproxy.proxy.listing import is_listing, relay_listing
+from authproxy.proxy.relay import relay
+from authproxy.proxy.upstream import Forwarding, Upstream, resolve_target
 
 log = structlog.stdlib.get_logger(__name__)
 
-_STREAM_TYPES = ("application/x-ndjson", "text/event-stream")
-SMALL_BODY = 64 * 1024
-LARGE_BODY = 1024 * 1024
-_UNREAD_BODY = frozenset({408, 413})
-_DOT_SEGMENT = re.compile(r"(?:^|/)\.{1,2}(?:/|$)")
+SMALL_BODY: Final = 64 * 1024
+LARGE_BODY: Final = 1024 * 1024
+Body = bytes | io.BytesIO | AsyncIterator[bytes] | None
+Reserve = Callable[[Exchange], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    """Everything the handler needs to know about the upstream, computed once."""
+async def forward(
+    request: web.Request,
+    ex: Exchange,
+    principal: Principal,
+    fwd: Forwarding,
+    reserve: Reserve,
+) -> web.StreamResponse:
+    """Check policy, forward one request, relay the response chunk by chunk.
 
-    origin: URL
-    host_header: str
-    trusted_proxies: TrustedProxies
-    max_body_size: int
-    response_timeout: float
-    idle_timeout: float
-    body_idle_timeout: float = 0.0
-    include_usage: bool = False
+    Args:
+        request: the client's request.
+        ex: its record.
+        principal: who sent it (already authenticated and admitted).
+        fwd: the upstream and the client session.
+        reserve: reserves the request's tokens once they can be estimated.
 
-    client_timeout: aiohttp.ClientTimeout = aiohttp.ClientTimeout()
-
-
-def upstream_url(origin: URL, raw_path: str) -> URL | None:
-    """Join the configured origin and the raw request target.
+    Raises:
+        Denied: the policy, the body or a quota refuses the request.
+        UpstreamError: the upstream cannot be reached or does not answer.
 
     Returns:
-        The upstream URL, or ``None`` if the target is not origin-form, has
-        dot segments (``/v1/models/../../api/pull``, also percent-encoded:
-        another server on the way could resolve them to another route than
-        the one the policy judged), or would leave the configured origin.
+        The relayed response.
     """
-    if not raw_path.startswith("/") or raw_path.startswith("//"):
-        return None
-    path = raw_path.partition("?")[0]
-    if _DOT_SEGMENT.search(unquote(path)):
-        return None
-    try:
-        url = URL(str(origin) + raw_path, encoded=True)
-    except ValueError:
-        return None
-    if (url.scheme, url.host, url.port) != (origin.scheme, origin.host, origin.port):
-        return None
-    return url
-
-
-async def proxy_handler(request: web.Request) -> web.StreamResponse:
-    """Check policy, forward one request, relay the response chunk by chunk."""
-    upstream = request.app[UPSTREAM_KEY]
-    ex = request[EXCHANGE_KEY]
-    url = upstream_url(upstream.origin, request.raw_path)
-    if url is None:
-        ex.deny("invalid_request_target")
-        return json_error(request, 400, "invalid request target")
-    principal = request[PRINCIPAL_KEY]
-    denied = check_scope(request, ex, principal)
-    if denied is not None:
-        return denied
+    upstream = fwd.upstream
+    url = resolve_target(upstream.origin, request.raw_path)
+    require_scope(principal.scopes, ex.route_class)
     peer = request.remote or ""
     headers = forward_request_headers(
         request.headers,
         upstream_host=upstream.host_header,
         peer=peer,
         scheme=request.scheme,
-        request_id=request[REQUEST_ID_KEY],
+        request_id=ex.request_id,
         trusted_peer=peer in upstream.trusted_proxies,
     )
     limit = BodyLimit(upstream.max_body_size, upstream.body_idle_timeout)
-    try:
-        body, models = await _request_body(request, ex, headers, limit, upstream)
-    except Denied as err:
-        return await refuse(request, ex, err)
-    denied = check_model(request, ex, principal, models)
-    if denied is not None:
-        return denied
-    denied = reserve_tokens(request, ex)
-    if denied is not None:
-        return denied
-    return await _forward(request, ex, url, headers, body, limit, principal)
+    body, use = await _request_body(request, ex, headers, limit, upstream)
+    require_models(
+        principal.scopes, principal.model_rules, request.path, ex.route_class, use
+    )
+    reserve(ex)
+    return await _send(request, ex, url, headers, body, limit, principal, fwd)
 
 
-async def refuse(request: web.Request, ex: Exchange, err: Denied) -> web.Response:
-    """Answer a refused request with its JSON error and note why in the record."""
-    ex.deny(err.reason)
-    log.info("request_refused", reason=err.reason, status=err.status)
-    response = json_error(request, err.status, err.message, list(err.headers) or None)
-    if err.status in _UNREAD_BODY:
-        # The rest of the body may never come (or is not wanted): send the
-        # answer and close, instead of aiohttp's lingering read of the rest.
-        response.force_close()
-        await response.prepare(request)
-        await response.write_eof()
-        if request.transport is not None:
-            request.transport.close()
-    return response
-
-
-async def _forward(  # noqa: PLR0917 - one request's parts, passed once
+async def _send(  # noqa: PLR0917 - one request's parts, passed once
     request: web.Request,
     ex: Exchange,
     url: URL,
     headers: CIMultiDict[str],
-    body: bytes | io.BytesIO | AsyncIterator[bytes] | None,
+    body: Body,
     limit: BodyLimit,
     principal: Principal,
+    fwd: Forwarding,
 ) -> web.StreamResponse:
-    """Send the request upstream and relay the reply; map failures to 502/504."""
-    upstream = request.app[UPSTREAM_KEY]
-    session = request.app[CLIENT_SESSION_KEY]
+    """Send the request upstream and relay the reply; map failures to 502/504.
+
+    Raises:
+        Denied: a streamed body passed its limit or stalled.
+        UpstreamError: the connection failed, or no headers came in time.
+    """
+    upstream = fwd.upstream
     try:
-        async with session.request(
+        async with fwd.session.request(
             request.method,
             url,
             headers=headers,
@@ -174,31 +109,17 @@ async def _forward(  # noqa: PLR0917 - one request's parts, passed once
         ) as reply:
             if principal.model_rules and is_listing(request, reply.status):
                 return await relay_listing(request, reply, ex, principal.model_rules)
-            return await _relay(request, reply, ex, upstream.idle_timeout)
-    except asyncio.CancelledError:
-        # handler_cancellation: the client left while we waited or relayed,
-        # or a graceful stop ran out of time.
-        if request.app[LIFECYCLE_KEY].stopping:
-            ex.outcome = "shutdown"
-            log.warning("request_cut_at_shutdown")
-        else:
-            ex.outcome = "client_disconnected"
-            log.info("client_disconnected")
-        raise
-    except Denied as err:  # a streamed body's limit, if the client passed it on
-        return await refuse(request, ex, err)
+            return await relay(request, reply, ex, upstream.idle_timeout, fwd.streams)
     except (aiohttp.ClientError, OSError) as err:
         # A streamed body stopped by its own limit surfaces here, wrapped.
         ex.bytes_in = limit.seen or ex.bytes_in
         if limit.refusal is not None:
-            return await refuse(request, ex, limit.refusal)
+            raise limit.refusal from None
         if isinstance(err, TimeoutError):
-            ex.outcome = "upstream_timeout"
             log.warning("upstream_timeout", phase="response_headers")
-            return json_error(request, 504, "upstream timed out")
-        ex.outcome = "upstream_error"
+            raise UpstreamError(504, "upstream timed out", "upstream_timeout") from None
         log.warning("upstream_failed", error=type(err).__name__)
-        return json_error(request, 502, "upstream unavailable")
+        raise UpstreamError(502, "upstream unavailable", "upstream_error") from None
 
 
 async def _request_body(
@@ -207,22 +128,22 @@ async def _request_body(
     headers: CIMultiDict[str],
     limit: BodyLimit,
     upstream: Upstream,
-) -> tuple[bytes | io.BytesIO | AsyncIterator[bytes] | None, BodyModels]:
+) -> tuple[Body, ModelUse]:
     """Return the body to send: bytes for model routes, else a bounded stream.
 
     Raises:
         Denied: the body is too large, stalls, or cannot be read as Ollama reads
-            it (see ``requestbody``).
+            it (see ``proxy.body``).
     """
     if not request.body_exists:
-        return None, BodyModels()
+        return None, ModelUse()
     length = request.content_length
     if length is not None and length > upstream.max_body_size:
         raise Denied(413, "body_too_large", "request body too large")
     if reads_model(request.path):
         # The models are needed before forwarding (policy, audit), so these
         # bodies are read whole; Ollama buffers them too.
-        body, models = await read_model_body(
+        body, use = await read_model_body(
             request,
             ex,
             limit=upstream.max_body_size,
@@ -233,89 +154,13 @@ async def _request_body(
         headers[hdrs.CONTENT_LENGTH] = str(len(body))
         if len(body) > LARGE_BODY:
             # aiohttp writes big bytes in one go and warns; a file object streams.
-            return io.BytesIO(body), models
-        return body, models
+            return io.BytesIO(body), use
+        return body, use
     if length is not None and length <= SMALL_BODY:
         # Cheaper than streaming a few bytes.
         small = await read_body(request, ex, length, upstream.body_idle_timeout)
-        return small, BodyModels()
+        return small, ModelUse()
     await send_continue(request)
     if length is not None:
         headers[hdrs.CONTENT_LENGTH] = str(length)
-    return limit.relay(request.content, ex), BodyModels()
-
-
-async def _relay(
-    request: web.Request,
-    reply: aiohttp.ClientResponse,
-    ex: Exchange,
-    idle_timeout: float,
-) -> web.StreamResponse:
-    """Stream the upstream reply to the client byte for byte, metering it."""
-    connection = reply.connection
-    if connection is not None and connection.protocol is not None:
-        connection.protocol.read_timeout = idle_timeout
-    content_type = reply.headers.get("Content-Type", "")
-    ex.status = reply.status
-    ex.streamed = content_type.startswith(_STREAM_TYPES)
-    parser = UsageParser(content_type) if is_metered(ex.route_class) else None
-    response = web.StreamResponse(
-        status=reply.status,
-        reason=reply.reason,
-        headers=filter_response_headers(reply.headers),
-    )
-    response.headers[REQUEST_ID_HEADER] = request[REQUEST_ID_KEY]
-    await response.prepare(request)
-    ex.ttfb = time.monotonic() - ex.started
-    streams = request.app[STREAMS_KEY]
-    streams.add(response)
-    content = reply.content
-    try:
-        while True:
-            try:
-                chunk = await content.readany()
-            except (TimeoutError, aiohttp.ClientError) as err:
-                timed_out = isinstance(err, TimeoutError)
-                ex.outcome = "upstream_timeout" if timed_out else "upstream_error"
-                _abort(request, reply, err)
-                return response
-            try:
-                if not chunk:
-                    await response.write_eof()
-                    return response
-                await response.write(chunk)
-            except ConnectionError:
-                reply.close()
-                ex.outcome = "client_disconnected"
-                log.info("client_disconnected")
-                return response
-            ex.bytes_out += len(chunk)
-            if parser is not None:
-                parser.feed(chunk)
-    except asyncio.CancelledError:
-        reply.close()
-        raise
-    finally:
-        streams.discard(response)
-        if parser is not None:
-            ex.usage = parser.finish()
-            _judge_stream(ex)
-
-
-def _judge_stream(ex: Exchange) -> None:
-    """A completed stream with an error line or no terminator is a stream error."""
-    usage = ex.usage
-    if ex.outcome != "completed" or usage is None or (ex.status or 0) >= 400:
-        return  # an error status already says it failed
-    if usage.failed or (usage.streamed and not usage.terminated):
-        ex.outcome = "stream_error"
-
-
-def _abort(
-    request: web.Request, reply: aiohttp.ClientResponse, err: BaseException
-) -> None:
-    """End the client's stream without its terminator so it can tell it was cut."""
-    reply.close()
-    log.warning("upstream_failed", error=type(err).__name__, phase="body")
-    if request.transport is not None:
-        request.transport.close()
+    return limit.relay(request.content, ex), ModelUse()

@@ -1,1 +1,4 @@
-"""Serving: the guarded HTTP server, TLS, logging set-up and `serve`."""
+"""Serving: the guarded HTTP server, TLS, logging set-up and ``serve``.
+
+May import: ``web``, ``admin`` and everything below them; never ``cli``.
+"""

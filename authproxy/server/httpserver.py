@@ -25,6 +25,9 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
+from authproxy.config.model import Config
+from authproxy.server.logs import AccessLogger
+
 log = structlog.stdlib.get_logger(__name__)
 
 _CREDENTIAL_LINE: Final = re.compile(rb"b'(authorization|x-api-key)\s*:", re.IGNORECASE)
@@ -185,3 +188,23 @@ class GuardedAppRunner(web.AppRunner):
             challenge=self._challenge,
             **plain._kwargs,
         )
+
+
+def server_kwargs(config: Config) -> dict[str, Any]:
+    """Return the aiohttp server settings every listener and the tests share.
+
+    ``serve`` adds ``handler_cancellation=True``, which aiohttp's test server
+    always sets: a handler is cancelled when its client disconnects, and
+    closing the upstream request is the only signal that makes Ollama stop.
+    """
+    return {
+        # Request bodies are relayed verbatim (Ollama decodes zstd on /v1).
+        "auto_decompress": False,
+        "access_log_class": AccessLogger,
+        **({} if config.log.access else {"access_log": None}),
+        "keepalive_timeout": config.server.keepalive_timeout,
+        "shutdown_timeout": config.server.shutdown_timeout,
+        "max_line_size": config.limits.max_request_line,
+        "max_field_size": config.limits.max_header_size,
+        "max_headers": config.limits.max_headers,
+    }

@@ -15,7 +15,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from authproxy.metering.bounds import MAX_METHOD, MAX_PATH, clip
-from authproxy.web.appkeys import PRINCIPAL_KEY, REQUEST_ID_KEY
+from authproxy.web.appkeys import EXCHANGE_KEY, REQUEST_ID_KEY
 
 LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -151,7 +151,8 @@ class AccessLogger(AbstractAccessLogger):
         The method and path are the client's: cut to the audit record's
         bounds so one request cannot write a multi-KB line.
         """
-        principal = request.get(PRINCIPAL_KEY)
+        ex = request.get(EXCHANGE_KEY)
+        principal = ex.principal if ex is not None else None
         fields = {
             "request_id": request.get(REQUEST_ID_KEY),
             "key_id": principal.key_id if principal else None,

@@ -20,10 +20,10 @@ from authproxy.keys.lifecycle import CreatedKey, KeySpec, create_key
 from authproxy.keys.store import make_hasher
 from authproxy.metering.audit import AuditWriter
 from authproxy.server import logs
-from authproxy.server.httpserver import GuardedAppRunner
+from authproxy.server.httpserver import GuardedAppRunner, server_kwargs
 from authproxy.server.tls import CertificateReloader, create_redirect_app
 from authproxy.times import utc_now
-from authproxy.web.app import create_app, server_kwargs
+from authproxy.web.app import create_app
 from authproxy.web.appkeys import AUDIT_KEY, WATCHER_KEY
 
 log = structlog.stdlib.get_logger(__name__)

@@ -260,14 +260,14 @@ def create_redirect_app(https_port: int) -> web.Application:
         # literal, so the Location cannot point at a userinfo or path trick.
         match = _HOST_RE.fullmatch(request.headers.get(hdrs.HOST, ""))
         if match is None:
-            return json_error(request, 400, "missing or invalid Host header")
+            return json_error(400, "missing or invalid Host header")
         # The path and query as sent, still percent-encoded: the parser has
         # refused raw control characters and non-ASCII bytes in the target,
         # so nothing in it can end the Location header. An absolute-form
         # target contributes only its path; a fragment is dropped.
         target = request.rel_url.raw_path_qs
         if not target.startswith("/"):
-            return json_error(request, 400, "invalid request target")
+            return json_error(400, "invalid request target")
         location = f"https://{match.group(1)}{port}{target}"
         return web.Response(status=308, headers={hdrs.LOCATION: location})
 

@@ -1,15 +1,9 @@
-"""``create_app(config)``: the application factory and its life-cycle contexts."""
+"""``create_app(config)``: the proxy application, built by ordered ``setup_*`` calls."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
-import os
 import weakref
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import aiohttp
 import structlog
@@ -17,39 +11,32 @@ from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 from yarl import URL
 
-from authproxy.auth.middleware import setup_auth
-from authproxy.auth.principal import VerifyStats
-from authproxy.auth.verify import Verifier
-from authproxy.config.model import Config, signing_key_file
-from authproxy.keys.signing import load_signing_keys
-from authproxy.keys.store import KeyTable, make_hasher, update_store
-from authproxy.keys.watch import KeyStoreWatcher
-from authproxy.limits.middleware import setup_limits
+from authproxy.auth.bruteforce import FailureLimiter
+from authproxy.config.model import Config, limits_state_file
+from authproxy.limits.quotas import KeyLimiter
+from authproxy.limits.state import kept_counters
 from authproxy.metering.audit import AuditWriter
-from authproxy.metering.exchange import audit_middleware
-from authproxy.metering.metrics import CONTENT_TYPE, Metrics
 from authproxy.proxy.body import defer_expect
-from authproxy.proxy.handler import Upstream, proxy_handler
 from authproxy.proxy.headers import TrustedProxies, parse_networks
-from authproxy.responses import error_middleware, json_error
-from authproxy.server.logs import AccessLogger
+from authproxy.proxy.upstream import Forwarding, Upstream
 from authproxy.times import Clock, utc_now
 from authproxy.web.appkeys import (
     AUDIT_KEY,
-    CLIENT_SESSION_KEY,
+    BRUTE_FORCE_KEY,
     CLOCK_KEY,
     CONFIG_KEY,
+    FORWARDING_KEY,
+    KEY_LIMITS_KEY,
     LIFECYCLE_KEY,
-    METRICS_KEY,
-    PRINCIPAL_KEY,
     STREAMS_KEY,
     UPSTREAM_KEY,
-    VERIFIER_KEY,
-    WATCHER_KEY,
     Lifecycle,
 )
-from authproxy.web.context import request_context_middleware
+from authproxy.web.edge import edge_middleware
 from authproxy.web.health import setup_health
+from authproxy.web.keys import setup_keys
+from authproxy.web.metrics import setup_metrics
+from authproxy.web.pipeline import metrics_route, proxy_route
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -57,113 +44,68 @@ log = structlog.stdlib.get_logger(__name__)
 def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     """Build the proxy application for ``config``."""
     app = web.Application(
-        middlewares=[request_context_middleware, audit_middleware, error_middleware],
-        client_max_size=config.server.max_body_size,
+        middlewares=[edge_middleware], client_max_size=config.server.max_body_size
     )
     app[CONFIG_KEY] = config
     app[CLOCK_KEY] = clock
-    app[STREAMS_KEY] = weakref.WeakSet()
-    app[UPSTREAM_KEY] = _upstream(config)
     app[LIFECYCLE_KEY] = Lifecycle()
+    app[STREAMS_KEY] = weakref.WeakSet()
+    # Order matters. Metrics come first: the other parts report into them.
+    # The cleanup contexts start in this order and stop in reverse, so the
+    # audit log opens before anything can be served and closes after
+    # everything else, with the last records; the key store and the limits
+    # come next; the upstream session last, so it closes first. The proxy's
+    # catch-all route must be registered after every route of its own.
     setup_metrics(app, config)
-    if config.audit.enabled:
-        app.cleanup_ctx.append(_audit_ctx)
+    setup_audit(app, config)
     setup_keys(app, config, clock)
     setup_limits(app, config, clock)
-    setup_auth(app)
-    app.cleanup_ctx.append(_client_session_ctx)
+    setup_upstream(app, config)
     setup_health(app)
-    if config.metrics.public:
-        app.router.add_get("/metrics", metrics_handler, name="metrics")
-    app.router.add_route(
-        "*", "/{tail:.*}", proxy_handler, name="proxy", expect_handler=defer_expect
-    )
-    app.on_response_prepare.append(_hide_server_header)
-    app.on_shutdown.append(_log_open_streams)
+    setup_routes(app, config)
     return app
 
 
-def server_kwargs(config: Config) -> dict[str, Any]:
-    """Return the aiohttp server settings shared by ``serve`` and the tests.
+def setup_audit(app: web.Application, config: Config) -> None:
+    """Open the audit log before serving; flush and close it last."""
+    if not config.audit.enabled:
+        return
 
-    ``serve`` adds ``handler_cancellation=True``, which aiohttp's test server
-    always sets: a handler is cancelled when its client disconnects, and
-    closing the upstream request is the only signal that makes Ollama stop.
-    """
-    return {
-        # Request bodies are relayed verbatim (Ollama accepts zstd on /v1).
-        "auto_decompress": False,
-        "access_log_class": AccessLogger,
-        **({} if config.log.access else {"access_log": None}),
-        "keepalive_timeout": config.server.keepalive_timeout,
-        "shutdown_timeout": config.server.shutdown_timeout,
-        "max_line_size": config.limits.max_request_line,
-        "max_field_size": config.limits.max_header_size,
-        "max_headers": config.limits.max_headers,
-    }
-
-
-def usable_cpus() -> int:
-    """Return how many CPUs this process may run on (a container's cpuset, taskset)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def setup_keys(app: web.Application, config: Config, clock: Clock) -> None:
-    """Create the verifier and the store watcher, started in ``cleanup_ctx``."""
-    keys = config.keys
-    path = Path(keys.file)
-    workers = keys.verify_workers or usable_cpus()
-
-    def persist_hash(key_id: str, old_hash: str, new_hash: str) -> None:
-        def change(table: KeyTable) -> tuple[KeyTable, None]:
-            record = table.by_id.get(key_id)
-            if record is None or record.hash != old_hash:
-                return table, None
-            return table.replace(dataclasses.replace(record, hash=new_hash)), None
-
-        update_store(path, change)
-
-    async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
-        verifier = Verifier(
-            make_hasher(keys.argon2),
-            workers=workers,
-            queue=keys.verify_queue,
-            cache_ttl=keys.cache_ttl,
-            cache_size=keys.cache_size,
-            clock=clock,
-            persist_hash=persist_hash,
-            on_verify=app[METRICS_KEY].argon2_seconds.observe,
-        )
-        jwt_config, jwt_path = config.jwt, signing_key_file(config)
-        watcher = KeyStoreWatcher(
-            path,
-            verifier,
-            keys.reload_interval,
-            signing=lambda: load_signing_keys(jwt_config, jwt_path),
-            signing_path=None if jwt_config.key_env else jwt_path,
-        )
-        table = await asyncio.get_running_loop().run_in_executor(
-            None, watcher.load_initial
-        )
-        log.info("keystore_loaded", path=str(path), keys=len(table.records))
-        app[VERIFIER_KEY] = verifier
-        app[WATCHER_KEY] = watcher
-        task = asyncio.create_task(watcher.run())
+    async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
+        writer = AuditWriter(config.audit)
+        # Runs before the server accepts requests, so blocking here is harmless.
+        writer.open()
+        log.info("audit_opened", path=str(writer.path), seq=writer.state.seq)
+        app[AUDIT_KEY] = writer
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await verifier.close()
+            writer.close()
 
-    app.cleanup_ctx.append(keys_ctx)
+    app.cleanup_ctx.append(audit_ctx)
 
 
-def _upstream(config: Config) -> Upstream:
+def setup_limits(app: web.Application, config: Config, clock: Clock) -> None:
+    """Create the brute-force limiter and the per-key limiter with its counters."""
+    limits = config.limits
+    app[BRUTE_FORCE_KEY] = FailureLimiter(
+        threshold=limits.auth_failures,
+        window=limits.auth_window,
+        cooldown=limits.auth_cooldown,
+        max_clients=limits.tracked_clients,
+    )
+    limiter = KeyLimiter(clock, limits_state_file(config))
+    app[KEY_LIMITS_KEY] = limiter
+
+    async def counters_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with kept_counters(limiter, config):
+            yield
+
+    app.cleanup_ctx.append(counters_ctx)
+
+
+def upstream_of(config: Config) -> Upstream:
+    """Return the upstream settings the handler needs, computed once."""
     origin = URL(config.upstream.url)
     host = config.upstream.host_header or origin.host_port_subcomponent or ""
     return Upstream(
@@ -174,42 +116,57 @@ def _upstream(config: Config) -> Upstream:
         response_timeout=config.upstream.response_timeout,
         idle_timeout=config.upstream.idle_timeout,
         body_idle_timeout=config.limits.body_idle_timeout,
-        # sock_read bounds the wait for headers; _relay switches it to idle_timeout.
+        # sock_read bounds the wait for headers; the relay switches it to
+        # idle_timeout.
         client_timeout=aiohttp.ClientTimeout(
             total=None, sock_read=config.upstream.response_timeout
         ),
         include_usage=config.audit.openai_include_usage,
+        default_output=config.limits.default_output_reservation,
     )
 
 
-async def _audit_ctx(app: web.Application) -> AsyncIterator[None]:
-    writer = AuditWriter(app[CONFIG_KEY].audit)
-    # Runs before the server accepts requests, so blocking here is harmless.
-    writer.open()
-    log.info("audit_opened", path=str(writer.path), seq=writer.state.seq)
-    app[AUDIT_KEY] = writer
-    try:
-        yield
-    finally:
-        writer.close()
+def setup_upstream(app: web.Application, config: Config) -> None:
+    """Own one client session to Ollama for the application's lifetime."""
+    upstream = upstream_of(config)
+    app[UPSTREAM_KEY] = upstream
+
+    async def session_ctx(app: web.Application) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(
+            limit=config.upstream.max_connections, enable_cleanup_closed=True
+        )
+        async with aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=(
+                "User-Agent",
+                "Accept",
+                "Accept-Encoding",
+                "Content-Type",
+            ),
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=config.upstream.connect_timeout, sock_read=None
+            ),
+        ) as session:
+            lifecycle = app[LIFECYCLE_KEY]
+            app[FORWARDING_KEY] = Forwarding(
+                upstream, session, lambda: lifecycle.stopping, app[STREAMS_KEY]
+            )
+            yield
+
+    app.cleanup_ctx.append(session_ctx)
+    app.on_shutdown.append(_log_open_streams)
 
 
-async def _client_session_ctx(app: web.Application) -> AsyncIterator[None]:
-    upstream = app[CONFIG_KEY].upstream
-    connector = aiohttp.TCPConnector(
-        limit=upstream.max_connections, enable_cleanup_closed=True
+def setup_routes(app: web.Application, config: Config) -> None:
+    """Register /metrics (when public) and the catch-all proxy route, last."""
+    if config.metrics.public:
+        app.router.add_get("/metrics", metrics_route, name="metrics")
+    app.router.add_route(
+        "*", "/{tail:.*}", proxy_route, name="proxy", expect_handler=defer_expect
     )
-    async with aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        timeout=aiohttp.ClientTimeout(
-            total=None, connect=upstream.connect_timeout, sock_read=None
-        ),
-    ) as session:
-        app[CLIENT_SESSION_KEY] = session
-        yield
+    app.on_response_prepare.append(_hide_server_header)
 
 
 async def _hide_server_header(
@@ -225,32 +182,3 @@ async def _log_open_streams(app: web.Application) -> None:
     open_streams = len(app[STREAMS_KEY])
     if open_streams:
         log.info("shutdown_waiting_for_streams", streams=open_streams)
-
-
-def setup_metrics(app: web.Application, config: Config) -> None:
-    """Create the metrics registry; its live values are read at scrape time."""
-    metrics = Metrics(config.metrics)
-    app[METRICS_KEY] = metrics
-
-    def audit_counts() -> tuple[int, int] | None:
-        writer = app.get(AUDIT_KEY)
-        return (writer.errors, writer.dropped) if writer else None
-
-    def verify_stats() -> VerifyStats | None:
-        verifier = app.get(VERIFIER_KEY)
-        return verifier.stats if verifier else None
-
-    metrics.watch(verify_stats, lambda: len(app[STREAMS_KEY]), audit_counts)
-
-
-async def metrics_handler(request: web.Request) -> web.Response:
-    """GET /metrics on the proxy port: with ``metrics.public`` and an admin key."""
-    principal = request[PRINCIPAL_KEY]
-    if "admin" not in principal.scopes:
-        return json_error(request, 403, "this key lacks the 'admin' scope")
-    return metrics_response(request.app[METRICS_KEY])
-
-
-def metrics_response(metrics: Metrics) -> web.Response:
-    """Return the Prometheus exposition as a response."""
-    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})

@@ -1,27 +1,28 @@
-"""Typed application and request keys: all shared state lives under these."""
+"""Typed application and request keys of the proxy application.
+
+Only the web, admin, server and cli layers know these; everything below them
+gets what it needs as arguments. The types are imported for real: nothing
+below this module imports it, so there is no cycle to hide.
+"""
 
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-import aiohttp
 from aiohttp import web
 
-from authproxy.auth.principal import Principal
+from authproxy.auth.bruteforce import FailureLimiter
 from authproxy.auth.verify import Verifier
 from authproxy.config.model import Config
-
-if TYPE_CHECKING:
-    from authproxy.auth.bruteforce import FailureLimiter  # noqa: F401
-    from authproxy.keys.watch import KeyStoreWatcher  # noqa: F401
-    from authproxy.limits.quotas import KeyLimiter, Ticket  # noqa: F401
-    from authproxy.metering.audit import AuditWriter  # noqa: F401
-    from authproxy.metering.exchange import Exchange  # noqa: F401
-    from authproxy.metering.metrics import Metrics  # noqa: F401
-    from authproxy.proxy.handler import Upstream  # noqa: F401
-    from authproxy.times import Clock  # noqa: F401
+from authproxy.keys.watch import KeyStoreWatcher
+from authproxy.limits.quotas import KeyLimiter
+from authproxy.metering.audit import AuditWriter
+from authproxy.metering.exchange import Exchange
+from authproxy.metering.metrics import Metrics
+from authproxy.proxy.upstream import Forwarding, Upstream
+from authproxy.times import Clock
 
 
 @dataclass(slots=True)
@@ -32,20 +33,17 @@ class Lifecycle:
 
 
 CONFIG_KEY: Final = web.AppKey("config", Config)
-CLOCK_KEY: Final = web.AppKey["Clock"]("clock")
-CLIENT_SESSION_KEY: Final = web.AppKey("client_session", aiohttp.ClientSession)
+CLOCK_KEY: Final = web.AppKey[Clock]("clock")
+UPSTREAM_KEY: Final = web.AppKey("upstream", Upstream)
+FORWARDING_KEY: Final = web.AppKey("forwarding", Forwarding)
 VERIFIER_KEY: Final = web.AppKey("verifier", Verifier)
-WATCHER_KEY: Final = web.AppKey["KeyStoreWatcher"]("keystore_watcher")
-UPSTREAM_KEY: Final = web.AppKey["Upstream"]("upstream")
-AUDIT_KEY: Final = web.AppKey["AuditWriter"]("audit")
-BRUTE_FORCE_KEY: Final = web.AppKey["FailureLimiter"]("brute_force")
-KEY_LIMITS_KEY: Final = web.AppKey["KeyLimiter"]("key_limits")
-METRICS_KEY: Final = web.AppKey["Metrics"]("metrics")
-
+WATCHER_KEY: Final = web.AppKey("keystore_watcher", KeyStoreWatcher)
+AUDIT_KEY: Final = web.AppKey("audit", AuditWriter)
+BRUTE_FORCE_KEY: Final = web.AppKey("brute_force", FailureLimiter)
+KEY_LIMITS_KEY: Final = web.AppKey("key_limits", KeyLimiter)
+METRICS_KEY: Final = web.AppKey("metrics", Metrics)
 LIFECYCLE_KEY: Final = web.AppKey("lifecycle", Lifecycle)
 STREAMS_KEY: Final = web.AppKey("streams", weakref.WeakSet[web.StreamResponse])
 
 REQUEST_ID_KEY: Final = web.RequestKey("request_id", str)
-PRINCIPAL_KEY: Final = web.RequestKey("principal", Principal)
-EXCHANGE_KEY: Final = web.RequestKey["Exchange"]("exchange")
-LIMIT_TICKET_KEY: Final = web.RequestKey["Ticket"]("limit_ticket")
+EXCHANGE_KEY: Final = web.RequestKey("exchange", Exchange)

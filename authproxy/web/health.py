@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from authproxy.responses import dumps
-from authproxy.web.appkeys import CLIENT_SESSION_KEY, UPSTREAM_KEY, VERIFIER_KEY
+from authproxy.web.appkeys import FORWARDING_KEY, VERIFIER_KEY
 
 READY_TIMEOUT: Final = 2.0
 # Probes come from every kubelet, load balancer and monitor; one upstream
@@ -56,10 +56,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def _upstream_answers(request: web.Request) -> bool:
-    upstream = request.app[UPSTREAM_KEY]
-    session = request.app[CLIENT_SESSION_KEY]
+    fwd = request.app[FORWARDING_KEY]
+    upstream = fwd.upstream
     try:
-        async with session.get(
+        async with fwd.session.get(
             upstream.origin,
             headers={"Host": upstream.host_header},
             timeout=aiohttp.ClientTimeout(total=READY_TIMEOUT),

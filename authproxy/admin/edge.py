@@ -1,0 +1,46 @@
+"""The edge of the admin listener: the one place its errors become HTTP.
+
+It runs first: it assigns the request id and binds the log context, then
+answers whatever the guard, authentication or a handler raised: ``Denied``
+with its status, a bad input with 400 naming the field, an unknown key with
+404, and an unexpected exception with a logged JSON 500 (never a traceback on
+the wire).
+"""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from authproxy.admin.body import BadRequestError
+from authproxy.errors import Denied, KeyNotFoundError, KeyStoreError
+from authproxy.proxy.headers import REQUEST_ID_HEADER
+from authproxy.responses import Handler, json_error
+from authproxy.web.edge import bind_request
+
+log = structlog.stdlib.get_logger(__name__)
+
+
+@web.middleware
+async def admin_edge_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Bind the request, run it, and answer its errors in JSON."""
+    rid = bind_request(request)
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Denied as err:
+        response = json_error(err.status, err.message, err.headers)
+    except BadRequestError as err:
+        response = json_error(400, str(err))
+    except KeyNotFoundError:
+        response = json_error(404, "key not found")
+    except KeyStoreError as err:
+        response = json_error(400, str(err))
+    except Exception:
+        log.exception("request_failed")
+        response = json_error(500, "internal error")
+    response.headers[REQUEST_ID_HEADER] = rid
+    return response

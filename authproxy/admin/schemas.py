@@ -1,0 +1,136 @@
+"""The JSON schemas of the admin API's bodies, for its OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from authproxy.keys.record import ALL_SCOPES, MAX_LIMIT
+from authproxy.times import MAX_DURATION
+
+
+def ref(name: str) -> dict[str, str]:
+    """Return a JSON reference to one of ``SCHEMAS``."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+STRINGS = {"type": "array", "items": {"type": "string"}}
+LIMIT = {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_LIMIT}
+LIMITS = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "0 or null means unlimited",
+    "properties": {
+        "requests_per_minute": LIMIT,
+        "concurrent": LIMIT,
+        "tokens_per_day": LIMIT,
+        "tokens_per_month": LIMIT,
+    },
+}
+TIME = {"type": ["string", "null"], "description": "RFC 3339 time or a duration (30d)"}
+DURATION = {
+    "description": "at most 100 years",
+    "oneOf": [
+        {"type": "string", "examples": ["15m", "24h"]},
+        {"type": "number", "minimum": 0, "maximum": MAX_DURATION.total_seconds()},
+    ],
+}
+
+SCHEMAS: Final[dict[str, Any]] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+    },
+    "Key": {
+        "type": "object",
+        "required": ["id", "name", "kind", "scopes", "models", "status"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[a-z2-7]{12}$"},
+            "name": {"type": "string"},
+            "kind": {"enum": ["token", "password"]},
+            "scopes": {"type": "array", "items": {"enum": list(ALL_SCOPES)}},
+            "models": STRINGS,
+            "limits": LIMITS,
+            "note": {"type": ["string", "null"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            "disabled": {"type": "boolean"},
+            "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+            "tokens_valid_after": {"type": ["string", "null"], "format": "date-time"},
+            "previous": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"until": {"type": "string", "format": "date-time"}},
+                },
+            },
+            "status": {"enum": ["active", "disabled", "expired", "revoked"]},
+        },
+    },
+    "KeyWithToken": {
+        "allOf": [
+            ref("Key"),
+            {
+                "type": "object",
+                "properties": {
+                    "token": {
+                        "type": ["string", "null"],
+                        "description": "shown only in this reply",
+                    },
+                },
+            },
+        ]
+    },
+    "NewKey": {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string"},
+            "scopes": {"type": "array", "items": {"enum": list(ALL_SCOPES)}},
+            "models": STRINGS,
+            "limits": LIMITS,
+            "expires_at": TIME,
+            "note": {"type": "string"},
+            "password": {"type": "string", "minLength": 12},
+        },
+    },
+    "KeyChanges": {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": {
+            "scopes": {"type": "array", "items": {"enum": list(ALL_SCOPES)}},
+            "models": STRINGS,
+            "limits": LIMITS,
+            "expires_at": TIME,
+            "disabled": {"type": "boolean"},
+            "note": {"type": ["string", "null"]},
+        },
+    },
+    "Token": {
+        "type": "object",
+        "required": ["token", "key_id", "expires_at"],
+        "properties": {
+            "token": {"type": "string"},
+            "key_id": {"type": "string"},
+            "scopes": STRINGS,
+            "models": STRINGS,
+            "expires_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "UsageRow": {
+        "type": "object",
+        "properties": {
+            "key": {"type": "string"},
+            "model": {"type": "string"},
+            "day": {"type": "string"},
+            "requests": {"type": "integer"},
+            "denied": {"type": "integer"},
+            "prompt_tokens": {"type": "integer"},
+            "completion_tokens": {"type": "integer"},
+            "total_tokens": {"type": "integer"},
+            "estimated_share": {"type": "number"},
+        },
+    },
+}

@@ -1,0 +1,103 @@
+"""Relay the upstream's reply to the client byte for byte, metering it as it passes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from typing import Final
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from authproxy.metering.exchange import Exchange
+from authproxy.metering.usage import UsageParser
+from authproxy.policy.routes import is_metered
+from authproxy.proxy.headers import REQUEST_ID_HEADER, filter_response_headers
+
+log = structlog.stdlib.get_logger(__name__)
+
+_STREAM_TYPES: Final = ("application/x-ndjson", "text/event-stream")
+
+
+async def relay(
+    request: web.Request,
+    reply: aiohttp.ClientResponse,
+    ex: Exchange,
+    idle_timeout: float,
+    streams: weakref.WeakSet[web.StreamResponse],
+) -> web.StreamResponse:
+    """Stream the upstream reply to the client byte for byte, metering it.
+
+    Each chunk is written downstream first, then fed to the usage parser. A
+    client that leaves closes the upstream request (the only signal that stops
+    Ollama generating); an upstream that dies or goes quiet cuts the client's
+    stream without its terminator.
+    """
+    connection = reply.connection
+    if connection is not None and connection.protocol is not None:
+        connection.protocol.read_timeout = idle_timeout
+    content_type = reply.headers.get("Content-Type", "")
+    ex.status = reply.status
+    ex.streamed = content_type.startswith(_STREAM_TYPES)
+    parser = UsageParser(content_type) if is_metered(ex.route_class) else None
+    response = web.StreamResponse(
+        status=reply.status,
+        reason=reply.reason,
+        headers=filter_response_headers(reply.headers),
+    )
+    response.headers[REQUEST_ID_HEADER] = ex.request_id
+    await response.prepare(request)
+    ex.ttfb = time.monotonic() - ex.started
+    streams.add(response)
+    content = reply.content
+    try:
+        while True:
+            try:
+                chunk = await content.readany()
+            except (TimeoutError, aiohttp.ClientError) as err:
+                timed_out = isinstance(err, TimeoutError)
+                ex.outcome = "upstream_timeout" if timed_out else "upstream_error"
+                _abort(request, reply, err)
+                return response
+            try:
+                if not chunk:
+                    await response.write_eof()
+                    return response
+                await response.write(chunk)
+            except ConnectionError:
+                reply.close()
+                ex.outcome = "client_disconnected"
+                log.info("client_disconnected")
+                return response
+            ex.bytes_out += len(chunk)
+            if parser is not None:
+                parser.feed(chunk)
+    except asyncio.CancelledError:
+        reply.close()
+        raise
+    finally:
+        streams.discard(response)
+        if parser is not None:
+            ex.usage = parser.finish()
+            _judge_stream(ex)
+
+
+def _judge_stream(ex: Exchange) -> None:
+    """A completed stream with an error line or no terminator is a stream error."""
+    usage = ex.usage
+    if ex.outcome != "completed" or usage is None or (ex.status or 0) >= 400:
+        return  # an error status already says it failed
+    if usage.failed or (usage.streamed and not usage.terminated):
+        ex.outcome = "stream_error"
+
+
+def _abort(
+    request: web.Request, reply: aiohttp.ClientResponse, err: BaseException
+) -> None:
+    """End the client's stream without its terminator so it can tell it was cut."""
+    reply.close()
+    log.warning("upstream_failed", error=type(err).__name__, phase="body")
+    if request.transport is not None:
+        request.transport.close()

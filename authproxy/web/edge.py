@@ -1,0 +1,166 @@
+"""The edge of the proxy listener: one record per request, one place errors become HTTP.
+
+The edge middleware runs first and finishes last. For every request it
+assigns the request id and binds the log context. For every request but the
+health probes it creates the ``Exchange``, answers ``Denied`` and
+``UpstreamError`` with ``{"error": ...}``, turns an unexpected exception into
+a logged JSON 500 (a bug, never routine), and in its ``finally`` feeds the
+one finished record to the audit log and the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Final
+
+import structlog
+from aiohttp import web
+
+from authproxy.errors import Denied, UpstreamError
+from authproxy.metering.audit import AuditWriter
+from authproxy.metering.exchange import Exchange, build_record
+from authproxy.policy.routes import classify
+from authproxy.proxy.headers import REQUEST_ID_HEADER, client_address, request_id
+from authproxy.responses import Handler, json_error
+from authproxy.web.appkeys import (
+    AUDIT_KEY,
+    CLOCK_KEY,
+    EXCHANGE_KEY,
+    LIFECYCLE_KEY,
+    METRICS_KEY,
+    REQUEST_ID_KEY,
+    UPSTREAM_KEY,
+)
+from authproxy.web.health import PUBLIC_ROUTES
+
+log = structlog.stdlib.get_logger(__name__)
+
+# Refusals whose body may still be on its way (or never come): the answer is
+# sent and the connection closed, rather than aiohttp reading the rest first.
+_UNREAD_BODY: Final = frozenset({408, 413})
+# Authentication logs its 401s (auth_failed), the limits their 429s.
+_SELF_LOGGED: Final = frozenset({401, 429})
+
+
+def bind_request(request: web.Request) -> str:
+    """Assign the request id and bind it, with the peer, to the log context."""
+    rid = request_id(request.headers.get(REQUEST_ID_HEADER))
+    request[REQUEST_ID_KEY] = rid
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=rid, peer=request.remote)
+    return rid
+
+
+def _client(request: web.Request) -> str:
+    """Return the client address (X-Forwarded-For believed from trusted peers)."""
+    peer = request.remote or ""
+    trusted = request.app[UPSTREAM_KEY].trusted_proxies
+    if not trusted:
+        return peer
+    return client_address(peer, request.headers.getall("X-Forwarded-For", []), trusted)
+
+
+@web.middleware
+async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Track the request in an Exchange, answer its errors, record it at the end."""
+    rid = bind_request(request)
+    if request.match_info.route.name in PUBLIC_ROUTES:
+        return await handler(request)
+    app = request.app
+    ex = Exchange(
+        request_id=rid,
+        method=request.method,
+        path=request.rel_url.raw_path,
+        client=_client(request),
+        started=time.monotonic(),
+        started_at=app[CLOCK_KEY](),
+        route_class=classify(request.path),
+    )
+    request[EXCHANGE_KEY] = ex
+    writer = app.get(AUDIT_KEY)
+    response: web.StreamResponse | None = None
+    try:
+        response = await _answer(request, handler, ex)
+        return response
+    finally:
+        if response is not None:
+            _finish_from_response(ex, response)
+        now = time.monotonic()
+        if writer is not None:
+            writer.append(build_record(ex, now))
+        app[METRICS_KEY].observe(ex, now - ex.started)
+
+
+async def _answer(
+    request: web.Request, handler: Handler, ex: Exchange
+) -> web.StreamResponse:
+    """Run the handler; answer what it raises (a cancellation goes on)."""
+    try:
+        _require_audit(request.app.get(AUDIT_KEY))
+        return await handler(request)
+    except Denied as err:
+        return await _denied(request, ex, err)
+    except UpstreamError as err:
+        if err.outcome is not None:
+            ex.outcome = err.outcome
+        return _error(ex, err.status, err.message)
+    except web.HTTPException:
+        raise
+    except asyncio.CancelledError:
+        # The client left while we waited or relayed, or a graceful stop ran
+        # out of time (handler_cancellation).
+        if request.app[LIFECYCLE_KEY].stopping:
+            ex.outcome = "shutdown"
+            log.warning("request_cut_at_shutdown")
+        else:
+            ex.outcome = "client_disconnected"
+            log.info("client_disconnected")
+        raise
+    except Exception:
+        log.exception("request_failed")
+        return _error(ex, 500, "internal error")
+
+
+def _require_audit(writer: AuditWriter | None) -> None:
+    """With ``audit.required``, refuse new requests while the log cannot be written.
+
+    Raises:
+        Denied: 503 while the audit log is unhealthy.
+    """
+    if writer is not None and writer.config.required and not writer.healthy:
+        raise Denied(503, "audit_unavailable", "audit log unavailable")
+
+
+def _error(
+    ex: Exchange, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()
+) -> web.Response:
+    ex.status = status
+    response = json_error(status, message, headers)
+    response.headers[REQUEST_ID_HEADER] = ex.request_id
+    return response
+
+
+async def _denied(request: web.Request, ex: Exchange, err: Denied) -> web.Response:
+    """Answer a refusal, note it in the record, and log it (401s log themselves)."""
+    ex.deny(err.reason)
+    if err.status not in _SELF_LOGGED:
+        event = "request_forbidden" if err.status == 403 else "request_refused"
+        log.info(event, reason=err.reason, status=err.status)
+    response = _error(ex, err.status, err.message, err.headers)
+    if err.status in _UNREAD_BODY:
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        if request.transport is not None:
+            request.transport.close()
+    return response
+
+
+def _finish_from_response(ex: Exchange, response: web.StreamResponse) -> None:
+    """Fill in what the handler did not: status and size of our own replies."""
+    if ex.status is None:
+        ex.status = response.status
+    body = response.body if isinstance(response, web.Response) else None
+    if isinstance(body, bytes) and not ex.bytes_out:
+        ex.bytes_out = len(body)

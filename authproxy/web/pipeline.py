@@ -1,0 +1,86 @@
+"""The proxy's routes as one pipeline: authenticate, admit, then forward.
+
+Behind the edge (``web.edge``), every proxied request takes the same steps,
+each a plain function that raises ``Denied``: authentication (a principal),
+admission by the key's limits (a ticket, settled however the request ends),
+and the handler (``proxy.handler.forward``), which checks the policy and
+reserves tokens before it sends anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+from authproxy.auth.admission import AuthRefused, authenticate
+from authproxy.auth.principal import Principal
+from authproxy.errors import Denied
+from authproxy.keys.record import KeyLimits
+from authproxy.limits.admission import admit, reserve, settle
+from authproxy.limits.quotas import Ticket
+from authproxy.metering.exchange import Exchange
+from authproxy.proxy.handler import forward
+from authproxy.web.appkeys import (
+    BRUTE_FORCE_KEY,
+    EXCHANGE_KEY,
+    FORWARDING_KEY,
+    KEY_LIMITS_KEY,
+    METRICS_KEY,
+    VERIFIER_KEY,
+)
+from authproxy.web.metrics import metrics_response
+
+
+@asynccontextmanager
+async def admitted(
+    request: web.Request,
+) -> AsyncIterator[tuple[Principal, Ticket | None]]:
+    """Authenticate and admit the request; settle its ticket when it ends.
+
+    Raises:
+        Denied: from authentication (401, 429, 503) or the key's limits (429).
+    """
+    app = request.app
+    ex = request[EXCHANGE_KEY]
+    verifier = app[VERIFIER_KEY]
+    try:
+        principal = await authenticate(
+            request.headers, ex.client, verifier, app[BRUTE_FORCE_KEY]
+        )
+    except AuthRefused as err:
+        ex.scheme, ex.presented_key_id = err.scheme, err.key_id
+        raise
+    ex.principal = principal
+    record = verifier.table.by_id.get(principal.key_id)
+    limits = record.limits if record is not None else KeyLimits()
+    limiter = app[KEY_LIMITS_KEY]
+    ticket = admit(limiter, limits, ex)
+    try:
+        yield principal, ticket
+    finally:
+        settle(limiter, ticket, ex)
+
+
+async def proxy_route(request: web.Request) -> web.StreamResponse:
+    """Every path that is not the proxy's own: forward it to Ollama."""
+    app = request.app
+    fwd = app[FORWARDING_KEY]
+    limiter = app[KEY_LIMITS_KEY]
+    async with admitted(request) as (principal, ticket):
+
+        def reserve_tokens(ex: Exchange) -> None:
+            reserve(limiter, ticket, ex, fwd.upstream.default_output)
+
+        return await forward(
+            request, request[EXCHANGE_KEY], principal, fwd, reserve_tokens
+        )
+
+
+async def metrics_route(request: web.Request) -> web.StreamResponse:
+    """GET /metrics on the proxy port: with ``metrics.public`` and an admin key."""
+    async with admitted(request) as (principal, _):
+        if "admin" not in principal.scopes:
+            raise Denied(403, "missing_scope:admin", "this key lacks the 'admin' scope")
+        return metrics_response(request.app[METRICS_KEY])
