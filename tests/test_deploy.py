@@ -882,7 +882,7 @@ def test_compose_project_name_comes_from_dotenv() -> None:
         "docker compose run --rm authproxy usage",
         "docker compose run --rm authproxy keys rotate alice --grace 24h",
         "docker compose run --rm authproxy audit verify",
-        "see *Administering\nkeys* in the main README",
+        "[*Admin API*](../docs/keys-and-policy.md#admin-api)",
     ],
 )
 def test_compose_readme_walks_through_operations(text: str) -> None:
