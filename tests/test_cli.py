@@ -155,6 +155,7 @@ def test_list_never_shows_secrets(cli, keys_path: Path) -> None:
         "MODELS",
         "CREATED",
         "EXPIRES",
+        "FINGERPRINT",
     ]
     assert "argon2" not in table
     assert token.group(0) not in table
@@ -304,7 +305,7 @@ def test_password_keys_cannot_rotate(cli, monkeypatch) -> None:
     cli("keys", "create", "human", "--password-stdin")
     code, _, err = cli("keys", "rotate", "human")
     assert code == 1
-    assert "only token keys can be rotated" in err
+    assert "only token and ollama keys can be rotated" in err
 
 
 def test_admin_trail_records_cli_actions(cli, audit_path: Path) -> None:

@@ -128,7 +128,7 @@ class TestParse:
             (entry(id="abc"), "keys[0]: invalid 'id'"),
             (entry(hash="plain"), "keys[0]: 'hash' is not an argon2 hash"),
             (entry(x=1), "keys[0]: unknown field 'x'"),
-            (entry(kind="magic"), "keys[0]: 'kind' must be token or password"),
+            (entry(kind="magic"), "keys[0]: 'kind' must be token, password or ollama"),
             (entry(disabled="maybe"), "keys[0]: 'disabled' must be true or false"),
             (
                 entry() + "\n" + entry(id="mnopqrstuvwx").split("\n", 1)[1],

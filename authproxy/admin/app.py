@@ -20,9 +20,9 @@ from authproxy.admin.auth import (
     setup_admin_auth,
 )
 from authproxy.admin.body import (
-    parse_grace,
     parse_json_object,
     parse_key_spec,
+    parse_rotation,
     parse_ttl,
     parse_update,
     parse_usage_query,
@@ -181,14 +181,14 @@ async def update(request: web.Request) -> web.Response:
 
 
 async def rotate(request: web.Request) -> web.Response:
-    """POST /admin/keys/{id}/rotate: new token; the old one works for the grace."""
+    """POST /admin/keys/{id}/rotate: new token or public key; old one for the grace."""
     body = await parse_json_object(request, allow_empty=True)
     ref = request.match_info["id"]
     cache = request.app[IDEMPOTENCY_KEY]
     replay = cache.get(request, "rotate", ref, body)
     if replay is not None:
         return replay
-    grace = parse_grace(body)
+    grace, public_key = parse_rotation(body)
     config = _main(request)[CONFIG_KEY]
     now = request.app[CLOCK_KEY]()
     rotated = await _blocking(
@@ -198,6 +198,7 @@ async def rotate(request: web.Request) -> web.Response:
         ref,
         grace=grace,
         now=now,
+        public_key=public_key,
     )
     await _applied(request)
     await record(

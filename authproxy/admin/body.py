@@ -17,7 +17,16 @@ from authproxy.times import parse_duration, parse_when, seconds_to_duration
 
 MAX_BODY = 64 * 1024
 _CREATE_FIELDS = frozenset(
-    {"name", "scopes", "models", "limits", "expires_at", "note", "password"}
+    {
+        "name",
+        "scopes",
+        "models",
+        "limits",
+        "expires_at",
+        "note",
+        "password",
+        "ollama_public_key",
+    }
 )
 
 
@@ -95,6 +104,7 @@ def parse_key_spec(body: dict[str, Any], now: datetime) -> KeySpec:
     note = body.get("note")
     if note is not None and not isinstance(note, str):
         raise BadRequestError("note: expected a string")
+    public_key = _optional_text(body, "ollama_public_key")
     return KeySpec(
         name=name,
         scopes=tuple(_strings("scopes", body["scopes"]))
@@ -105,7 +115,15 @@ def parse_key_spec(body: dict[str, Any], now: datetime) -> KeySpec:
         expires_at=_time("expires_at", body.get("expires_at"), now),
         note=note,
         password=password,
+        ollama_public_key=public_key,
     )
+
+
+def _optional_text(body: dict[str, Any], field: str) -> str | None:
+    value = body.get(field)
+    if value is not None and not isinstance(value, str):
+        raise BadRequestError(f"{field}: expected a string")
+    return value
 
 
 def parse_update(body: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -139,16 +157,20 @@ def _duration(field: str, value: Any) -> timedelta:
     raise BadRequestError(f"{field}: expected a duration such as '24h' or seconds")
 
 
-def parse_grace(body: dict[str, Any]) -> timedelta:
-    """Read ``grace`` (default 0: the old token stops at once).
+def parse_rotation(body: dict[str, Any]) -> tuple[timedelta, str | None]:
+    """Read ``grace`` (default 0) and an ollama key's new ``ollama_public_key``.
+
+    With no grace the old token (or public key) stops at once.
 
     Raises:
         BadRequestError: unknown fields or a bad duration.
     """
-    unknown = set(body) - {"grace"}
+    unknown = set(body) - {"grace", "ollama_public_key"}
     if unknown:
         raise BadRequestError(f"{sorted(unknown)[0]}: unknown field")
-    return _duration("grace", body.get("grace", 0))
+    return _duration("grace", body.get("grace", 0)), _optional_text(
+        body, "ollama_public_key"
+    )
 
 
 def parse_ttl(body: dict[str, Any]) -> timedelta:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from authproxy import __version__
-from authproxy.admin.schemas import DURATION, SCHEMAS, STRINGS, ref
+from authproxy.admin.schemas import DURATION, PUBLIC_KEY, SCHEMAS, STRINGS, ref
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -124,10 +124,19 @@ PATHS: Final[dict[str, Any]] = {
         "parameters": [_KEY_ID],
         "post": {
             "operationId": "rotate_key",
-            "summary": "New token, same id; the old one works for the grace period",
+            "summary": "New token (an ollama key: new public key), same id; the "
+            "old one works for the grace period",
             "parameters": [_IDEMPOTENCY],
             "requestBody": _body(
-                {"type": "object", "properties": {"grace": DURATION}}, required=False
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "grace": DURATION,
+                        "ollama_public_key": PUBLIC_KEY,
+                    },
+                },
+                required=False,
             ),
             "responses": {
                 "200": _json(ref("KeyWithToken"), "the key and its new token"),

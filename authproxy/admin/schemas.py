@@ -35,6 +35,11 @@ DURATION = {
     ],
 }
 
+PUBLIC_KEY = {
+    "type": "string",
+    "description": "an id_ed25519.pub line (ssh-ed25519 AAAA... comment): the "
+    "key is proved by the ollama CLI's OLLAMA_AUTH signatures and has no token",
+}
 SCHEMAS: Final[dict[str, Any]] = {
     "Error": {
         "type": "object",
@@ -47,7 +52,16 @@ SCHEMAS: Final[dict[str, Any]] = {
         "properties": {
             "id": {"type": "string", "pattern": "^[a-z2-7]{12}$"},
             "name": {"type": "string"},
-            "kind": {"enum": ["token", "password"]},
+            "kind": {"enum": ["token", "password", "ollama"]},
+            "public_key": {
+                "type": "string",
+                "description": "an ollama key's ed25519 public key (SSH base64)",
+            },
+            "fingerprint": {
+                "type": "string",
+                "pattern": "^SHA256:",
+                "description": "an ollama key's public key fingerprint",
+            },
             "scopes": {"type": "array", "items": {"enum": list(ALL_SCOPES)}},
             "models": STRINGS,
             "limits": LIMITS,
@@ -61,7 +75,11 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "properties": {"until": {"type": "string", "format": "date-time"}},
+                    "properties": {
+                        "until": {"type": "string", "format": "date-time"},
+                        "public_key": {"type": "string"},
+                        "fingerprint": {"type": "string"},
+                    },
                 },
             },
             "status": {"enum": ["active", "disabled", "expired", "revoked"]},
@@ -93,6 +111,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             "expires_at": TIME,
             "note": {"type": "string"},
             "password": {"type": "string", "minLength": 12},
+            "ollama_public_key": PUBLIC_KEY,
         },
     },
     "KeyChanges": {

@@ -8,14 +8,17 @@ a correct credential proves itself.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Final
 
 import structlog
 from multidict import CIMultiDictProxy
 
 from authproxy.auth.bruteforce import FailureLimiter
-from authproxy.auth.credentials import CredentialError, parse_credentials
+from authproxy.auth.credentials import Credential, CredentialError, parse_credentials
 from authproxy.auth.principal import GuessRefusedError, Principal, VerifyFailedError
+from authproxy.auth.signature import SCHEME, signed_challenge
 from authproxy.auth.verify import Verifier
 from authproxy.errors import Denied, VerifyBusyError
 
@@ -57,11 +60,21 @@ def blocked(wait: int) -> Denied:
     return Denied(429, "client_blocked", TOO_MANY, (("Retry-After", str(wait)),))
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What an ``ollama`` CLI signature covers: the method, the path, ``ts``."""
+
+    method: str
+    path: str  # as sent, without the query
+    query: str
+
+
 async def authenticate(
     headers: CIMultiDictProxy[str],
     client: str,
     verifier: Verifier,
     failures: FailureLimiter,
+    target: Target | None = None,
 ) -> Principal:
     """Verify the request's credential.
 
@@ -70,6 +83,8 @@ async def authenticate(
         client: the client address, for the brute-force limiter.
         verifier: the key table's verifier.
         failures: the brute-force limiter shared by both listeners.
+        target: the request line, which a signature covers; without it a
+            signature is refused.
 
     Raises:
         AuthRefused: 401 for any bad credential, 429 for a blocked client, 503
@@ -83,6 +98,8 @@ async def authenticate(
     try:
         credential = parse_credentials(headers)
         scheme = credential.scheme
+        if scheme == SCHEME:
+            credential = _challenged(credential, target, verifier)
         principal = await verifier.authenticate(credential, guess)
     except GuessRefusedError:
         raise AuthRefused(blocked(guess.retry_after()), scheme, None) from None
@@ -101,3 +118,23 @@ async def authenticate(
         raise AuthRefused(busy, scheme, None) from None
     structlog.contextvars.bind_contextvars(key_id=principal.key_id)
     return principal
+
+
+def _challenged(
+    credential: Credential, target: Target | None, verifier: Verifier
+) -> Credential:
+    """Add to a signature the challenge it must sign, if ``ts`` is fresh.
+
+    Raises:
+        CredentialError: no target, or ``ts`` missing or outside the window.
+    """
+    if target is None:
+        raise CredentialError("unsupported_scheme")
+    challenge, ts = signed_challenge(
+        target.method,
+        target.path,
+        target.query,
+        verifier.now().timestamp(),
+        verifier.signature_window,
+    )
+    return dataclasses.replace(credential, challenge=challenge, signed_at=ts)

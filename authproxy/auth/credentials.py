@@ -1,7 +1,9 @@
 """Parse the credential a request presents; pure functions, no I/O.
 
 Accepted: ``Authorization: Bearer <token>``, ``Authorization: Basic
-base64(<name or id>:<token or password>)`` and ``x-api-key: <token>``.
+base64(<name or id>:<token or password>)``, ``x-api-key: <token>``, and the
+``ollama`` CLI's signature, ``Authorization: <public key>:<signature>``,
+recognised by its shape (``auth.signature``).
 """
 
 from __future__ import annotations
@@ -16,17 +18,22 @@ from multidict import CIMultiDictProxy
 
 from authproxy.errors import AuthenticationError
 
-Scheme = Literal["bearer", "basic", "x-api-key"]
+Scheme = Literal["bearer", "basic", "x-api-key", "ollama-signature"]
 
 MAX_CREDENTIAL_LENGTH: Final = 4096
 X_API_KEY: Final = "x-api-key"
 # RFC 9110 token68 plus what real clients put in Bearer values.
 _PRINTABLE: Final = re.compile(r"[\x21-\x7e]+")
+# The ollama CLI: 51 bytes of SSH wire format, then a 64-byte signature.
+_SIGNATURE: Final = re.compile(r"([A-Za-z0-9+/]{68}):([A-Za-z0-9+/]{86}==)")
 
 
 @dataclass(frozen=True, slots=True)
 class Credential:
     """What a request presented: the scheme, the Basic username and the secret.
+
+    For a signature, ``username`` is the public key, ``secret`` the signature,
+    and the admission step adds the ``challenge`` it signs and its ``ts``.
 
     Warning:
         ``secret`` is a live credential: never log, store or echo it.
@@ -35,6 +42,8 @@ class Credential:
     scheme: Scheme
     username: str | None
     secret: str
+    challenge: bytes | None = None
+    signed_at: int | None = None
 
     def __repr__(self) -> str:
         return f"Credential(scheme={self.scheme!r}, username={self.username!r})"
@@ -75,11 +84,14 @@ def parse_credentials(headers: CIMultiDictProxy[str]) -> Credential:
 
 
 def parse_authorization(value: str) -> Credential:
-    """Parse one ``Authorization`` header value (Bearer or Basic).
+    """Parse one ``Authorization`` header value (Bearer, Basic or a signature).
 
     Raises:
         CredentialError: unknown scheme or malformed value.
     """
+    signed = _SIGNATURE.fullmatch(value.strip())
+    if signed is not None:
+        return Credential("ollama-signature", signed.group(1), signed.group(2))
     scheme, _, param = value.strip().partition(" ")
     param = param.strip()
     match scheme.lower():

@@ -82,5 +82,6 @@ class VerifyStats:
     cache_misses: int = 0
     argon2_verifications: int = 0
     jwt_verifications: int = 0
+    signature_verifications: int = 0
     shared_verifications: int = 0
     rehashes: int = 0

@@ -30,6 +30,7 @@ from authproxy.auth.principal import (
     VerifyStats,
     check_usable,
 )
+from authproxy.auth.signature import SCHEME, SeenSignatures, signature_valid
 from authproxy.keys.record import fingerprint
 from authproxy.keys.signing import SigningKeys, looks_like_jwt
 from authproxy.keys.store import KeyRecord, KeyTable, parse_token
@@ -69,8 +70,11 @@ class Verifier:
         persist_hash: PersistHash | None = None,
         signing_keys: SigningKeys | None = None,
         on_verify: Callable[[float], None] | None = None,
+        signature_window: float = 300.0,
     ) -> None:
         self.table = KeyTable()
+        self.signature_window = signature_window
+        self._seen = SeenSignatures(signature_window)
         self.signing_keys = signing_keys
         self.stats = VerifyStats()
         self._hasher = hasher
@@ -87,6 +91,10 @@ class Verifier:
         self._persist_hash = persist_hash
         self._rehashing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def now(self) -> datetime:
+        """Return the time by the verifier's clock (injected in tests)."""
+        return self._clock()
 
     @property
     def pending(self) -> int:
@@ -125,6 +133,8 @@ class Verifier:
         Returns:
             The principal the credential belongs to.
         """
+        if credential.scheme == SCHEME:
+            return self._signed(credential)
         if credential.scheme != "basic" and looks_like_jwt(credential.secret):
             if self.signing_keys is None:
                 raise VerifyFailedError("jwt_disabled")
@@ -177,6 +187,30 @@ class Verifier:
         if matched == current.hash:
             self._maybe_rehash(current, secret)
         return Principal.of(current, credential.scheme)
+
+    def _signed(self, credential: Credential) -> Principal:
+        """Verify an ``ollama`` CLI signature; no argon2, one Ed25519 check.
+
+        Raises:
+            VerifyFailedError: an unknown or retired public key, a disabled or
+                expired key, a wrong signature, or a replay.
+        """
+        blob, challenge = credential.username or "", credential.challenge
+        record = self.table.by_public_key.get(blob)
+        if record is None or challenge is None or credential.signed_at is None:
+            raise VerifyFailedError("unknown_key")
+        now = self._clock()
+        check_usable(record, now)
+        if blob not in record.public_keys_at(now):
+            raise VerifyFailedError("wrong_secret", record.id)  # past its grace
+        self.stats.signature_verifications += 1
+        if not signature_valid(blob, credential.secret, challenge):
+            raise VerifyFailedError("wrong_secret", record.id)
+        if not self._seen.first_use(
+            credential.secret, credential.signed_at, now.timestamp()
+        ):
+            raise VerifyFailedError("replayed", record.id)
+        return Principal.of(record, SCHEME)
 
     def _digest(self, *parts: str) -> bytes:
         # Keyed BLAKE2b is a MAC, and cheaper per request than HMAC-SHA256.

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
 from authproxy.config.model import Config
+from authproxy.errors import KeyStoreError
 from authproxy.metering.trail import cli_actor, record_action
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
@@ -45,6 +47,25 @@ def _escape(match: re.Match[str]) -> str:
 def split_list(value: str) -> list[str]:
     """Parse a comma-separated option value."""
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def read_public_key(source: str | None) -> str | None:
+    """Read an ``id_ed25519.pub`` file named by an option (``-``: standard input).
+
+    Raises:
+        KeyStoreError: the file cannot be read.
+    """
+    if source is None:
+        return None
+    if source == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or "not UTF-8 text"
+        raise KeyStoreError(
+            f"--ollama-public-key: cannot read {source}: {reason}"
+        ) from None
 
 
 def store(config: Config) -> Path:

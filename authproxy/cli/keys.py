@@ -12,15 +12,12 @@ import sys
 from typing import Any
 
 from authproxy.cli.common import (
-    AddOptions,
     log_action,
     print_result,
     printable,
-    split_list,
+    read_public_key,
     store,
 )
-from authproxy.cli.ops import cmd_check_keys
-from authproxy.cli.tokens import add_token_commands
 from authproxy.config.model import Config
 from authproxy.errors import KeyStoreError
 from authproxy.keys.lifecycle import (
@@ -36,87 +33,6 @@ from authproxy.keys.lifecycle import (
 from authproxy.keys.record import DEFAULT_SCOPES
 from authproxy.keys.store import KeyTable, make_hasher, read_store
 from authproxy.times import parse_duration, parse_when, utc_now
-
-
-def add_keys_commands(commands: Any, add_options: AddOptions) -> None:
-    """Register ``keys ...``, ``admin-token`` and ``signing-key rotate``."""
-    keys = commands.add_parser("keys", help="manage API keys")
-    sub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
-
-    def command(name: str, help_text: str, handler: Any, ref: bool = True) -> Any:
-        parser = sub.add_parser(name, help=help_text, description=help_text)
-        add_options(parser)
-        if ref:
-            parser.add_argument("ref", metavar="ID|NAME", help="key id or name")
-        parser.add_argument("--json", action="store_true", help="print JSON")
-        parser.set_defaults(handler=handler)
-        return parser
-
-    create = command(
-        "create", "create a key and print its token once", cmd_create, ref=False
-    )
-    create.add_argument("name", help="unique key name (also the Basic username)")
-    create.add_argument(
-        "--password-stdin",
-        action="store_true",
-        help="read a chosen password from stdin (Basic auth only) instead of "
-        "generating a token",
-    )
-    _policy_options(create, expires_help="RFC 3339 time or a duration (30d, 12h)")
-    command("list", "list keys (never secrets or hashes)", cmd_list, ref=False)
-    command("show", "show one key", cmd_show)
-    update = command(
-        "update", "change a key's scopes, models, expiry, state or note", cmd_update
-    )
-    _policy_options(update, expires_help="RFC 3339 time, a duration, or 'never'")
-    state = update.add_mutually_exclusive_group()
-    state.add_argument("--disable", action="store_true", help="disable the key")
-    state.add_argument("--enable", action="store_true", help="enable the key again")
-    rotate = command(
-        "rotate", "give a key a new token; the old one works for --grace", cmd_rotate
-    )
-    rotate.add_argument(
-        "--grace",
-        default="0",
-        metavar="DURATION",
-        help="how long the previous token keeps working (default 0: not at all)",
-    )
-    command("revoke", "revoke a key for good (its JWTs die too)", cmd_revoke)
-    check = command(
-        "check",
-        "check that the store loads (after a hand edit); --rewrite upgrades it",
-        cmd_check_keys,
-        ref=False,
-    )
-    check.add_argument(
-        "--rewrite",
-        action="store_true",
-        help="rewrite a store that loads in the current format, with its "
-        "completeness mark",
-    )
-    add_token_commands(commands, command, add_options)
-
-
-def _policy_options(parser: argparse.ArgumentParser, *, expires_help: str) -> None:
-    parser.add_argument(
-        "--scopes",
-        type=split_list,
-        metavar="LIST",
-        help=f"comma list of scopes (default for new keys: {','.join(DEFAULT_SCOPES)})",
-    )
-    parser.add_argument(
-        "--models",
-        type=split_list,
-        metavar="LIST",
-        help="comma list of allowed model names or globs (empty: all models)",
-    )
-    parser.add_argument("--expires", metavar="WHEN", help=expires_help)
-    for flag, name in LIMIT_FLAGS:
-        parser.add_argument(
-            flag, type=int, metavar="N", dest=name, help=f"limit {name} (0: none)"
-        )
-    parser.add_argument("--note", help="free text, for people")
-
 
 LIMIT_FLAGS = (
     ("--rpm", "requests_per_minute"),
@@ -151,6 +67,7 @@ def cmd_create(args: argparse.Namespace, config: Config) -> int:
         expires_at=expires_at,
         note=args.note,
         password=password,
+        ollama_public_key=read_public_key(args.ollama_public_key),
     )
     created = create_key(store(config), make_hasher(config.keys.argon2), spec, now=now)
     record = created.record
@@ -171,6 +88,10 @@ def cmd_create(args: argparse.Namespace, config: Config) -> int:
     if created.token is not None:
         print("Token (shown once; it cannot be recovered):")
         print(created.token)
+    elif record.kind == "ollama":
+        print(
+            f"Public key {record.fingerprint}: run the ollama CLI with OLLAMA_AUTH=1."
+        )
     else:
         print(f"Use HTTP Basic auth with username {record.name!r} or {record.id!r}.")
     return 0
@@ -186,7 +107,7 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
         print(json.dumps(rows))
         return 0
     headers = ("ID", "NAME", "KIND", "STATUS", "SCOPES", "MODELS", "CREATED", "EXPIRES")
-    lines = [headers] + [
+    lines = [(*headers, "FINGERPRINT")] + [
         (
             r["id"],
             r["name"],
@@ -196,11 +117,12 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
             ",".join(r["models"]) or "*",
             r["created_at"],
             r["expires_at"] or "-",
+            r.get("fingerprint") or "-",
         )
         for r in rows
     ]
     cells = [[printable(v) for v in line] for line in lines]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(headers))]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(lines[0]))]
     for line in cells:
         print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
     return 0
@@ -264,7 +186,12 @@ def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
     except ValueError as err:
         raise KeyStoreError(f"--grace: {err}") from None
     rotated = rotate_key(
-        store(config), make_hasher(config.keys.argon2), args.ref, grace=grace, now=now
+        store(config),
+        make_hasher(config.keys.argon2),
+        args.ref,
+        grace=grace,
+        now=now,
+        public_key=read_public_key(args.ollama_public_key),
     )
     record = rotated.record
     log_action(
@@ -279,6 +206,9 @@ def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
         return 0
     until = format_when(now + grace) if grace else "now"
     print(f"Rotated key {record.name!r} (id {record.id}).")
+    if rotated.token is None:
+        print(f"The previous public key works until {until}; new: {record.fingerprint}")
+        return 0
     print(f"The previous token works until {until}.")
     print("New token (shown once; it cannot be recovered):")
     print(rotated.token)

@@ -11,7 +11,7 @@ from typing import Any
 from authproxy import __version__
 from authproxy.cli.audit import add_audit_commands
 from authproxy.cli.common import printable
-from authproxy.cli.keys import add_keys_commands
+from authproxy.cli.keyargs import add_keys_commands
 from authproxy.cli.ops import add_ops_commands
 from authproxy.config.load import CONFIG_ENV, load_config
 from authproxy.config.model import Config

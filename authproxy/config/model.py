@@ -94,6 +94,7 @@ class KeysConfig:
     cache_size: int = option(10000, check=(_positive, "int > 0"))
     verify_workers: int | None = option(None, check=(_positive, "int > 0"))
     verify_queue: int = option(64, check=(lambda v: v >= 0, "int >= 0"))
+    signature_window: float = option(300.0, parse=seconds, check=(_positive, "> 0"))
     argon2: Argon2Config = section(Argon2Config)
 
 

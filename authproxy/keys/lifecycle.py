@@ -15,6 +15,7 @@ from typing import Any, Final
 from argon2 import PasswordHasher
 
 from authproxy.errors import KeyNotFoundError, KeyStoreError
+from authproxy.keys.codec import public_data
 from authproxy.keys.record import (
     DEFAULT_SCOPES,
     PreviousSecret,
@@ -23,6 +24,7 @@ from authproxy.keys.record import (
     validate_models,
     validate_scopes,
 )
+from authproxy.keys.sshkey import fingerprint_of, parse_public_key
 from authproxy.keys.store import (
     KeyRecord,
     KeyTable,
@@ -50,7 +52,7 @@ class CreatedKey:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the public record plus ``token`` (``None`` for passwords)."""
-        return {**self.record.public(), "token": self.token}
+        return {**public_data(self.record), "token": self.token}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +66,7 @@ class KeySpec:
     expires_at: datetime | None = None
     note: str | None = None
     password: str | None = None
+    ollama_public_key: str | None = None  # an id_ed25519.pub line
 
 
 def create_key(
@@ -75,18 +78,21 @@ def create_key(
         path: the store file (created if missing).
         hasher: the argon2id hasher.
         spec: name, scopes, model allow-list, expiry, note, and an optional
-            chosen password for a Basic-only key (else a token is generated).
+            chosen password for a Basic-only key or an ``id_ed25519.pub``
+            line for an ollama key (else a token is generated).
         now: the creation time.
 
     Raises:
         KeyStoreError: invalid input, duplicate name, or I/O failure.
 
     Returns:
-        The record and the token (``None`` for a password key).
+        The record and the token (``None`` for a password or ollama key).
     """
     validate_name(spec.name)
     _check_expiry(spec.expires_at, now)
     _check_note(spec.note)
+    if spec.ollama_public_key is not None:
+        return _create_ollama_key(path, spec, now)
     password = spec.password
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
         raise KeyStoreError(
@@ -114,6 +120,32 @@ def create_key(
     update_store(path, change)
     token = None if password is not None else format_token(key_id, secret)
     return CreatedKey(record, token)
+
+
+def _create_ollama_key(path: Path, spec: KeySpec, now: datetime) -> CreatedKey:
+    """Add a key proved by signatures of an ed25519 key (the ``ollama`` CLI's)."""
+    if spec.password is not None:
+        raise KeyStoreError("a key has a password or a public key, not both")
+    blob = parse_public_key(spec.ollama_public_key or "")
+    record = KeyRecord(
+        id=new_key_id(),
+        name=spec.name,
+        kind="ollama",
+        scopes=validate_scopes(list(spec.scopes)),
+        models=validate_models(list(spec.models)),
+        limits=validate_limits(spec.limits),
+        note=spec.note,
+        created_at=now,
+        expires_at=spec.expires_at,
+        public_key=blob,
+        fingerprint=fingerprint_of(blob),
+    )
+
+    def change(table: KeyTable) -> tuple[KeyTable, None]:
+        return table.add(record), None
+
+    update_store(path, change)
+    return CreatedKey(record, None)
 
 
 def find_key(table: KeyTable, ref: str) -> KeyRecord:
@@ -175,38 +207,67 @@ def update_key(
 
 
 def rotate_key(
-    path: Path, hasher: PasswordHasher, ref: str, *, grace: timedelta, now: datetime
+    path: Path,
+    hasher: PasswordHasher,
+    ref: str,
+    *,
+    grace: timedelta,
+    now: datetime,
+    public_key: str | None = None,
 ) -> CreatedKey:
-    """Give a token key a new secret; the old one works until ``now + grace``.
+    """Give a key a new secret; the old one works until ``now + grace``.
 
-    The key id stays, so the record, its policy and its history stay too.
+    A token key gets a new token. An ollama key is rotated by registering a
+    new ``public_key`` (an ``id_ed25519.pub`` line); it has no token. The key
+    id stays, so the record, its policy and its history stay too.
 
     Raises:
         KeyNotFoundError: no such key.
-        KeyStoreError: a password key, a revoked key, or I/O failure.
+        KeyStoreError: a password key, a revoked key, a missing or reused
+            public key, or I/O failure.
     """
+    blob = parse_public_key(public_key) if public_key is not None else None
     secret = new_secret()
-    new_hash = hasher.hash(secret)
+    new_hash = hasher.hash(secret) if blob is None else ""
 
     def change(table: KeyTable) -> tuple[KeyTable, KeyRecord]:
         record = find_key(table, ref)
-        if record.kind != "token":
-            raise KeyStoreError("only token keys can be rotated")
         if record.revoked_at is not None:
             raise KeyStoreError("a revoked key cannot be rotated")
+        if record.kind == "password":
+            raise KeyStoreError("only token and ollama keys can be rotated")
+        if (record.kind == "ollama") != (blob is not None):
+            raise KeyStoreError(
+                "an ollama key is rotated by registering a new public key"
+                if record.kind == "ollama"
+                else "a public key is only for an ollama key"
+            )
         previous = tuple(p for p in record.previous if now < p.until)
         if grace > timedelta(0):
             old = PreviousSecret(
-                hash=record.hash, fingerprint=record.fingerprint, until=now + grace
+                hash=record.hash,
+                fingerprint=record.fingerprint,
+                public_key=record.public_key,
+                until=now + grace,
             )
             previous = (*previous, old)
-        new = dataclasses.replace(
-            record, hash=new_hash, fingerprint=fingerprint(secret), previous=previous
-        )
+        if blob is not None:
+            owner = table.by_public_key.get(blob)
+            if owner is not None:
+                raise KeyStoreError("this public key already belongs to a key")
+            new = dataclasses.replace(
+                record, public_key=blob, fingerprint=fingerprint_of(blob)
+            )
+        else:
+            new = dataclasses.replace(
+                record, hash=new_hash, fingerprint=fingerprint(secret)
+            )
+        new = dataclasses.replace(new, previous=previous)
         return table.replace(new), new
 
     record = update_store(path, change)
-    return CreatedKey(record, format_token(record.id, secret))
+    token = format_token(record.id, secret) if blob is None else None
+    return CreatedKey(record, token)
 
 
 def revoke_key(path: Path, ref: str, *, now: datetime) -> tuple[KeyRecord, bool]:
@@ -245,7 +306,7 @@ def key_status(record: KeyRecord, now: datetime) -> str:
 
 def describe(record: KeyRecord, now: datetime) -> dict[str, Any]:
     """Return the public view of a record, with its status."""
-    return {**record.public(), "status": key_status(record, now)}
+    return {**public_data(record), "status": key_status(record, now)}
 
 
 def format_when(value: datetime | None) -> str:

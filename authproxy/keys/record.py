@@ -1,18 +1,16 @@
-"""One key record: its public metadata, scopes, model allow-list and secret hashes."""
+"""One key record: its public metadata, scopes, model allow-list and proof."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any, Final, Literal
 
 from authproxy.errors import KeyStoreError
-from authproxy.times import format_timestamp, parse_timestamp
 
-KeyKind = Literal["token", "password"]
+KeyKind = Literal["token", "password", "ollama"]
 
 ID_RE: Final = re.compile(r"[a-z2-7]{12}")
 TOKEN_RE: Final = re.compile(r"ap_([a-z2-7]{12})_([A-Za-z0-9_-]{43})")
@@ -103,16 +101,27 @@ def validate_limits(value: Any) -> KeyLimits:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PreviousSecret:
-    """A secret replaced by a rotation that keeps working until ``until``."""
+    """A secret replaced by a rotation that keeps working until ``until``.
 
-    hash: str
+    A token or password key keeps the old ``hash``; an ollama key the old
+    ``public_key``.
+    """
+
+    hash: str = ""
     fingerprint: str | None = None
+    public_key: str | None = None
     until: datetime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyRecord:
-    """One key as stored: metadata, policy, and argon2id hashes of its secrets."""
+    """One key as stored: metadata, policy, and what proves it.
+
+    A token or password key is proved by a secret whose argon2id ``hash`` is
+    kept; an ollama key by a signature of its ed25519 ``public_key`` (the
+    ``ollama`` CLI's ``id_ed25519.pub``), whose ``fingerprint`` is then the
+    ``SHA256:...`` form.
+    """
 
     id: str
     name: str
@@ -126,8 +135,9 @@ class KeyRecord:
     disabled: bool = False
     revoked_at: datetime | None = None
     tokens_valid_after: datetime | None = None
-    hash: str
+    hash: str = ""
     fingerprint: str | None = None
+    public_key: str | None = None
     previous: tuple[PreviousSecret, ...] = ()
 
     def usable_at(self, now: datetime) -> bool:
@@ -138,17 +148,21 @@ class KeyRecord:
 
     def hashes_at(self, now: datetime) -> list[tuple[str, str | None]]:
         """Return ``(hash, fingerprint)`` of every secret valid at ``now``."""
+        if not self.hash:
+            return []
         valid = [(self.hash, self.fingerprint)]
-        valid += [(p.hash, p.fingerprint) for p in self.previous if now < p.until]
+        valid += [
+            (p.hash, p.fingerprint) for p in self.previous if p.hash and now < p.until
+        ]
         return valid
 
-    def public(self) -> dict[str, Any]:
-        """Return the record without hashes or fingerprints, for listings."""
-        data = record_to_data(self)
-        for secret_field in ("hash", "fingerprint"):
-            del data[secret_field]
-        data["previous"] = [{"until": p["until"]} for p in data["previous"]]
-        return data
+    def public_keys_at(self, now: datetime) -> list[str]:
+        """Return every ed25519 public key (an ollama key's) valid at ``now``."""
+        if self.public_key is None:
+            return []
+        valid = [self.public_key]
+        valid += [p.public_key for p in self.previous if p.public_key and now < p.until]
+        return valid
 
 
 def validate_name(name: str) -> str:
@@ -194,113 +208,3 @@ def validate_models(models: Any) -> tuple[str, ...]:
     ):
         raise KeyStoreError("models: expected a list of model names or glob patterns")
     return tuple(dict.fromkeys(models))
-
-
-def record_to_data(record: KeyRecord) -> dict[str, Any]:
-    """Return the record as plain data for the YAML store."""
-    data: dict[str, Any] = {}
-    for fld in dataclasses.fields(record):
-        data[fld.name] = _plain(getattr(record, fld.name))
-    return data
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return format_timestamp(value)
-    if isinstance(value, KeyLimits):
-        return value.as_dict()
-    if isinstance(value, PreviousSecret):
-        return {k: _plain(getattr(value, k)) for k in ("hash", "fingerprint", "until")}
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-_REQUIRED: Final = ("id", "name", "hash", "created_at")
-_TIMES: Final = ("created_at", "expires_at", "revoked_at", "tokens_valid_after")
-
-
-def record_from_data(item: Any) -> KeyRecord:
-    """Build a record from parsed YAML, checking every field.
-
-    Raises:
-        KeyStoreError: a field is missing, unknown or invalid; the message
-            names the field and never quotes hashes.
-    """
-    if not isinstance(item, dict):
-        raise KeyStoreError("expected a mapping")
-    known = {f.name for f in dataclasses.fields(KeyRecord)}
-    for key in item:
-        if key not in known:
-            raise KeyStoreError(f"unknown field {key!r}")
-    for key in _REQUIRED:
-        if not isinstance(item.get(key), str | date):
-            raise KeyStoreError(f"missing or invalid {key!r}")
-    values = dict(item)
-    for key in _TIMES:
-        if values.get(key) is not None:
-            values[key] = read_time(key, values[key])
-    if not ID_RE.fullmatch(values["id"]):
-        raise KeyStoreError("invalid 'id'")
-    validate_name(values["name"])
-    _check_hash(values["hash"], "hash")
-    _check_flags(values)
-    if "scopes" in values:
-        values["scopes"] = validate_scopes(values["scopes"])
-    if "models" in values:
-        values["models"] = validate_models(values["models"] or [])
-    _check_fingerprint(values.get("fingerprint"))
-    values["limits"] = validate_limits(values.get("limits"))
-    values["previous"] = tuple(_previous(p) for p in values.get("previous") or [])
-    return KeyRecord(**values)
-
-
-def _check_flags(values: dict[str, Any]) -> None:
-    if values.get("kind", "token") not in {"token", "password"}:
-        raise KeyStoreError("'kind' must be token or password")
-    if not isinstance(values.get("disabled", False), bool):
-        raise KeyStoreError("'disabled' must be true or false")
-    if not isinstance(values.get("note"), str | None):
-        raise KeyStoreError("'note' must be text")
-
-
-def _previous(item: Any) -> PreviousSecret:
-    if not isinstance(item, dict) or set(item) - {"hash", "fingerprint", "until"}:
-        raise KeyStoreError("'previous' entries need hash, fingerprint and until")
-    _check_hash(item.get("hash"), "previous.hash")
-    _check_fingerprint(item.get("fingerprint"))
-    return PreviousSecret(
-        hash=item["hash"],
-        fingerprint=item.get("fingerprint"),
-        until=read_time("previous.until", item.get("until")),
-    )
-
-
-def _check_hash(value: Any, name: str) -> None:
-    if not isinstance(value, str) or not value.startswith("$argon2"):
-        raise KeyStoreError(f"{name!r} is not an argon2 hash")
-
-
-def _check_fingerprint(value: Any) -> None:
-    if value is not None and not (
-        isinstance(value, str) and re.fullmatch(r"[0-9a-f]{8}", value)
-    ):
-        raise KeyStoreError("'fingerprint' must be 8 hex digits")
-
-
-def read_time(key: str, value: Any) -> datetime:
-    """Read a timestamp field, accepting unquoted YAML dates and times.
-
-    Raises:
-        KeyStoreError: not a time.
-    """
-    if isinstance(value, date) and not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, datetime):
-        value = value.isoformat()
-    if not isinstance(value, str):
-        raise KeyStoreError(f"invalid {key!r}")
-    try:
-        return parse_timestamp(value)
-    except ValueError as err:
-        raise KeyStoreError(f"invalid {key!r}: {err}") from None

@@ -23,11 +23,10 @@ from argon2 import PasswordHasher, Type
 from authproxy.config.model import Argon2Config
 from authproxy.errors import KeyStoreError
 from authproxy.files import store_lock, write_file_atomically
+from authproxy.keys.codec import record_from_data, record_to_data
 from authproxy.keys.record import (
     TOKEN_RE,
     KeyRecord,
-    record_from_data,
-    record_to_data,
     validate_name,
 )
 
@@ -46,15 +45,28 @@ _HAND_EDIT_HINT: Final = "see keys/README.md, 'Editing by hand'"
 
 @dataclass(frozen=True, slots=True)
 class KeyTable:
-    """An immutable snapshot of the store, indexed by id and by name."""
+    """An immutable snapshot of the store, indexed by id, name and public key.
+
+    ``by_public_key`` holds every ed25519 key an ollama key was ever given and
+    still lists (the current one and those within a rotation's grace), so a
+    signature finds its record with one lookup.
+    """
 
     records: tuple[KeyRecord, ...] = ()
     by_id: Mapping[str, KeyRecord] = field(init=False, repr=False)
     by_name: Mapping[str, KeyRecord] = field(init=False, repr=False)
+    by_public_key: Mapping[str, KeyRecord] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_id", {r.id: r for r in self.records})
         object.__setattr__(self, "by_name", {r.name: r for r in self.records})
+        keys = {
+            blob: r
+            for r in self.records
+            for blob in (r.public_key, *(p.public_key for p in r.previous))
+            if blob
+        }
+        object.__setattr__(self, "by_public_key", keys)
 
     def find(self, ref: str) -> KeyRecord | None:
         """Return the record whose id or name is ``ref``."""
@@ -68,12 +80,14 @@ class KeyTable:
         """Return a table with ``record`` appended.
 
         Raises:
-            KeyStoreError: the id or the name is already taken.
+            KeyStoreError: the id, the name or the public key is already taken.
         """
         if record.name in self.by_name or record.name in self.by_id:
             raise KeyStoreError(f"a key named {record.name!r} already exists")
         if record.id in self.by_id or record.id in self.by_name:
             raise KeyStoreError("key id collision; try again")
+        if record.public_key and record.public_key in self.by_public_key:
+            raise KeyStoreError("this public key already belongs to a key")
         return KeyTable((*self.records, record))
 
 

@@ -56,6 +56,7 @@ def setup_keys(app: web.Application, config: Config, clock: Clock) -> None:
             clock=clock,
             persist_hash=persist_hash,
             on_verify=app[METRICS_KEY].argon2_seconds.observe,
+            signature_window=keys.signature_window,
         )
         jwt_config, jwt_path = config.jwt, signing_key_file(config)
 

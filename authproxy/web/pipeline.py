@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from authproxy.auth.admission import AuthRefused, authenticate
+from authproxy.auth.admission import AuthRefused, Target, authenticate
 from authproxy.auth.principal import Principal
 from authproxy.errors import Denied
 from authproxy.keys.record import KeyLimits
@@ -47,7 +47,11 @@ async def admitted(
     verifier = app[VERIFIER_KEY]
     try:
         principal = await authenticate(
-            request.headers, ex.client, verifier, app[BRUTE_FORCE_KEY]
+            request.headers,
+            ex.client,
+            verifier,
+            app[BRUTE_FORCE_KEY],
+            Target(request.method, ex.path, request.rel_url.raw_query_string),
         )
     except AuthRefused as err:
         ex.scheme, ex.presented_key_id = err.scheme, err.key_id
