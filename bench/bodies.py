@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Final
 
-from tests.fake_ollama import wire
+from tests.support.fake_ollama import wire
 
 MODEL: Final = "llama3.2"
 CHAT_PATH: Final = "/api/chat"

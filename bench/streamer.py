@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from bench import bodies
 from bench.loop import run_loop
-from tests.fake_ollama import wire
+from tests.support.fake_ollama import wire
 
 _MAX_HEAD = 65536
 

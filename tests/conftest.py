@@ -26,7 +26,7 @@ from authproxy.server import logs
 from authproxy.server.httpserver import GuardedAppRunner, server_kwargs
 from authproxy.times import Clock, utc_now
 from authproxy.web.app import create_app
-from tests.fake_ollama.server import FakeOllama, create_fake
+from tests.support.fake_ollama.server import FakeOllama, create_fake
 
 # argon2's CHEAPEST profile: tests exercise the real code path, fast.
 CHEAP_ARGON2 = {

@@ -30,7 +30,7 @@ from authproxy.times import utc_now
 from authproxy.web.app import create_app
 from authproxy.web.appkeys import WATCHER_KEY
 from tests.conftest import MakeKey, Secrets
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.server import FakeOllama
 
 CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
 

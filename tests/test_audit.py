@@ -24,7 +24,7 @@ from authproxy.metering.chain import (
 )
 from authproxy.web.appkeys import AUDIT_KEY
 from tests.conftest import poll_until, read_audit, wait_audit
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.server import FakeOllama
 
 
 def writer_for(path: Path, **kw) -> AuditWriter:

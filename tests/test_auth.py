@@ -21,7 +21,7 @@ from authproxy.keys.store import KeyTable, format_token, read_store, update_stor
 from authproxy.times import utc_now
 from authproxy.web.appkeys import VERIFIER_KEY, WATCHER_KEY
 from tests.conftest import MakeKey, closed_port, poll_until
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.server import FakeOllama
 
 CHALLENGES = ['Basic realm="authproxy", charset="UTF-8"', 'Bearer realm="authproxy"']
 

@@ -22,7 +22,7 @@ from authproxy.keys.store import format_token
 from authproxy.times import utc_now
 from authproxy.web.appkeys import BRUTE_FORCE_KEY, VERIFIER_KEY, WATCHER_KEY
 from tests.conftest import MakeKey, poll_until
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.server import FakeOllama
 
 # Slow enough that 80 requests all arrive while the first checks still run.
 SLOW_ARGON2 = {"keys.argon2.memory_cost": 16384, "keys.argon2.time_cost": 2}

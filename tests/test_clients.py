@@ -10,7 +10,7 @@ import ollama
 import openai
 import pytest
 
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.server import FakeOllama
 
 
 def base_url(proxy) -> str:

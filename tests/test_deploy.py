@@ -61,8 +61,8 @@ from aiohttp.test_utils import TestServer
 from authproxy.config.load import config_keys
 from authproxy.keys.store import TOKEN_RE
 from tests.conftest import CHEAP_ARGON2, Secrets
-from tests.fake_ollama.server import FakeOllama
-from tests.serving import ServeProcess
+from tests.support.fake_ollama.server import FakeOllama
+from tests.support.serving import ServeProcess
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 DOCKERFILE: Final = ROOT / "Dockerfile"

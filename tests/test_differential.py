@@ -1,6 +1,6 @@
 """Differential tests: what the proxy allows is what an Ollama-faithful upstream runs.
 
-The upstream is tests/goupstream/main.go, built here with Debian's golang-go:
+The upstream is tests/support/goupstream/main.go, built here with Debian's golang-go:
 it binds bodies with Go's encoding/json as Ollama's handlers do, and answers
 with the models it resolved. Every request below is sent with a key limited to
 ``llama3.2`` and without the ``cloud`` scope, and with a key that has no
@@ -27,7 +27,7 @@ from aiohttp.test_utils import TestClient
 from authproxy.proxy.jsonbody import _NON_ASCII_FOLDS
 from tests.conftest import MakeKey, StartProxy
 
-GO_SOURCE = Path(__file__).parent / "goupstream" / "main.go"
+GO_SOURCE = Path(__file__).parent / "support" / "goupstream" / "main.go"
 ALLOWED = "llama3.2:latest"
 MANAGE = ("inference", "embeddings", "models:read", "models:manage")
 JSON_ROUTES = [

@@ -15,7 +15,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from authproxy.auth.credentials import Credential, CredentialError, parse_credentials
 from authproxy.web.appkeys import UPSTREAM_KEY
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.server import FakeOllama
 
 
 async def raw(port: int, data: bytes, *, wait: float = 5) -> bytes:

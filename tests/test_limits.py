@@ -16,7 +16,7 @@ from authproxy.keys.store import format_token, read_store
 from authproxy.times import utc_now
 from authproxy.web.appkeys import KEY_LIMITS_KEY, VERIFIER_KEY
 from tests.conftest import MakeKey
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.server import FakeOllama
 
 CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
 

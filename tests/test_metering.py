@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import closed_port, read_audit, wait_audit
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.server import FakeOllama
 
 CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "Say hi"}]}
 GEN = {"model": "llama3.2", "prompt": "Say hi"}

@@ -12,7 +12,7 @@ import pytest
 
 from authproxy.admin.app import create_admin_app
 from tests.conftest import MakeKey, wait_audit
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.server import FakeOllama
 
 CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -9,7 +9,7 @@ import pytest
 from authproxy.keys.record import ALL_SCOPES
 from authproxy.policy.routes import RouteClass, classify
 from authproxy.policy.rules import filter_listing, missing_scope
-from tests.fake_ollama import wire
+from tests.support.fake_ollama import wire
 
 
 class TestClassify:

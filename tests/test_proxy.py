@@ -16,7 +16,7 @@ import zstandard
 
 from authproxy.web.appkeys import UPSTREAM_KEY
 from tests.conftest import closed_port, upstream_saw_disconnect, wait_audit
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.server import FakeOllama
 
 HOP_BY_HOP = {
     "connection",

@@ -17,7 +17,7 @@ from authproxy.metering.exchange import Exchange
 from authproxy.policy.routes import RouteClass
 from authproxy.web.appkeys import KEY_LIMITS_KEY
 from tests.conftest import MakeKey, closed_port, poll_until, read_audit, wait_audit
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.server import FakeOllama
 
 CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
 # The fake reports prompt_eval_count 26 and eval_count 4 for every chat.

@@ -15,7 +15,7 @@ import pytest
 from authproxy.cli.main import main
 from authproxy.web.appkeys import VERIFIER_KEY, WATCHER_KEY
 from tests.conftest import poll_until
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.server import FakeOllama
 
 
 async def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:

@@ -10,7 +10,7 @@ import time
 from http import HTTPStatus
 
 from tests.conftest import wait_audit
-from tests.fake_ollama.server import FakeOllama
+from tests.support.fake_ollama.server import FakeOllama
 from tests.test_hostile import raw, status_and_body
 
 

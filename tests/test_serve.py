@@ -26,8 +26,8 @@ from tests.conftest import (
     upstream_saw_disconnect,
     wait_audit,
 )
-from tests.fake_ollama.server import FakeOllama
-from tests.serving import ServeProcess, first_token
+from tests.support.fake_ollama.server import FakeOllama
+from tests.support.serving import ServeProcess, first_token
 
 StartServe = Callable[..., Awaitable[ServeProcess]]
 

@@ -34,8 +34,8 @@ from authproxy.server.tls import (
 )
 from authproxy.web.app import create_app
 from tests.conftest import LogCapture, Secrets, nested, read_audit, wait_audit
-from tests.fake_ollama.server import FakeOllama
-from tests.serving import ServeProcess, first_token
+from tests.support.fake_ollama.server import FakeOllama
+from tests.support.serving import ServeProcess, first_token
 from tests.test_hostile import raw
 
 GENERATE: dict[str, Any] = {"model": "llama3.2", "prompt": "x"}

@@ -15,7 +15,7 @@ from authproxy.metering.usage import (
     estimate_prompt_tokens,
     requested_output_tokens,
 )
-from tests.fake_ollama import wire
+from tests.support.fake_ollama import wire
 
 TOKENS = ["Hi", " there", "!"]
 LONG_CONTEXT = list(range(100000, 120000))

@@ -13,7 +13,7 @@ from typing import Any, Final
 from aiohttp import web
 from multidict import CIMultiDict
 
-from tests.fake_ollama import wire
+from tests.support.fake_ollama import wire
 
 FAKE_KEY: Final = web.AppKey["FakeOllama"]("fake_ollama")
 VERSION: Final = "0.33.0"
