@@ -1,0 +1,1 @@
+"""Tests of authproxy.admin: the admin API, one file per module."""

@@ -1,0 +1,46 @@
+"""admin.edge: the admin listener's errors become JSON replies in one place."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from aiohttp import web
+
+from authproxy.admin.edge import admin_edge_middleware
+from authproxy.errors import Denied
+
+
+async def test_unexpected_error_is_a_logged_json_500(
+    aiohttp_client, log_capture
+) -> None:
+    """A bug in a handler becomes {"error": "internal error"} and a logged event."""
+
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("boom")
+
+    app = web.Application(middlewares=[admin_edge_middleware])
+    app.router.add_get("/", broken)
+    client = await aiohttp_client(app)
+    resp = await client.get("/", headers={"X-Request-ID": "rid-1"})
+    assert resp.status == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert await resp.read() == b'{"error":"internal error"}'
+    assert resp.headers["X-Request-ID"] == "rid-1"
+    event = log_capture.events("request_failed")[0]
+    assert event["request_id"] == "rid-1"
+    assert "RuntimeError: boom" in event["exception"]
+
+
+async def test_denied_is_answered_at_the_edge(aiohttp_client) -> None:
+    """A Denied raised anywhere below becomes its status, message and headers."""
+
+    async def refuse(request: web.Request) -> web.Response:
+        raise Denied(429, "rate_limit", "slow down", (("Retry-After", "3"),))
+
+    app = web.Application(middlewares=[admin_edge_middleware])
+    app.router.add_get("/", refuse)
+    client = await aiohttp_client(app)
+    resp = await client.get("/")
+    assert resp.status == HTTPStatus.TOO_MANY_REQUESTS
+    assert await resp.read() == b'{"error":"slow down"}'
+    assert resp.headers["Retry-After"] == "3"
+    assert len(resp.headers["X-Request-ID"]) == 32

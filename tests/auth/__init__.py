@@ -1,0 +1,1 @@
+"""Tests of authproxy.auth: authentication, one file per module."""

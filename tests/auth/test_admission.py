@@ -1,0 +1,172 @@
+"""auth.admission: the one 401 for every failure, every scheme, the log line."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from datetime import timedelta
+from http import HTTPStatus
+
+import aiohttp
+import pytest
+from multidict import CIMultiDict
+
+from authproxy.keys.store import format_token
+from authproxy.times import utc_now
+from tests.conftest import MakeKey
+from tests.support.fake_ollama.server import FakeOllama
+
+CHALLENGES = ['Basic realm="authproxy", charset="UTF-8"', 'Bearer realm="authproxy"']
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def assert_rejected(proxy, fake: FakeOllama, headers, path="/api/tags") -> None:
+    resp = await proxy.get(path, headers=headers)
+    assert resp.status == HTTPStatus.UNAUTHORIZED
+    assert await resp.read() == b'{"error":"unauthorized"}'
+    assert resp.headers.getall("WWW-Authenticate") == CHALLENGES
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert fake.received == []
+
+
+@pytest.fixture
+def bad_headers(key, make_key: MakeKey) -> dict[str, list[tuple[str, str]]]:
+    """Every failure kind, keyed by a readable id."""
+    token = key.token
+    assert token is not None
+    key_id, secret = key.record.id, token.split("_", 2)[2]
+    expired = make_key("old", expires_at=utc_now() + timedelta(seconds=1))
+    other = make_key("bob")
+    wrong_secret = format_token(key_id, "A" * 43)
+    unknown_id = format_token("aaaaaaaaaaaa", secret)
+    return {
+        "missing": [],
+        "empty-bearer": [("Authorization", "Bearer ")],
+        "bearer-garbage": [("Authorization", "Bearer hello")],
+        "bearer-unknown-id": [("Authorization", f"Bearer {unknown_id}")],
+        "bearer-wrong-secret": [("Authorization", f"Bearer {wrong_secret}")],
+        "bearer-truncated": [("Authorization", f"Bearer {token[:-1]}")],
+        "bearer-expired": [("Authorization", f"Bearer {expired.token}")],
+        "unsupported-scheme": [("Authorization", f"Digest {token}")],
+        "basic-bad-base64": [("Authorization", "Basic !!!notbase64")],
+        "basic-no-colon": [
+            ("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
+        ],
+        "basic-empty-password": [("Authorization", basic("alice", ""))],
+        "basic-wrong-user": [("Authorization", basic("bob", token))],
+        "basic-unknown-user": [("Authorization", basic("nobody", token))],
+        "basic-other-keys-token": [("Authorization", basic("alice", str(other.token)))],
+        "basic-wrong-secret": [("Authorization", basic("alice", wrong_secret))],
+        "x-api-key-wrong": [("x-api-key", wrong_secret)],
+        "x-api-key-empty": [("x-api-key", "")],
+        "two-authorization": [
+            ("Authorization", f"Bearer {token}"),
+            ("Authorization", f"Bearer {token}"),
+        ],
+        "two-api-keys": [("x-api-key", token), ("x-api-key", token)],
+        "over-long": [("Authorization", "Bearer " + "a" * 5000)],
+        "control-char": [("Authorization", f"Bearer {token}\x01")],
+        "non-ascii": [("Authorization", f"Bearer {token}é")],
+        "basic-nul": [("Authorization", basic("alice\x00", token))],
+    }
+
+
+FAILURES = [
+    "missing",
+    "empty-bearer",
+    "bearer-garbage",
+    "bearer-unknown-id",
+    "bearer-wrong-secret",
+    "bearer-truncated",
+    "bearer-expired",
+    "unsupported-scheme",
+    "basic-bad-base64",
+    "basic-no-colon",
+    "basic-empty-password",
+    "basic-wrong-user",
+    "basic-unknown-user",
+    "basic-other-keys-token",
+    "basic-wrong-secret",
+    "x-api-key-wrong",
+    "x-api-key-empty",
+    "two-authorization",
+    "two-api-keys",
+    "over-long",
+    "control-char",
+    "non-ascii",
+    "basic-nul",
+]
+
+
+@pytest.mark.parametrize("case", FAILURES)
+async def test_every_failure_gets_the_same_401(
+    proxy, fake: FakeOllama, bad_headers, case, secrets_seen
+) -> None:
+    """Missing, malformed, unknown, wrong, expired: one 401, nothing forwarded."""
+    if case == "bearer-expired":
+        await asyncio.sleep(1.1)
+    headers = bad_headers[case]
+    if case in {"non-ascii", "control-char"}:
+        await _raw_request(proxy, headers, fake)
+        return
+    await assert_rejected(proxy, fake, CIMultiDict(headers))
+
+
+async def _raw_request(proxy, headers, fake: FakeOllama) -> None:
+    """Send bytes aiohttp's client would refuse to encode."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    lines = [b"GET /api/tags HTTP/1.1", b"Host: x", b"Connection: close"]
+    lines += [f"{k}: {v}".encode() for k, v in headers]
+    writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
+    await writer.drain()
+    reply = await reader.read()
+    writer.close()
+    # A control character is refused by the HTTP parser itself (HTTP/1.0 reply),
+    # which still answers with the same 401 and never echoes the bytes.
+    assert re.match(rb"HTTP/1\.[01] 401 ", reply)
+    assert reply.endswith(b'{"error":"unauthorized"}')
+    assert reply.count(b"WWW-Authenticate") == 2
+    assert fake.received == []
+
+
+@pytest.mark.parametrize(
+    "scheme", ["bearer", "basic-name", "basic-id", "x-api-key", "url-userinfo"]
+)
+async def test_each_scheme_authenticates(proxy, fake: FakeOllama, key, scheme) -> None:
+    """Bearer, Basic (name or id as username), x-api-key and URL userinfo all work."""
+    token = key.token
+    headers = {
+        "bearer": {"Authorization": f"Bearer {token}"},
+        "basic-name": {"Authorization": basic("alice", token)},
+        "basic-id": {"Authorization": basic(key.record.id, token)},
+        "x-api-key": {"x-api-key": token},
+        "url-userinfo": {},
+    }[scheme]
+    url = proxy.make_url("/api/tags")
+    if scheme == "url-userinfo":
+        url = url.with_user("alice").with_password(token)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, headers=headers) as resp,
+    ):
+        assert resp.status == HTTPStatus.OK
+        assert (await resp.json())["models"]
+    assert "Authorization" not in fake.last.headers
+    assert "x-api-key" not in fake.last.headers
+
+
+async def test_auth_failures_are_logged_without_secrets(
+    proxy, fake: FakeOllama, key, log_capture
+) -> None:
+    """A failure is logged with its reason and presented key id, never the secret."""
+    wrong = format_token(key.record.id, "C" * 43)
+    await assert_rejected(proxy, fake, {"Authorization": f"Bearer {wrong}"})
+    events = log_capture.events("auth_failed")
+    assert events[-1]["reason"] == "wrong_secret"
+    assert events[-1]["key_id"] == key.record.id
+    assert events[-1]["scheme"] == "bearer"
+    assert "C" * 43 not in log_capture.stream.getvalue()

@@ -1,0 +1,1 @@
+"""Tests of authproxy.cli: the command line, one file per module."""

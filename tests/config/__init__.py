@@ -1,0 +1,1 @@
+"""Tests of authproxy.config: configuration, one file per module."""

@@ -1,0 +1,1 @@
+"""Tests of authproxy.keys: the key store, one file per module."""

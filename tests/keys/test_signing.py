@@ -1,0 +1,202 @@
+"""keys.signing: JWT signing keys from a file or the environment, rotation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+import jwt as pyjwt
+import pytest
+from aiohttp.test_utils import TestClient
+
+from authproxy.admin.app import create_admin_app
+from authproxy.cli.main import main
+from authproxy.config.model import JWTConfig
+from authproxy.errors import KeyStoreError
+from authproxy.keys.signing import (
+    TokenError,
+    decode,
+    load_signing_keys,
+    looks_like_jwt,
+    mint,
+    rotate_signing_key,
+)
+from authproxy.times import utc_now
+from authproxy.web.appkeys import WATCHER_KEY
+from tests.conftest import MakeKey, Secrets
+
+SECRET = "s" * 40
+
+
+def test_file_is_created_0600_on_first_use(tmp_path: Path) -> None:
+    """Without a key file, one is created with a single fresh key, mode 0600."""
+    path = tmp_path / "keys" / "jwt-signing.yaml"
+    keys = load_signing_keys(JWTConfig(), path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(keys.keys) == 1
+    assert load_signing_keys(JWTConfig(), path).current.kid == keys.current.kid
+
+
+def test_rotation_keeps_three_previous_keys(tmp_path: Path) -> None:
+    """Each rotation puts a new key first and keeps at most three older ones."""
+    path = tmp_path / "jwt.yaml"
+    first = load_signing_keys(JWTConfig(), path)
+    now = utc_now()
+    token = mint(first, {"sub": "k", "typ": "key"}, now, timedelta(hours=1))
+    for _ in range(3):
+        keys = rotate_signing_key(JWTConfig(), path, now)
+    assert len(keys.keys) == 4
+    assert decode(keys, token, now)["sub"] == "k"
+    keys = rotate_signing_key(JWTConfig(), path, now)
+    with pytest.raises(TokenError, match="jwt_unknown_kid"):
+        decode(keys, token, now)
+
+
+def test_environment_keys(tmp_path: Path) -> None:
+    """jwt.key_env and jwt.previous_key_env hold the secrets; nothing is written."""
+    config = JWTConfig(key_env="JWT_NOW", previous_key_env="JWT_OLD")
+    old = load_signing_keys(
+        JWTConfig(key_env="JWT_OLD"), tmp_path / "x", {"JWT_OLD": "o" * 40}
+    )
+    now = utc_now()
+    token = mint(old, {"sub": "k", "typ": "key"}, now, timedelta(minutes=5))
+    keys = load_signing_keys(
+        config, tmp_path / "x", {"JWT_NOW": SECRET, "JWT_OLD": "o" * 40}
+    )
+    assert decode(keys, token, now)["sub"] == "k"
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(KeyStoreError, match="rotate by moving the old secret"):
+        rotate_signing_key(config, tmp_path / "x", now)
+
+
+@pytest.mark.parametrize("value", [None, "", "short"])
+def test_weak_environment_secret(tmp_path: Path, value: str | None) -> None:
+    """A missing or short secret in the named variable is refused."""
+    env = {} if value is None else {"JWT": value}
+    with pytest.raises(KeyStoreError, match="must hold >= 32 characters"):
+        load_signing_keys(JWTConfig(key_env="JWT"), tmp_path / "x", env)
+
+
+@pytest.mark.parametrize("text", ["nope: [", "keys: []", "keys: [{kid: a}]", "- 1"])
+def test_corrupt_key_file(tmp_path: Path, text: str) -> None:
+    """A broken signing key file is a clear error that never quotes it."""
+    path = tmp_path / "jwt.yaml"
+    path.write_text(text)
+    with pytest.raises(KeyStoreError, match=r"jwt\.yaml: "):
+        load_signing_keys(JWTConfig(), path)
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("not-a-jwt", "malformed_jwt"),
+        (jwt.encode({"sub": "k"}, "s" * 64, algorithm="HS512"), "jwt_algorithm"),
+    ],
+)
+def test_malformed_tokens(tmp_path: Path, token: str, reason: str) -> None:
+    """Garbage and other algorithms are rejected before any key is looked up."""
+    keys = load_signing_keys(JWTConfig(), tmp_path / "jwt.yaml")
+    with pytest.raises(TokenError, match=reason):
+        decode(keys, token, utc_now())
+
+
+def test_looks_like_jwt() -> None:
+    """Only three-part eyJ... values take the JWT path."""
+    assert looks_like_jwt("eyJa.b.c")
+    assert not looks_like_jwt("ap_abcdefghijkl_x")
+    assert not looks_like_jwt("eyJa.b")
+
+
+class MutableClock:
+    """A clock a test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = utc_now()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@dataclass
+class Stack:
+    """A running proxy and its admin API sharing one clock."""
+
+    proxy: TestClient[Any, Any]
+    admin: TestClient[Any, Any]
+    admin_token: str
+    clock: MutableClock
+    secrets: Secrets
+
+    async def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        auth = {
+            "Authorization": f"Bearer {token or self.admin_token}",
+            # Every write says JSON, even without a body (revoke).
+            **({} if method == "GET" else {"Content-Type": "application/json"}),
+            **(headers or {}),
+        }
+        data = b"" if body is None else json.dumps(body).encode()
+        resp = await self.admin.request(method, path, data=data, headers=auth)
+        data = await resp.json()
+        if isinstance(data, dict) and isinstance(data.get("token"), str):
+            self.secrets.add(data["token"])
+        return resp.status, data
+
+    async def call(
+        self, token: str, method: str = "GET", path: str = "/api/tags", body: Any = None
+    ) -> int:
+        resp = await self.proxy.request(
+            method, path, json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        await resp.read()
+        return resp.status
+
+
+@pytest.fixture
+def clock() -> MutableClock:
+    return MutableClock()
+
+
+@pytest.fixture
+async def stack(
+    start_proxy, aiohttp_client, make_key: MakeKey, clock: MutableClock, secrets_seen
+) -> Stack:
+    ops = make_key("ops", scopes=["admin"])
+    assert ops.token is not None
+    proxy = await start_proxy(clock=clock)
+    admin = await aiohttp_client(create_admin_app(proxy.app, clock=clock))
+    return Stack(proxy, admin, ops.token, clock, secrets_seen)
+
+
+async def test_signing_key_rotation(stack: Stack, config_file: Path, capsys) -> None:
+    """After `signing-key rotate`, old tokens stay valid; new ones use the new kid."""
+
+    _, before = await stack.api("POST", "/admin/keys/alice/tokens", {"ttl": "1h"})
+    code = await asyncio.to_thread(
+        main, ["signing-key", "rotate", "--json", "--config", str(config_file)]
+    )
+    rotated = json.loads(capsys.readouterr().out)
+    assert code == 0
+    await stack.proxy.app[WATCHER_KEY].reload_signing(force=True)
+    _, after = await stack.api("POST", "/admin/keys/alice/tokens", {"ttl": "1h"})
+    assert pyjwt.get_unverified_header(after["token"])["kid"] == rotated["kid"]
+    assert (
+        pyjwt.get_unverified_header(before["token"])["kid"] in rotated["verifying_kids"]
+    )
+    assert await stack.call(before["token"]) == 200
+    assert await stack.call(after["token"]) == 200

@@ -1,0 +1,1 @@
+"""Tests of authproxy.limits: per-key limits, one file per module."""

@@ -1,0 +1,1 @@
+"""Tests of authproxy.metering: metering, audit and metrics, one file per module."""

@@ -1,0 +1,199 @@
+"""metering.chain: sealing, tampering found at the first bad line, torn lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from authproxy.config.model import AuditConfig
+from authproxy.metering.audit import AuditWriter
+from authproxy.metering.chain import (
+    GENESIS,
+    ChainState,
+    check_line,
+    seal,
+    tail_state,
+    verify_files,
+)
+
+
+def writer_for(path: Path, **kw) -> AuditWriter:
+    writer = AuditWriter(AuditConfig(file=str(path), **kw))
+    writer.open()
+    return writer
+
+
+def write_n(writer: AuditWriter, n: int, start: int = 0) -> None:
+    for i in range(start, start + n):
+        writer.append({"n": i, "path": "/api/chat", "note": "ü<>&"})
+
+
+def sealed_lines(n: int) -> list[bytes]:
+    """Return ``n`` chained lines (each ending in a newline), as the writer seals."""
+    lines, state = [], ChainState()
+    for i in range(n):
+        line, state = seal({"n": i, "path": "/api/chat" + "x" * 100}, state)
+        lines.append(line)
+    return lines
+
+
+class TestChain:
+    def test_seal_and_check(self) -> None:
+        """A sealed line verifies and carries seq, prev_hash and hash last."""
+        line, state = seal({"a": 1}, ChainState())
+        record, after = check_line(line.rstrip(b"\n"), ChainState())
+        assert after == state
+        assert list(record) == ["a", "seq", "prev_hash"]
+        assert record["prev_hash"] == GENESIS
+        assert line.endswith(f',"hash":"{state.hash}"}}\n'.encode())
+        assert line.isascii()
+
+    @pytest.mark.parametrize(
+        ("mutate", "message"),
+        [
+            (
+                lambda ls: ls.__setitem__(2, ls[2].replace(b'"n":2', b'"n":3')),
+                "3: edited",
+            ),
+            (lambda ls: ls.pop(2), "3: missing records: seq 4 follows seq 2"),
+            (lambda ls: ls.insert(1, ls.pop(3)), "2: missing records"),
+            (
+                lambda ls: ls.__setitem__(2, ls[2][:-10]),
+                "4: missing records: seq 4 follows seq 2 (after the torn line at ",
+            ),
+            (lambda ls: ls.__setitem__(0, b"garbage"), "1: not a sealed audit record"),
+            (lambda ls: ls.append(b"garbage"), "6: not a sealed audit record"),
+        ],
+        ids=[
+            "edited-byte",
+            "deleted-line",
+            "reordered",
+            "truncated-middle",
+            "garbage",
+            "garbage-last",
+        ],
+    )
+    def test_tampering_is_reported_at_the_first_bad_line(
+        self, tmp_path: Path, mutate, message
+    ) -> None:
+        """Edits, deletions, reordering and truncation each name the first bad line."""
+        path = tmp_path / "a.jsonl"
+        write_n(writer_for(path), 5)
+        assert verify_files([path]).ok
+        lines = path.read_bytes().splitlines()
+        mutate(lines)
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        report = verify_files([path])
+        assert not report.ok
+        assert f"{path}:{message}" in str(report.error)
+
+
+class TestTornLines:
+    """A short write leaves the start of a record; the record follows whole."""
+
+    def test_torn_then_written_whole_is_a_warning(self, tmp_path: Path) -> None:
+        """A torn line that the next record completes is skipped with its location."""
+        ls = sealed_lines(4)
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(ls[0] + ls[1] + ls[2][:30] + b"\n" + ls[2] + ls[3])
+        report = verify_files([path])
+        assert (report.ok, report.records, report.files, report.torn) == (
+            True,
+            4,
+            1,
+            1,
+        )
+        assert report.warnings == (
+            f"{path}:3: torn line skipped (a short write): its record, seq 3, "
+            f"was written whole at {path}:4",
+        )
+
+    def test_torn_at_the_end_of_one_file_completed_in_the_next(
+        self, tmp_path: Path
+    ) -> None:
+        """Rotated between a tear and its retry: the next file completes it."""
+        ls = sealed_lines(4)
+        old, new = tmp_path / "a.jsonl.1", tmp_path / "a.jsonl"
+        old.write_bytes(ls[0] + ls[1] + ls[2][:-20])
+        new.write_bytes(ls[2] + ls[3])
+        report = verify_files([old, new])
+        assert (report.ok, report.records, report.files) == (True, 4, 2)
+        assert report.warnings == (
+            f"{old}:3: torn line skipped (a short write): its record, seq 3, "
+            f"was written whole at {new}:1",
+        )
+
+    def test_repeated_torn_writes_and_an_empty_line(self, tmp_path: Path) -> None:
+        """Several failed retries of a record (one wrote only a newline) all pass."""
+        ls = sealed_lines(3)
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(
+            ls[0] + ls[1][:10] + b"\n" + ls[1][:200] + b"\n" + b"\n" + ls[1] + ls[2]
+        )
+        report = verify_files([path])
+        assert (report.ok, report.records, report.torn) == (True, 3, 3)
+        assert [w.split(": ")[0] for w in report.warnings] == [
+            f"{path}:2",
+            f"{path}:3",
+            f"{path}:4",
+        ]
+
+    def test_torn_line_of_a_lost_record_fails(self, tmp_path: Path) -> None:
+        """A torn record that never came whole (a restart lost it) fails at the tear."""
+        ls = sealed_lines(3)
+        other = seal({"n": 99}, check_line(ls[1].rstrip(), None)[1])[0]
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(ls[0] + ls[1] + other[:40] + b"\n" + ls[2])
+        report = verify_files([path])
+        assert report.records == 2
+        assert report.error == (
+            f"{path}:3: not a sealed audit record (no trailing hash), "
+            f"nor a torn write of the record at {path}:4"
+        )
+
+    @pytest.mark.parametrize(
+        ("content", "message"),
+        [
+            (
+                lambda ls: ls[0] + ls[1][:25] + b"\n" + ls[2],
+                "3: missing records: seq 3 follows seq 1 (after the torn line at ",
+            ),
+            (
+                lambda ls: (
+                    ls[0] + ls[1][:25] + b"\n" + ls[1].replace(b'"n":1', b'"n":7')
+                ),
+                "3: edited: its hash does not match its content",
+            ),
+        ],
+        ids=["missing", "edited"],
+    )
+    def test_a_torn_line_hides_no_missing_or_edited_record(
+        self, tmp_path: Path, content, message
+    ) -> None:
+        """After a torn line, a gap or an edited record still fails verification."""
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(content(sealed_lines(3)))
+        report = verify_files([path])
+        assert not report.ok
+        assert str(report.error).startswith(f"{path}:{message}")
+
+    @pytest.mark.parametrize("ending", [b"", b"\n"], ids=["no-newline", "newline"])
+    def test_torn_last_line_is_a_warning(self, tmp_path: Path, ending: bytes) -> None:
+        """A torn line after the last record is an unfinished write: ok, warned."""
+        ls = sealed_lines(3)
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(ls[0] + ls[1] + ls[2][:-5] + ending)
+        report = verify_files([path])
+        assert (report.ok, report.records, report.torn) == (True, 2, 1)
+        assert report.warnings[0] == (
+            f"{path}:3: torn last line skipped: an unfinished write; its record "
+            "is not in the log (still waiting to be written, or lost)"
+        )
+
+    def test_tail_state_passes_over_torn_lines(self, tmp_path: Path) -> None:
+        """The chain resumes from the last sealed record, not from a torn line."""
+        ls = sealed_lines(2)
+        path = tmp_path / "a.jsonl"
+        path.write_bytes(ls[0] + ls[1] + ls[1][:20] + b"\n\n" + ls[1][:7])
+        assert tail_state(path) == check_line(ls[1].rstrip(), None)[1]

@@ -1,0 +1,56 @@
+"""metering.exchange: the audit record built from one request's exchange."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import wait_audit
+
+CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "Say hi"}]}
+
+
+async def test_record_schema(proxy, bearer, audit_path: Path) -> None:
+    """A record has exactly the documented fields, in order, ending in the chain."""
+    await (await proxy.post("/api/chat", json=CHAT, headers=bearer)).read()
+    (record,) = await wait_audit(audit_path, 1)
+    assert list(record) == [
+        "ts",
+        "request_id",
+        "key_id",
+        "key_name",
+        "scheme",
+        "client",
+        "method",
+        "path",
+        "route",
+        "model",
+        "status",
+        "stream",
+        "outcome",
+        "reason",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "usage_exact",
+        "total_duration",
+        "load_duration",
+        "prompt_eval_duration",
+        "eval_duration",
+        "ttfb_ms",
+        "duration_ms",
+        "bytes_in",
+        "bytes_out",
+        "seq",
+        "prev_hash",
+        "hash",
+    ]
+    assert record["ts"].endswith("Z")
+    assert record["client"] == "127.0.0.1"
+    assert (record["method"], record["path"], record["route"]) == (
+        "POST",
+        "/api/chat",
+        "inference",
+    )
+    assert 0 < record["ttfb_ms"] <= record["duration_ms"]
+    assert record["seq"] == 1
+    assert record["prev_hash"] == "0" * 64

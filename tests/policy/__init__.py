@@ -1,0 +1,1 @@
+"""Tests of authproxy.policy: access policy, one file per module."""

@@ -1,0 +1,1 @@
+"""Tests of authproxy.proxy: forwarding, one file per module."""

@@ -1,0 +1,287 @@
+"""proxy.headers: filter sets, X-Forwarded-*, request ids; tables and the wire."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import aiohttp
+import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from authproxy.proxy.headers import (
+    TRUST_MEMO_SIZE,
+    TrustedProxies,
+    client_address,
+    filter_response_headers,
+    forward_request_headers,
+    parse_networks,
+    request_id,
+)
+from authproxy.web.appkeys import UPSTREAM_KEY
+from tests.support.fake_ollama.server import FakeOllama
+
+TRUSTED = TrustedProxies(parse_networks(["10.0.0.0/8", "192.168.1.1"]))
+
+
+def proxy_of(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(CIMultiDict(pairs))
+
+
+class TestClientAddress:
+    @pytest.mark.parametrize(
+        ("peer", "xff", "expected"),
+        [
+            ("1.2.3.4", [], "1.2.3.4"),
+            ("1.2.3.4", ["9.9.9.9"], "1.2.3.4"),
+            ("10.0.0.1", ["9.9.9.9"], "9.9.9.9"),
+            ("10.0.0.1", ["9.9.9.9, 10.0.0.2"], "9.9.9.9"),
+            ("10.0.0.1", ["6.6.6.6, 9.9.9.9, 10.0.0.2"], "9.9.9.9"),
+            ("10.0.0.1", ["10.0.0.3", "10.0.0.2"], "10.0.0.3"),
+            ("10.0.0.1", [], "10.0.0.1"),
+            ("192.168.1.1", ["garbage"], "garbage"),
+        ],
+        ids=[
+            "direct",
+            "untrusted-peer-xff-ignored",
+            "one-hop",
+            "two-hops",
+            "spoofed-left",
+            "all-trusted",
+            "trusted-no-xff",
+            "exact-ip",
+        ],
+    )
+    def test_right_to_left(self, peer, xff, expected) -> None:
+        """Only hops added by trusted proxies are believed."""
+        assert client_address(peer, xff, TRUSTED) == expected
+
+
+class TestTrustedProxies:
+    def test_answers_stay_right_when_remembered(self) -> None:
+        """A second question about an address gets the same answer as the first."""
+        for _ in range(2):
+            assert "10.1.2.3" in TRUSTED
+            assert "192.168.1.1" in TRUSTED
+            assert "192.168.1.2" not in TRUSTED
+            assert "not-an-ip" not in TRUSTED
+
+    def test_memo_is_bounded(self) -> None:
+        """Spoofed hops cannot grow the memo past its bound."""
+        trusted = TrustedProxies(parse_networks(["10.0.0.0/8"]))
+        for n in range(TRUST_MEMO_SIZE * 2 + 7):
+            assert f"198.18.{n // 250 % 250}.{n % 250}" not in trusted
+            assert len(trusted._seen) <= TRUST_MEMO_SIZE
+        assert f"10.0.{n % 250}.1" in trusted
+
+    def test_none_trusted(self) -> None:
+        """Without networks nothing is trusted and the object is falsy."""
+        trusted = TrustedProxies()
+        assert not trusted
+        assert "127.0.0.1" not in trusted
+        assert client_address("127.0.0.1", ["9.9.9.9"], trusted) == "127.0.0.1"
+
+
+class TestRequestId:
+    @pytest.mark.parametrize(
+        ("value", "kept"),
+        [
+            ("abc", True),
+            ("a-b_c.d:e/f+g=h@i", True),
+            (None, False),
+            ("", False),
+            ("a b", False),
+            ("x" * 129, False),
+            ("é", False),
+        ],
+        ids=["simple", "punctuation", "absent", "empty", "space", "long", "non-ascii"],
+    )
+    def test_sane_ids_are_kept(self, value, kept) -> None:
+        """A sane id is kept; anything else becomes a fresh 32-hex id."""
+        result = request_id(value)
+        if kept:
+            assert result == value
+        else:
+            assert len(result) == 32
+            assert int(result, 16) >= 0
+
+
+class TestForwardRequestHeaders:
+    def test_untrusted_peer(self) -> None:
+        """Credentials, hop-by-hop and spoofable forwarding headers are replaced."""
+        out = forward_request_headers(
+            proxy_of(
+                ("Host", "proxy.example:8443"),
+                ("Authorization", "Bearer x"),
+                ("X-API-Key", "x"),
+                ("Cookie", "a=b"),
+                ("Connection", "close, X-Hop"),
+                ("X-Hop", "1"),
+                ("Transfer-Encoding", "chunked"),
+                ("Content-Length", "10"),
+                ("Proxy-Authorization", "Basic x"),
+                ("X-Forwarded-For", "6.6.6.6"),
+                ("Forwarded", "for=6.6.6.6"),
+                ("Accept", "application/json"),
+                ("Accept", "text/plain"),
+            ),
+            upstream_host="127.0.0.1:11434",
+            peer="1.2.3.4",
+            scheme="https",
+            request_id="rid",
+            trusted_peer=False,
+        )
+        assert list(out.items()) == [
+            ("Accept", "application/json"),
+            ("Accept", "text/plain"),
+            ("Host", "127.0.0.1:11434"),
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "proxy.example:8443"),
+            ("X-Request-ID", "rid"),
+        ]
+
+    def test_trusted_peer_extends_the_chain(self) -> None:
+        """Behind a trusted proxy the chain is extended and its proto/host kept."""
+        out = forward_request_headers(
+            proxy_of(
+                ("Host", "internal"),
+                ("X-Forwarded-For", "9.9.9.9"),
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Host", "api.example"),
+                ("Forwarded", "for=9.9.9.9"),
+            ),
+            upstream_host="ollama:11434",
+            peer="10.0.0.1",
+            scheme="http",
+            request_id="rid",
+            trusted_peer=True,
+        )
+        assert out["X-Forwarded-For"] == "9.9.9.9, 10.0.0.1"
+        assert out["X-Forwarded-Proto"] == "https"
+        assert out["X-Forwarded-Host"] == "api.example"
+        assert out["Forwarded"] == "for=9.9.9.9"
+
+
+class TestFilterResponseHeaders:
+    def test_hop_by_hop_dropped(self) -> None:
+        """Hop-by-hop and Connection-named headers never reach the client."""
+        out = filter_response_headers(
+            proxy_of(
+                ("Content-Type", "text/event-stream"),
+                ("Connection", "keep-alive, X-Secret-Hop"),
+                ("X-Secret-Hop", "1"),
+                ("Keep-Alive", "timeout=5"),
+                ("Transfer-Encoding", "chunked"),
+                ("Cache-Control", "no-cache"),
+                ("Content-Length", "12"),
+            )
+        )
+        assert list(out.items()) == [
+            ("Content-Type", "text/event-stream"),
+            ("Cache-Control", "no-cache"),
+            ("Content-Length", "12"),
+        ]
+
+
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+}
+
+
+CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "Say hi"}]}
+
+
+async def test_proxied_headers_match_direct(proxy, bearer, upstream) -> None:
+    """End-to-end headers are the upstream's (minus hop-by-hop) plus X-Request-ID."""
+    async with (
+        aiohttp.ClientSession() as direct,
+        direct.post(
+            upstream.make_url("/v1/messages"),
+            json={**CHAT, "max_tokens": 8, "stream": True},
+        ) as resp,
+    ):
+        await resp.read()
+        direct_headers = {k.lower() for k in resp.headers}
+    async with proxy.post(
+        "/v1/messages", json={**CHAT, "max_tokens": 8, "stream": True}, headers=bearer
+    ) as resp:
+        await resp.read()
+        proxied_headers = {k.lower() for k in resp.headers}
+    assert "connection" in direct_headers  # hop-by-hop: not relayed
+    assert proxied_headers - {"x-request-id"} == direct_headers - HOP_BY_HOP
+    assert "cache-control" in proxied_headers
+
+
+async def test_upstream_receives_clean_headers(proxy, token, fake: FakeOllama) -> None:
+    """Credentials and hop-by-hop headers dropped; Host, X-Forwarded-* rebuilt."""
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "X-Api-Key": "something",
+        "Cookie": "session=1",
+        "Connection": "keep-alive, X-Private",
+        "X-Private": "1",
+        "Keep-Alive": "timeout=5",
+        "TE": "trailers",
+        "X-Forwarded-For": "6.6.6.6",
+        "X-Forwarded-Host": "evil.example",
+        "X-Real-IP": "6.6.6.6",
+        "Forwarded": "for=6.6.6.6",
+        "User-Agent": "ThingsBoard/4.0",
+        "Accept-Encoding": "gzip",
+        "X-Custom": "kept",
+    }
+    resp = await proxy.get("/api/tags", headers=headers)
+    assert resp.status == HTTPStatus.OK
+    seen = fake.last.headers
+    for name in (
+        "Authorization",
+        "X-Api-Key",
+        "Cookie",
+        "X-Private",
+        "Keep-Alive",
+        "TE",
+        "X-Real-IP",
+        "Forwarded",
+        "Accept-Encoding",
+    ):
+        assert name not in seen, name
+    assert seen["Host"] == f"127.0.0.1:{fake_port(proxy)}"
+    assert seen["X-Forwarded-For"] == "127.0.0.1"
+    assert seen["X-Forwarded-Proto"] == "http"
+    assert seen["X-Forwarded-Host"] == f"127.0.0.1:{proxy.port}"
+    assert seen["User-Agent"] == "ThingsBoard/4.0"
+    assert seen["X-Custom"] == "kept"
+    assert token not in str(seen)
+
+
+def fake_port(proxy) -> int:
+    port: int | None = proxy.app[UPSTREAM_KEY].origin.port
+    assert port is not None
+    return port
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("abc-123_X.y:z", True),
+        ("a" * 128, True),
+        ("a" * 129, False),
+        ("bad id", False),
+        ("<script>", False),
+    ],
+    ids=["sane", "max-length", "too-long", "space", "markup"],
+)
+async def test_request_id_kept_or_generated(
+    proxy, bearer, fake: FakeOllama, sent, kept
+) -> None:
+    """A sane X-Request-ID is kept and echoed; anything else is replaced."""
+    resp = await proxy.get("/api/tags", headers={**bearer, "X-Request-ID": sent})
+    echoed = resp.headers["X-Request-ID"]
+    assert fake.last.headers["X-Request-ID"] == echoed
+    assert (echoed == sent) is kept
+    assert len(echoed) == len(sent) if kept else len(echoed) == 32

@@ -1,0 +1,1 @@
+"""Tests of authproxy.server: serving, one file per module."""

@@ -1,0 +1,86 @@
+"""server.logs: one access line per request, JSON or console, scrubbed errors."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+import structlog
+
+from authproxy.server import logs
+
+
+async def test_access_line_per_request(proxy, bearer, key, log_capture) -> None:
+    """Each request logs request id, key id, method, path (no query) and status."""
+    resp = await proxy.get("/api/tags?secret=hunter2", headers=bearer)
+    await resp.read()
+    line = log_capture.events("http_request")[-1]
+    assert line["request_id"] == resp.headers["X-Request-ID"]
+    assert line["key_id"] == key.record.id
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/api/tags", 200)
+    assert line["duration_ms"] > 0
+    assert line["peer"] == "127.0.0.1"
+    assert line["logger"] == "authproxy.access"
+    assert line["level"] == "info"
+    assert line["timestamp"].endswith("Z")
+    assert "hunter2" not in log_capture.stream.getvalue()
+
+
+async def test_parser_errors_are_scrubbed(proxy, token, log_capture) -> None:
+    """A malformed request's raw bytes never reach the log, only a bare event."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(
+        f"GET / HTTP/1.1\r\nAuthorization: Bearer {token}\x00\r\n\r\n".encode()
+    )
+    await writer.drain()
+    await reader.read()
+    writer.close()
+    event = log_capture.events("bad_http_request")[-1]
+    assert event["status"] == 400
+    assert event["error"] == "BadHttpMessage"
+    assert "exception" not in event
+    assert token not in log_capture.stream.getvalue()
+
+
+def test_console_format() -> None:
+    """log.format console renders readable key=value lines, not JSON."""
+    stream = io.StringIO()
+    logs.configure(fmt="console", level="info", stream=stream)
+    structlog.stdlib.get_logger("t").info("key_rotated", key_id="abc")
+    text = stream.getvalue()
+    assert "key_rotated" in text
+    assert "key_id" in text
+    assert not text.startswith("{")
+
+
+def test_foreign_records_render_as_json() -> None:
+    """aiohttp's stdlib records come out as the same JSON lines."""
+    stream = io.StringIO()
+    logs.configure(fmt="json", level="warning", stream=stream)
+    logging.getLogger("aiohttp.server").warning("something %s", "odd")
+    logging.getLogger("aiohttp.server").info("below the level")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    assert '"event": "something odd"' in lines[0]
+    assert '"logger": "aiohttp.server"' in lines[0]
+
+
+async def test_access_lines_can_be_turned_off(start_proxy, key, log_capture) -> None:
+    """log.access false: no http_request lines (the audit log still has them)."""
+    client = await start_proxy({"log.access": False})
+    await (
+        await client.get("/api/tags", headers={"Authorization": f"Bearer {key.token}"})
+    ).read()
+    assert log_capture.events("http_request") == []
+
+
+async def test_access_lines_in_console_format(proxy, bearer) -> None:
+    """In console format access lines go through structlog's console renderer."""
+    stream = io.StringIO()
+    logs.configure(fmt="console", level="info", stream=stream)
+    await (await proxy.get("/api/tags", headers=bearer)).read()
+    await asyncio.sleep(0.01)
+    text = stream.getvalue()
+    assert "http_request" in text
+    assert not text.lstrip().startswith("{")

@@ -1,0 +1,1 @@
+"""Tests of authproxy.web: the proxy application, one file per module."""
