@@ -1,64 +1,50 @@
-"""Shared fixtures: the fake Ollama, a key store, the proxy app, log capture."""
+"""Shared fixtures: the fake Ollama, a key store, the proxy app, log capture.
+
+The code they use lives in tests/support; this file holds only fixtures.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import io
-import json
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
+from authproxy.admin.app import create_admin_app
 from authproxy.config.load import load_config
 from authproxy.config.model import Config
 from authproxy.keys.lifecycle import CreatedKey, KeySpec, create_key
 from authproxy.keys.record import ALL_SCOPES
-from authproxy.keys.store import make_hasher
+from authproxy.keys.store import TOKEN_RE, make_hasher
 from authproxy.server import logs
-from authproxy.server.httpserver import GuardedAppRunner, server_kwargs
+from authproxy.server.httpserver import server_kwargs
+from authproxy.server.tls import CertificateReloader
 from authproxy.times import Clock, utc_now
 from authproxy.web.app import create_app
+from tests.support.admin import Stack
+from tests.support.audit import USAGE_RECORDS, write_records
+from tests.support.auth import bearer_auth
+from tests.support.cli import run
+from tests.support.clock import WallClock
 from tests.support.fake_ollama.server import FakeOllama, create_fake
+from tests.support.harness import (
+    CHEAP_ARGON2,
+    MakeKey,
+    ProxyTestServer,
+    StartProxy,
+    nested,
+)
+from tests.support.logs import LogCapture, Secrets
+from tests.support.tls import write_pair
 
-# argon2's CHEAPEST profile: tests exercise the real code path, fast.
-CHEAP_ARGON2 = {
-    "keys.argon2.time_cost": 1,
-    "keys.argon2.memory_cost": 8,
-    "keys.argon2.parallelism": 1,
-}
-
-
-@dataclass
-class Secrets:
-    """Every secret a test handled; none may appear in any log line."""
-
-    values: list[str] = field(default_factory=list)
-
-    def add(self, *values: str | None) -> None:
-        self.values.extend(v for v in values if v)
-
-
-@dataclass
-class LogCapture:
-    """The JSON log lines written during a test."""
-
-    stream: io.StringIO
-
-    def lines(self) -> list[dict[str, Any]]:
-        return [
-            json.loads(line) for line in self.stream.getvalue().splitlines() if line
-        ]
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines() if line.get("event") == name]
+# --- secrets and logs ------------------------------------------------------------
 
 
 @pytest.fixture
@@ -78,6 +64,19 @@ def log_capture(secrets_seen: Secrets) -> Iterator[LogCapture]:
         assert secret not in text, "a secret reached the logs"
 
 
+@pytest.fixture(autouse=True)
+def no_secrets_in_audit(audit_path: Path, secrets_seen: Secrets) -> Iterator[None]:
+    """Fail the test if any secret it handled reached the audit log."""
+    yield
+    if audit_path.exists():
+        text = audit_path.read_text()
+        for secret in secrets_seen.values:
+            assert secret not in text, "a secret reached the audit log"
+
+
+# --- the fake Ollama ---------------------------------------------------------------
+
+
 @pytest.fixture
 def fake() -> FakeOllama:
     return FakeOllama()
@@ -91,6 +90,9 @@ async def upstream(aiohttp_server: AiohttpServer, fake: FakeOllama) -> TestServe
     return await aiohttp_server(
         create_fake(fake), auto_decompress=False, access_log=None
     )
+
+
+# --- configuration and keys ----------------------------------------------------------
 
 
 @pytest.fixture
@@ -123,7 +125,12 @@ def config(overrides: dict[str, Any]) -> Config:
     return load_config(None, overrides)
 
 
-MakeKey = Callable[..., CreatedKey]
+@pytest.fixture
+def config_file(tmp_path: Path, overrides: dict[str, Any]) -> Path:
+    """The test's overrides written as a YAML config file, for the CLI."""
+    path = tmp_path / "authproxy.yaml"
+    path.write_text(yaml.safe_dump(nested(overrides)), encoding="utf-8")
+    return path
 
 
 @pytest.fixture
@@ -156,22 +163,16 @@ def token(key: CreatedKey) -> str:
 
 
 @pytest.fixture
+def bearer(token: str) -> dict[str, str]:
+    return bearer_auth(token)
+
+
+# --- the proxy and its admin API ------------------------------------------------
+
+
+@pytest.fixture
 def proxy_app(config: Config, key: CreatedKey) -> web.Application:
     return create_app(config)
-
-
-class ProxyTestServer(TestServer):
-    """aiohttp's test server running the production runner (``GuardedAppRunner``)."""
-
-    def __init__(self, app: web.Application, config: Config) -> None:
-        super().__init__(app)
-        self.config = config
-
-    async def _make_runner(self, **kwargs: Any) -> GuardedAppRunner:
-        kwargs.update(server_kwargs(self.config))
-        return GuardedAppRunner(
-            self.app, header_timeout=self.config.limits.header_timeout, **kwargs
-        )
 
 
 @pytest.fixture
@@ -180,9 +181,6 @@ async def proxy(
 ) -> TestClient[web.Request, None]:
     """The proxy app on a real socket, with the production server settings."""
     return await aiohttp_client(ProxyTestServer(proxy_app, config))
-
-
-StartProxy = Callable[..., Awaitable[TestClient[web.Request, None]]]
 
 
 @pytest.fixture
@@ -202,77 +200,95 @@ def start_proxy(
 
 
 @pytest.fixture
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def closed_port() -> int:
-    """Return a loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def read_chunks(response: Any) -> AsyncIterator[bytes]:
-    async for chunk in response.content.iter_any():
-        yield chunk
-
-
-def nested(dotted: dict[str, Any]) -> dict[str, Any]:
-    """Turn dotted overrides into the nested mapping a YAML file holds."""
-    result: dict[str, Any] = {}
-    for key, value in dotted.items():
-        node = result
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return result
+def clock() -> WallClock:
+    """The clock ``stack`` runs on; tests move it by hand."""
+    return WallClock()
 
 
 @pytest.fixture
-def config_file(tmp_path: Path, overrides: dict[str, Any]) -> Path:
-    """The test's overrides written as a YAML config file, for the CLI."""
-    path = tmp_path / "authproxy.yaml"
-    path.write_text(yaml.safe_dump(nested(overrides)), encoding="utf-8")
+async def stack(
+    start_proxy: Any,
+    aiohttp_client: AiohttpClient,
+    make_key: MakeKey,
+    clock: WallClock,
+    secrets_seen: Secrets,
+) -> Stack:
+    """A proxy and its admin API on ``clock``, with an admin key named ops."""
+    ops = make_key("ops", scopes=["admin"])
+    assert ops.token is not None
+    proxy = await start_proxy(clock=clock)
+    admin = await aiohttp_client(create_admin_app(proxy.app, clock=clock))
+    return Stack(proxy, admin, ops.token, clock, secrets_seen)
+
+
+# --- the command line --------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(
+    capsys: pytest.CaptureFixture[str], config_file: Path, secrets_seen: Secrets
+) -> Callable[..., tuple[int, str, str]]:
+    """Run `authproxy <args> --config <test config>`; remember printed tokens."""
+
+    def call(*args: str) -> tuple[int, str, str]:
+        code, out, err = run(capsys, *args, "--config", str(config_file))
+        secrets_seen.add(*(m.group(0) for m in TOKEN_RE.finditer(out)))
+        return code, out, err
+
+    return call
+
+
+@pytest.fixture
+def log_file(tmp_path: Path) -> Path:
+    """An audit log holding the usage-report sample records."""
+    path = tmp_path / "usage.jsonl"
+    write_records(path, USAGE_RECORDS)
     return path
 
 
-def read_audit(path: Path) -> list[dict[str, Any]]:
-    """Return the audit records written so far."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_bytes().splitlines() if line]
+# --- TLS ---------------------------------------------------------------------------
 
 
-async def poll_until(
-    condition: Callable[[], object], within: float = 2.0, interval: float = 0.01
-) -> None:
-    """Poll ``condition`` until true or ``within`` seconds pass (callers assert)."""
-    for _ in range(round(within / interval)):
-        if condition():
-            return
-        await asyncio.sleep(interval)
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
 
 
-async def wait_audit(path: Path, count: int) -> list[dict[str, Any]]:
-    """Wait (up to 2 s) until ``count`` audit records exist; return them."""
-    await poll_until(lambda: len(read_audit(path)) >= count)
-    return read_audit(path)
+@pytest.fixture
+def leaf(ca: trustme.CA) -> trustme.LeafCert:
+    return ca.issue_cert("127.0.0.1", "localhost")
 
 
-async def upstream_saw_disconnect(fake: FakeOllama, left: float) -> None:
-    """Assert the fake upstream saw its request closed within 1 s of ``left``."""
-    await poll_until(lambda: fake.disconnects, within=1.0)
-    assert fake.disconnects, "upstream never saw the disconnect"
-    assert fake.disconnects[0] - left < 1.0
+@pytest.fixture
+def pair(leaf: trustme.LeafCert, tmp_path: Path) -> tuple[Path, Path]:
+    return write_pair(leaf, tmp_path / "tls")
 
 
-@pytest.fixture(autouse=True)
-def no_secrets_in_audit(audit_path: Path, secrets_seen: Secrets) -> Iterator[None]:
-    """Fail the test if any secret it handled reached the audit log."""
-    yield
-    if audit_path.exists():
-        text = audit_path.read_text()
-        for secret in secrets_seen.values:
-            assert secret not in text, "a secret reached the audit log"
+@pytest.fixture
+def tls_overrides(overrides: dict[str, Any], pair: tuple[Path, Path]) -> dict[str, Any]:
+    return {**overrides, "tls.cert": str(pair[0]), "tls.key": str(pair[1])}
+
+
+@pytest.fixture
+def client_cas(tmp_path: Path) -> tuple[trustme.CA, Path]:
+    """A CA for client certificates, written as the tls.client_ca bundle."""
+    clients = trustme.CA()
+    path = tmp_path / "clients.pem"
+    path.write_bytes(clients.cert_pem.bytes())
+    return clients, path
+
+
+@pytest.fixture
+def start_https(
+    aiohttp_server: AiohttpServer, tls_overrides: dict[str, Any], key: Any
+) -> Callable[..., Awaitable[Any]]:
+    """Start the real proxy app in-process behind the real TLS context."""
+
+    async def start(extra: dict[str, Any] | None = None) -> Any:
+        cfg = load_config(None, {**tls_overrides, **(extra or {})})
+        reloader = CertificateReloader(cfg.tls)
+        return await aiohttp_server(
+            create_app(cfg), ssl=reloader.context, **server_kwargs(cfg)
+        )
+
+    return start

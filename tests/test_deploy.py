@@ -60,8 +60,9 @@ from aiohttp.test_utils import TestServer
 
 from authproxy.config.load import config_keys
 from authproxy.keys.store import TOKEN_RE
-from tests.conftest import CHEAP_ARGON2, Secrets
 from tests.support.fake_ollama.server import FakeOllama
+from tests.support.harness import CHEAP_ARGON2
+from tests.support.logs import Secrets
 from tests.support.serving import ServeProcess
 
 ROOT: Final = Path(__file__).resolve().parent.parent

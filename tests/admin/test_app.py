@@ -4,91 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
 
-import pytest
-from aiohttp.test_utils import TestClient
-
-from authproxy.admin.app import create_admin_app
-from authproxy.times import utc_now
-from tests.conftest import MakeKey, Secrets
+from tests.support.admin import Stack
 from tests.support.fake_ollama.server import FakeOllama
-
-CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
-
-
-class MutableClock:
-    """A clock a test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = utc_now()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
-
-
-@dataclass
-class Stack:
-    """A running proxy and its admin API sharing one clock."""
-
-    proxy: TestClient[Any, Any]
-    admin: TestClient[Any, Any]
-    admin_token: str
-    clock: MutableClock
-    secrets: Secrets
-
-    async def api(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        token: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        auth = {
-            "Authorization": f"Bearer {token or self.admin_token}",
-            # Every write says JSON, even without a body (revoke).
-            **({} if method == "GET" else {"Content-Type": "application/json"}),
-            **(headers or {}),
-        }
-        data = b"" if body is None else json.dumps(body).encode()
-        resp = await self.admin.request(method, path, data=data, headers=auth)
-        data = await resp.json()
-        if isinstance(data, dict) and isinstance(data.get("token"), str):
-            self.secrets.add(data["token"])
-        return resp.status, data
-
-    async def call(
-        self, token: str, method: str = "GET", path: str = "/api/tags", body: Any = None
-    ) -> int:
-        resp = await self.proxy.request(
-            method, path, json=body, headers={"Authorization": f"Bearer {token}"}
-        )
-        await resp.read()
-        return resp.status
-
-
-@pytest.fixture
-def clock() -> MutableClock:
-    return MutableClock()
-
-
-@pytest.fixture
-async def stack(
-    start_proxy, aiohttp_client, make_key: MakeKey, clock: MutableClock, secrets_seen
-) -> Stack:
-    ops = make_key("ops", scopes=["admin"])
-    assert ops.token is not None
-    proxy = await start_proxy(clock=clock)
-    admin = await aiohttp_client(create_admin_app(proxy.app, clock=clock))
-    return Stack(proxy, admin, ops.token, clock, secrets_seen)
+from tests.support.payloads import CHAT, EMBED
 
 
 async def test_create_show_list_update(stack: Stack, fake: FakeOllama) -> None:
@@ -109,8 +30,7 @@ async def test_create_show_list_update(stack: Stack, fake: FakeOllama) -> None:
     assert created["status"] == "active"
     assert "hash" not in created
     assert "fingerprint" not in created
-    embed = {"model": "nomic-embed-text", "input": "x"}
-    assert await stack.call(created["token"], "POST", "/api/embed", embed) == 200
+    assert await stack.call(created["token"], "POST", "/api/embed", EMBED) == 200
     status, shown = await stack.api("GET", "/admin/keys/team-a")
     assert (status, shown["id"]) == (200, created["id"])
     status, listing = await stack.api("GET", "/admin/keys")
@@ -123,7 +43,7 @@ async def test_create_show_list_update(stack: Stack, fake: FakeOllama) -> None:
         {"scopes": ["models:read"], "note": None},
     )
     assert (status, changed["scopes"], changed["note"]) == (200, ["models:read"], None)
-    assert await stack.call(created["token"], "POST", "/api/embed", embed) == 403
+    assert await stack.call(created["token"], "POST", "/api/embed", EMBED) == 403
     assert await stack.call(created["token"]) == 200
 
 

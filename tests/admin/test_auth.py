@@ -4,90 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
-
-import pytest
-from aiohttp.test_utils import TestClient
 
 from authproxy.admin.app import create_admin_app
-from authproxy.keys.store import format_token
-from authproxy.times import utc_now
 from authproxy.web.appkeys import VERIFIER_KEY
-from tests.conftest import MakeKey, Secrets
-
-
-class MutableClock:
-    """A clock a test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = utc_now()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
-
-
-@dataclass
-class Stack:
-    """A running proxy and its admin API sharing one clock."""
-
-    proxy: TestClient[Any, Any]
-    admin: TestClient[Any, Any]
-    admin_token: str
-    clock: MutableClock
-    secrets: Secrets
-
-    async def api(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        token: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        auth = {
-            "Authorization": f"Bearer {token or self.admin_token}",
-            # Every write says JSON, even without a body (revoke).
-            **({} if method == "GET" else {"Content-Type": "application/json"}),
-            **(headers or {}),
-        }
-        data = b"" if body is None else json.dumps(body).encode()
-        resp = await self.admin.request(method, path, data=data, headers=auth)
-        data = await resp.json()
-        if isinstance(data, dict) and isinstance(data.get("token"), str):
-            self.secrets.add(data["token"])
-        return resp.status, data
-
-    async def call(
-        self, token: str, method: str = "GET", path: str = "/api/tags", body: Any = None
-    ) -> int:
-        resp = await self.proxy.request(
-            method, path, json=body, headers={"Authorization": f"Bearer {token}"}
-        )
-        await resp.read()
-        return resp.status
-
-
-@pytest.fixture
-def clock() -> MutableClock:
-    return MutableClock()
-
-
-@pytest.fixture
-async def stack(
-    start_proxy, aiohttp_client, make_key: MakeKey, clock: MutableClock, secrets_seen
-) -> Stack:
-    ops = make_key("ops", scopes=["admin"])
-    assert ops.token is not None
-    proxy = await start_proxy(clock=clock)
-    admin = await aiohttp_client(create_admin_app(proxy.app, clock=clock))
-    return Stack(proxy, admin, ops.token, clock, secrets_seen)
+from tests.support.admin import Stack
+from tests.support.auth import UNKNOWN_TOKEN, bearer_auth
+from tests.support.harness import MakeKey
+from tests.support.rawhttp import build_request, connect, header_lines
 
 
 async def test_admin_credentials(stack: Stack, key, audit_path: Path) -> None:
@@ -119,20 +44,24 @@ async def test_admin_continue_only_after_authentication(stack: Stack) -> None:
     body = b'{"name":"via-expect"}'
 
     async def exchange(token: str | None) -> bytes:
-        reader, writer = await asyncio.open_connection("127.0.0.1", stack.admin.port)
-        auth = f"Authorization: Bearer {token}\r\n" if token else ""
-        writer.write(
-            f"POST /admin/keys HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
-            "Content-Type: application/json\r\nExpect: 100-continue\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        auth = header_lines(bearer_auth(token)) if token else []
+        head = build_request(
+            *auth,
+            "Content-Type: application/json",
+            "Expect: 100-continue",
+            f"Content-Length: {len(body)}",
+            method="POST",
+            target="/admin/keys",
+            host="127.0.0.1",
         )
-        await writer.drain()
-        first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        if first.startswith(b"HTTP/1.1 100"):
-            writer.write(body)
+        async with connect(stack.admin.port) as (reader, writer):
+            writer.write(head)
             await writer.drain()
-            first += await asyncio.wait_for(reader.read(), 5)
-        writer.close()
+            first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            if first.startswith(b"HTTP/1.1 100"):
+                writer.write(body)
+                await writer.drain()
+                first += await asyncio.wait_for(reader.read(), 5)
         return first
 
     refused = await exchange(None)
@@ -141,11 +70,7 @@ async def test_admin_continue_only_after_authentication(stack: Stack) -> None:
     assert accepted.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 ")
 
 
-WRONG = {"Authorization": f"Bearer {format_token('aaaaaaaaaaaa', 'x' * 43)}"}
-
-
-def bearer(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+WRONG = bearer_auth(UNKNOWN_TOKEN)
 
 
 async def test_admin_port_blocks_before_argon2(
@@ -157,10 +82,12 @@ async def test_admin_port_blocks_before_argon2(
     proxy = await start_proxy({"limits.auth_failures": 3, "limits.auth_cooldown": "1h"})
     admin = await aiohttp_client(create_admin_app(proxy.app))
     stats = proxy.app[VERIFIER_KEY].stats
-    assert (await admin.get("/admin/keys", headers=bearer(ops.token))).status == 200
+    assert (
+        await admin.get("/admin/keys", headers=bearer_auth(ops.token))
+    ).status == 200
     for _ in range(3):
         assert (await admin.get("/admin/keys", headers=WRONG)).status == 401
-    resp = await admin.get("/admin/keys", headers=bearer(spare.token))
+    resp = await admin.get("/admin/keys", headers=bearer_auth(spare.token))
     assert resp.status == HTTPStatus.TOO_MANY_REQUESTS
     assert await resp.json() == {
         "error": "too many failed authentications; retry later"
@@ -168,7 +95,9 @@ async def test_admin_port_blocks_before_argon2(
     assert 3590 <= int(resp.headers["Retry-After"]) <= 3600
     assert stats.argon2_verifications == 1  # ops, once; spare never reached argon2
     # The admin key verified before the block is cached: it proves itself.
-    assert (await admin.get("/admin/keys", headers=bearer(ops.token))).status == 200
+    assert (
+        await admin.get("/admin/keys", headers=bearer_auth(ops.token))
+    ).status == 200
 
 
 async def test_both_listeners_share_one_limiter(
@@ -181,5 +110,5 @@ async def test_both_listeners_share_one_limiter(
         assert (await proxy.get("/api/tags", headers=WRONG)).status == 401
     assert (await admin.get("/admin/keys", headers=WRONG)).status == 401
     assert (await admin.get("/admin/keys", headers=WRONG)).status == 429
-    resp = await proxy.get("/api/tags", headers=bearer(key.token))
+    resp = await proxy.get("/api/tags", headers=bearer_auth(key.token))
     assert resp.status == HTTPStatus.TOO_MANY_REQUESTS

@@ -6,27 +6,16 @@ import json
 from collections import Counter
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
 
 from authproxy.admin.app import create_admin_app
 from authproxy.admin.denials import DenialTrail
 from authproxy.cli.main import main
-from authproxy.keys.store import format_token
-from tests.conftest import MakeKey, poll_until
+from tests.support.audit import auth_denials
+from tests.support.auth import UNKNOWN_TOKEN, bearer_auth
+from tests.support.harness import MakeKey
+from tests.support.polling import poll_until
 
-WRONG = {"Authorization": f"Bearer {format_token('aaaaaaaaaaaa', 'x' * 43)}"}
-
-
-def bearer(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def trail(path: Path) -> list[dict[str, Any]]:
-    """Return the admin trail's failed-authentication records."""
-    if not path.exists():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    return [r for r in records if r["action"] == "auth"]
+WRONG = bearer_auth(UNKNOWN_TOKEN)
 
 
 async def test_failed_admin_authentications_are_aggregated(
@@ -41,12 +30,14 @@ async def test_failed_admin_authentications_are_aggregated(
     ]
     assert statuses == [401] * 20 + [429] * 30
     # Only the first of each kind is written at once.
-    assert [(r["detail"]["reason"], r["detail"]["count"]) for r in trail(path)] == [
+    assert [
+        (r["detail"]["reason"], r["detail"]["count"]) for r in auth_denials(path)
+    ] == [
         ("unknown_key", 1),
         ("client_blocked", 1),
     ]
     await admin.close()  # shutdown writes the open windows' counts
-    records = trail(path)
+    records = auth_denials(path)
     assert len(records) == 4
     counts: Counter[str] = Counter()
     for r in records:
@@ -71,15 +62,17 @@ async def test_a_window_is_written_when_it_closes(
     path = audit_path.with_name("admin.jsonl")
     for _ in range(5):
         assert (await admin.get("/admin/keys")).status == 401
-    await poll_until(lambda: len(trail(path)) == 2, within=5.0)
-    assert [(r["detail"]["reason"], r["detail"]["count"]) for r in trail(path)] == [
+    await poll_until(lambda: len(auth_denials(path)) == 2, within=5.0)
+    assert [
+        (r["detail"]["reason"], r["detail"]["count"]) for r in auth_denials(path)
+    ] == [
         ("missing", 1),
         ("missing", 4),
     ]
     # A new window opens with a record of its own.
     assert (await admin.get("/admin/keys")).status == 401
-    await poll_until(lambda: len(trail(path)) == 3, within=5.0)
-    assert trail(path)[-1]["detail"] == {"reason": "missing", "count": 1}
+    await poll_until(lambda: len(auth_denials(path)) == 3, within=5.0)
+    assert auth_denials(path)[-1]["detail"] == {"reason": "missing", "count": 1}
 
 
 async def test_successful_admin_actions_are_still_recorded_each(
@@ -92,7 +85,7 @@ async def test_successful_admin_actions_are_still_recorded_each(
     for i in range(3):
         assert (await admin.get("/admin/keys", headers=WRONG)).status == 401
         resp = await admin.post(
-            "/admin/keys", json={"name": f"k{i}"}, headers=bearer(ops.token)
+            "/admin/keys", json={"name": f"k{i}"}, headers=bearer_auth(ops.token)
         )
         assert resp.status == HTTPStatus.CREATED
         secrets_seen.add((await resp.json())["token"])
@@ -109,9 +102,13 @@ async def test_many_clients_share_an_overflow_window(tmp_path: Path) -> None:
         await denials.denied(
             client=f"192.0.2.{i}", actor="anonymous", reason="missing", request_id=None
         )
-    assert [r["client"] for r in trail(path)] == ["192.0.2.0", "192.0.2.1", "192.0.2.2"]
+    assert [r["client"] for r in auth_denials(path)] == [
+        "192.0.2.0",
+        "192.0.2.1",
+        "192.0.2.2",
+    ]
     await denials.close()
-    records = trail(path)
+    records = auth_denials(path)
     assert len(records) == 4
     assert (records[-1]["client"], records[-1]["detail"]["count"]) == (None, 7)
     assert sum(r["detail"]["count"] for r in records) == 10

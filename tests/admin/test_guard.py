@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -16,7 +14,10 @@ from authproxy.admin.app import create_admin_app
 from authproxy.admin.guard import HostAllowList, request_host
 from authproxy.config.load import load_config
 from authproxy.keys.store import read_store
-from tests.conftest import LogCapture, MakeKey, read_audit
+from tests.support.audit import read_audit
+from tests.support.harness import MakeKey
+from tests.support.logs import LogCapture
+from tests.support.rawhttp import send_raw, status_and_json
 
 JSON = {"Content-Type": "application/json"}
 
@@ -62,19 +63,6 @@ async def admin(
     proxy = await start_proxy({"admin.allowed_hosts": ALLOWED})
     client = await aiohttp_client(create_admin_app(proxy.app))
     return Admin(client, ops.token, audit_path.with_name("admin.jsonl"), keys_path)
-
-
-async def raw(port: int, data: bytes) -> tuple[int, Any]:
-    """Send raw bytes on a fresh connection; return the status and JSON body."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(data)
-    await writer.drain()
-    try:
-        reply = await asyncio.wait_for(reader.read(), 5)
-    finally:
-        writer.close()
-    head, _, body = reply.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), json.loads(body)
 
 
 WRITES = [
@@ -258,7 +246,7 @@ async def test_absolute_form_target_names_the_host(admin: Admin) -> None:
         "GET http://evil.example/admin/openapi.json HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
     )
-    status, data = await raw(port, request.encode())
+    status, data = status_and_json(await send_raw(port, request.encode()))
     assert status == HTTPStatus.MISDIRECTED_REQUEST
     assert "not served here" in data["error"]
 
@@ -266,10 +254,11 @@ async def test_absolute_form_target_names_the_host(admin: Admin) -> None:
 async def test_a_request_without_host_is_refused(admin: Admin) -> None:
     """HTTP/1.0 may omit Host; the admin listener still requires one (400)."""
     port = admin.port
-    status, data = await raw(port, b"GET /admin/openapi.json HTTP/1.0\r\n\r\n")
+    reply = await send_raw(port, b"GET /admin/openapi.json HTTP/1.0\r\n\r\n")
+    status, data = status_and_json(reply)
     assert (status, data) == (400, {"error": "a Host header is required"})
     ok = b"GET /admin/openapi.json HTTP/1.0\r\nHost: localhost\r\n\r\n"
-    status, data = await raw(port, ok)
+    status, data = status_and_json(await send_raw(port, ok))
     assert (status, data["openapi"]) == (200, "3.1.0")
 
 

@@ -14,23 +14,10 @@ from multidict import CIMultiDict
 
 from authproxy.keys.store import format_token
 from authproxy.times import utc_now
-from tests.conftest import MakeKey
+from tests.support.auth import assert_rejected, basic_value
 from tests.support.fake_ollama.server import FakeOllama
-
-CHALLENGES = ['Basic realm="authproxy", charset="UTF-8"', 'Bearer realm="authproxy"']
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-async def assert_rejected(proxy, fake: FakeOllama, headers, path="/api/tags") -> None:
-    resp = await proxy.get(path, headers=headers)
-    assert resp.status == HTTPStatus.UNAUTHORIZED
-    assert await resp.read() == b'{"error":"unauthorized"}'
-    assert resp.headers.getall("WWW-Authenticate") == CHALLENGES
-    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
-    assert fake.received == []
+from tests.support.harness import MakeKey
+from tests.support.rawhttp import build_request, send_raw
 
 
 @pytest.fixture
@@ -56,11 +43,13 @@ def bad_headers(key, make_key: MakeKey) -> dict[str, list[tuple[str, str]]]:
         "basic-no-colon": [
             ("Authorization", "Basic " + base64.b64encode(token.encode()).decode())
         ],
-        "basic-empty-password": [("Authorization", basic("alice", ""))],
-        "basic-wrong-user": [("Authorization", basic("bob", token))],
-        "basic-unknown-user": [("Authorization", basic("nobody", token))],
-        "basic-other-keys-token": [("Authorization", basic("alice", str(other.token)))],
-        "basic-wrong-secret": [("Authorization", basic("alice", wrong_secret))],
+        "basic-empty-password": [("Authorization", basic_value("alice", ""))],
+        "basic-wrong-user": [("Authorization", basic_value("bob", token))],
+        "basic-unknown-user": [("Authorization", basic_value("nobody", token))],
+        "basic-other-keys-token": [
+            ("Authorization", basic_value("alice", str(other.token)))
+        ],
+        "basic-wrong-secret": [("Authorization", basic_value("alice", wrong_secret))],
         "x-api-key-wrong": [("x-api-key", wrong_secret)],
         "x-api-key-empty": [("x-api-key", "")],
         "two-authorization": [
@@ -71,7 +60,7 @@ def bad_headers(key, make_key: MakeKey) -> dict[str, list[tuple[str, str]]]:
         "over-long": [("Authorization", "Bearer " + "a" * 5000)],
         "control-char": [("Authorization", f"Bearer {token}\x01")],
         "non-ascii": [("Authorization", f"Bearer {token}é")],
-        "basic-nul": [("Authorization", basic("alice\x00", token))],
+        "basic-nul": [("Authorization", basic_value("alice\x00", token))],
     }
 
 
@@ -118,13 +107,8 @@ async def test_every_failure_gets_the_same_401(
 
 async def _raw_request(proxy, headers, fake: FakeOllama) -> None:
     """Send bytes aiohttp's client would refuse to encode."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-    lines = [b"GET /api/tags HTTP/1.1", b"Host: x", b"Connection: close"]
-    lines += [f"{k}: {v}".encode() for k, v in headers]
-    writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
-    await writer.drain()
-    reply = await reader.read()
-    writer.close()
+    lines = [f"{name}: {value}" for name, value in headers]
+    reply = await send_raw(proxy.port, build_request(*lines))
     # A control character is refused by the HTTP parser itself (HTTP/1.0 reply),
     # which still answers with the same 401 and never echoes the bytes.
     assert re.match(rb"HTTP/1\.[01] 401 ", reply)
@@ -141,8 +125,8 @@ async def test_each_scheme_authenticates(proxy, fake: FakeOllama, key, scheme) -
     token = key.token
     headers = {
         "bearer": {"Authorization": f"Bearer {token}"},
-        "basic-name": {"Authorization": basic("alice", token)},
-        "basic-id": {"Authorization": basic(key.record.id, token)},
+        "basic-name": {"Authorization": basic_value("alice", token)},
+        "basic-id": {"Authorization": basic_value(key.record.id, token)},
         "x-api-key": {"x-api-key": token},
         "url-userinfo": {},
     }[scheme]

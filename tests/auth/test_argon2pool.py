@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from http import HTTPStatus
 
 import pytest
@@ -13,6 +12,7 @@ from argon2.exceptions import VerifyMismatchError
 from authproxy.auth.argon2pool import decoy_hash
 from authproxy.keys.store import format_token
 from authproxy.web.appkeys import VERIFIER_KEY
+from tests.support.auth import slow_hash
 from tests.support.fake_ollama.server import FakeOllama
 
 
@@ -30,11 +30,7 @@ async def test_verification_queue_overflow_is_503(
         }
     )
     # The stored hash is cheap, so make the work real: re-hash it expensively.
-    verifier = client.app[VERIFIER_KEY]
-    slow = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
-    record = verifier.table.by_id[key.record.id]
-    slow_record = dataclasses.replace(record, hash=slow.hash("x"), fingerprint=None)
-    verifier.set_table(verifier.table.replace(slow_record))
+    slow_hash(client.app[VERIFIER_KEY], key.record.id, "x")
     replies = await asyncio.gather(
         *(
             client.get("/api/tags", headers={"Authorization": f"Bearer {k}"})

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import dataclasses
 from datetime import timedelta
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 
 from authproxy.auth.bruteforce import FailureLimiter, client_bucket
 from authproxy.auth.minting import mint_key_token
@@ -23,24 +20,17 @@ from authproxy.web.appkeys import (
     VERIFIER_KEY,
     WATCHER_KEY,
 )
-from tests.conftest import MakeKey, poll_until
+from tests.support.auth import basic_auth, bearer_auth, slow_hash
+from tests.support.clock import MonotonicClock
 from tests.support.fake_ollama.server import FakeOllama
-
-
-class FakeTime:
-    """A monotonic clock a test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.harness import MakeKey
+from tests.support.polling import poll_until
 
 
 class TestFailureLimiter:
     def test_blocks_after_the_threshold_within_the_window(self) -> None:
         """The 3rd failure inside 60 s blocks the client for the cool-down."""
-        clock = FakeTime()
+        clock = MonotonicClock()
         limiter = FailureLimiter(
             threshold=3, window=60, cooldown=300, max_clients=10, monotonic=clock
         )
@@ -58,7 +48,7 @@ class TestFailureLimiter:
 
     def test_old_failures_slide_out(self) -> None:
         """Failures older than the window do not count."""
-        clock = FakeTime()
+        clock = MonotonicClock()
         limiter = FailureLimiter(
             threshold=3, window=60, cooldown=300, max_clients=10, monotonic=clock
         )
@@ -71,7 +61,11 @@ class TestFailureLimiter:
     def test_memory_is_bounded(self) -> None:
         """At most max_clients addresses are tracked (oldest forgotten first)."""
         limiter = FailureLimiter(
-            threshold=5, window=60, cooldown=1, max_clients=100, monotonic=FakeTime()
+            threshold=5,
+            window=60,
+            cooldown=1,
+            max_clients=100,
+            monotonic=MonotonicClock(),
         )
         for i in range(1000):
             limiter.failed(f"10.0.{i // 256}.{i % 256}")
@@ -181,31 +175,14 @@ PASSWORD = "correct horse battery"
 LOCAL = "127.0.0.1"
 
 
-def basic(user: str, password: str) -> dict[str, str]:
-    value = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {value}"}
-
-
-def bearer(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 def limiter(threshold: int = 3) -> FailureLimiter:
     return FailureLimiter(
         threshold=threshold,
         window=60,
         cooldown=300,
         max_clients=10,
-        monotonic=FakeTime(),
+        monotonic=MonotonicClock(),
     )
-
-
-def slow_hash(verifier: Any, key_id: str, secret: str) -> None:
-    """Re-hash a key expensively in the running verifier (its stored hash is cheap)."""
-    slow = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
-    record = verifier.table.by_id[key_id]
-    slow_record = dataclasses.replace(record, hash=slow.hash(secret), fingerprint=None)
-    verifier.set_table(verifier.table.replace(slow_record))
 
 
 class TestChecksInFlight:
@@ -265,7 +242,11 @@ class TestChecksInFlight:
     def test_a_client_evicted_mid_check_settles_cleanly(self) -> None:
         """A check whose client was forgotten (past max_clients) still settles."""
         failures = FailureLimiter(
-            threshold=2, window=60, cooldown=300, max_clients=1, monotonic=FakeTime()
+            threshold=2,
+            window=60,
+            cooldown=300,
+            max_clients=1,
+            monotonic=MonotonicClock(),
         )
         assert failures.admit("a") is True
         assert failures.admit("b") is True  # evicts a
@@ -290,7 +271,7 @@ class TestConcurrentGuesses:
         stats = client.app[VERIFIER_KEY].stats
         replies = await asyncio.gather(
             *(
-                client.get("/api/tags", headers=basic(user, f"guess-{i}"))
+                client.get("/api/tags", headers=basic_auth(user, f"guess-{i}"))
                 for i in range(80)
             )
         )
@@ -308,14 +289,14 @@ class TestConcurrentGuesses:
         revoke_key(keys_path, "gone", now=utc_now())
         wrong_token = format_token(key.record.id, "A" * 43)
         cases = {
-            "password key, wrong password": basic("human", "wrong"),
-            "no such name": basic("nobody", "wrong"),
-            "token key's name, not a token": basic("alice", "wrong"),
-            "token key's name, another id's token": basic(
+            "password key, wrong password": basic_auth("human", "wrong"),
+            "no such name": basic_auth("nobody", "wrong"),
+            "token key's name, not a token": basic_auth("alice", "wrong"),
+            "token key's name, another id's token": basic_auth(
                 "alice", format_token("aaaaaaaaaaaa", "A" * 43)
             ),
-            "token key's name, wrong token": basic("alice", wrong_token),
-            "revoked password key": basic("gone", PASSWORD),
+            "token key's name, wrong token": basic_auth("alice", wrong_token),
+            "revoked password key": basic_auth("gone", PASSWORD),
         }
         client = await start_proxy()
         stats = client.app[VERIFIER_KEY].stats
@@ -327,7 +308,7 @@ class TestConcurrentGuesses:
             assert stats.argon2_verifications - before == 2, case
         # A Bearer token names its key id: an unknown one costs nothing either way.
         before = stats.argon2_verifications
-        resp = await client.get("/api/tags", headers=bearer(wrong_token))
+        resp = await client.get("/api/tags", headers=bearer_auth(wrong_token))
         assert resp.status == HTTPStatus.UNAUTHORIZED
         assert stats.argon2_verifications == before
 
@@ -349,19 +330,23 @@ async def test_a_cached_credential_passes_a_blocked_address(
         now=utc_now(),
     )["token"]
     secrets_seen.add(jwt)
-    assert (await client.get("/api/tags", headers=bearer(key.token))).status == 200
-    wrong = bearer(format_token(key.record.id, "Z" * 43))
+    assert (await client.get("/api/tags", headers=bearer_auth(key.token))).status == 200
+    wrong = bearer_auth(format_token(key.record.id, "Z" * 43))
     for _ in range(20):
         assert (await client.get("/api/tags", headers=wrong)).status == 401
     assert (await client.get("/api/tags", headers=wrong)).status == 429
     checks = verifier.stats.argon2_verifications
     fake.received.clear()
     # Proven without argon2: the cached token, a JWT.
-    assert (await client.get("/api/tags", headers=bearer(key.token))).status == 200
-    assert (await client.get("/api/tags", headers=bearer(jwt))).status == 200
+    assert (await client.get("/api/tags", headers=bearer_auth(key.token))).status == 200
+    assert (await client.get("/api/tags", headers=bearer_auth(jwt))).status == 200
     assert len(fake.received) == 2
     # Would need argon2: refused, at no cost.
-    for headers in (bearer(bob.token), basic("human", PASSWORD), basic("x", "y")):
+    for headers in (
+        bearer_auth(bob.token),
+        basic_auth("human", PASSWORD),
+        basic_auth("x", "y"),
+    ):
         resp = await client.get("/api/tags", headers=headers)
         assert resp.status == HTTPStatus.TOO_MANY_REQUESTS
         assert await resp.json() == {
@@ -377,14 +362,14 @@ async def test_a_cached_credential_of_a_revoked_key_fails_when_blocked(
 ) -> None:
     """The cached path still checks the live record: a revoked key is refused."""
     client = await start_proxy({"limits.auth_failures": 2})
-    assert (await client.get("/api/tags", headers=bearer(key.token))).status == 200
-    wrong = bearer(format_token(key.record.id, "Z" * 43))
+    assert (await client.get("/api/tags", headers=bearer_auth(key.token))).status == 200
+    wrong = bearer_auth(format_token(key.record.id, "Z" * 43))
     for _ in range(2):
         await client.get("/api/tags", headers=wrong)
     revoke_key(keys_path, "alice", now=utc_now())
     await client.app[WATCHER_KEY].reload(force=True)
     fake.received.clear()
-    resp = await client.get("/api/tags", headers=bearer(key.token))
+    resp = await client.get("/api/tags", headers=bearer_auth(key.token))
     assert resp.status == HTTPStatus.TOO_MANY_REQUESTS
     assert fake.received == []
 
@@ -398,7 +383,7 @@ async def test_busy_refusals_release_their_reservation(
     )
     slow_hash(client.app[VERIFIER_KEY], key.record.id, "x")
     failures = client.app[BRUTE_FORCE_KEY]
-    guesses = [bearer(format_token(key.record.id, f"{i:0>43}")) for i in range(10)]
+    guesses = [bearer_auth(format_token(key.record.id, f"{i:0>43}")) for i in range(10)]
     replies = await asyncio.gather(
         *(client.get("/api/tags", headers=guesses[i]) for i in range(4))
     )
@@ -420,7 +405,7 @@ async def test_a_cancelled_guess_still_counts(
     client = await start_proxy({"limits.auth_failures": 2})
     slow_hash(client.app[VERIFIER_KEY], key.record.id, "x")
     failures = client.app[BRUTE_FORCE_KEY]
-    guess = bearer(format_token(key.record.id, "Q" * 43))
+    guess = bearer_auth(format_token(key.record.id, "Q" * 43))
     first = asyncio.ensure_future(client.get("/api/tags", headers=guess))
     await poll_until(lambda: failures.in_flight(LOCAL), within=2.0, interval=0.005)
     assert failures.in_flight(LOCAL) == 1
@@ -428,7 +413,7 @@ async def test_a_cancelled_guess_still_counts(
     await poll_until(lambda: not failures.in_flight(LOCAL), within=5.0)
     assert failures.in_flight(LOCAL) == 0
     assert failures.blocks == 0
-    other = bearer(format_token(key.record.id, "R" * 43))
+    other = bearer_auth(format_token(key.record.id, "R" * 43))
     assert (await client.get("/api/tags", headers=other)).status == 401
     assert failures.blocks == 1
     assert (await client.get("/api/tags", headers=other)).status == 429

@@ -3,41 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
-import json
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
 
-import pytest
-from aiohttp.test_utils import TestClient
 from argon2 import PasswordHasher
 
-from authproxy.admin.app import create_admin_app
 from authproxy.keys.lifecycle import revoke_key
 from authproxy.keys.store import KeyTable, format_token, read_store, update_store
 from authproxy.times import utc_now
 from authproxy.web.appkeys import VERIFIER_KEY, WATCHER_KEY
-from tests.conftest import MakeKey, Secrets, poll_until
+from tests.support.admin import Stack
+from tests.support.auth import assert_rejected, basic_value, slow_hash
+from tests.support.clock import WallClock
 from tests.support.fake_ollama.server import FakeOllama
-
-CHALLENGES = ['Basic realm="authproxy", charset="UTF-8"', 'Bearer realm="authproxy"']
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-async def assert_rejected(proxy, fake: FakeOllama, headers, path="/api/tags") -> None:
-    resp = await proxy.get(path, headers=headers)
-    assert resp.status == HTTPStatus.UNAUTHORIZED
-    assert await resp.read() == b'{"error":"unauthorized"}'
-    assert resp.headers.getall("WWW-Authenticate") == CHALLENGES
-    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
-    assert fake.received == []
+from tests.support.harness import MakeKey
+from tests.support.polling import poll_until
 
 
 async def test_disabled_key_is_rejected(
@@ -57,12 +39,13 @@ async def test_password_key_works_with_basic_only(
     await proxy.app[WATCHER_KEY].reload(force=True)
     for user in ("human", created.record.id):
         resp = await proxy.get(
-            "/api/tags", headers={"Authorization": basic(user, "correct horse battery")}
+            "/api/tags",
+            headers={"Authorization": basic_value(user, "correct horse battery")},
         )
         assert resp.status == HTTPStatus.OK
     fake.received.clear()
     await assert_rejected(
-        proxy, fake, {"Authorization": basic("human", "wrong horse battery")}
+        proxy, fake, {"Authorization": basic_value("human", "wrong horse battery")}
     )
     await assert_rejected(
         proxy, fake, {"Authorization": "Bearer correct horse battery"}
@@ -127,11 +110,11 @@ async def test_expiry_applies_to_cached_credentials(
 ) -> None:
     """A key that expires while cached is refused from that moment (injected clock)."""
     created = make_key("short", expires_at=utc_now() + timedelta(hours=1))
-    now = [utc_now()]
-    client = await start_proxy(clock=lambda: now[0])
+    clock = WallClock()
+    client = await start_proxy(clock=clock)
     headers = {"Authorization": f"Bearer {created.token}"}
     assert (await client.get("/api/tags", headers=headers)).status == HTTPStatus.OK
-    now[0] += timedelta(hours=2)
+    clock.advance(hours=2)
     fake.received.clear()
     await assert_rejected(client, fake, headers)
 
@@ -171,12 +154,7 @@ async def test_concurrent_first_uses_share_one_verification(proxy, bearer) -> No
 async def test_a_waiter_leaving_does_not_cancel_the_check(proxy, key, token) -> None:
     """If the first requester goes away mid-check, the others still get their answer."""
     verifier = proxy.app[VERIFIER_KEY]
-    slow = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
-    record = verifier.table.by_id[key.record.id]
-    secret = token.split("_", 2)[2]
-    verifier.set_table(
-        verifier.table.replace(dataclasses.replace(record, hash=slow.hash(secret)))
-    )
+    slow_hash(verifier, key.record.id, token.split("_", 2)[2])
     headers = {"Authorization": f"Bearer {token}"}
     first = asyncio.ensure_future(proxy.get("/api/tags", headers=headers))
     await poll_until(lambda: verifier.pending, within=1.0, interval=0.005)
@@ -192,76 +170,6 @@ async def test_a_waiter_leaving_does_not_cancel_the_check(proxy, key, token) -> 
         verifier.stats.argon2_verifications,
         verifier.stats.shared_verifications,
     ) == (1, 1)
-
-
-class MutableClock:
-    """A clock a test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = utc_now()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
-
-
-@dataclass
-class Stack:
-    """A running proxy and its admin API sharing one clock."""
-
-    proxy: TestClient[Any, Any]
-    admin: TestClient[Any, Any]
-    admin_token: str
-    clock: MutableClock
-    secrets: Secrets
-
-    async def api(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        token: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        auth = {
-            "Authorization": f"Bearer {token or self.admin_token}",
-            # Every write says JSON, even without a body (revoke).
-            **({} if method == "GET" else {"Content-Type": "application/json"}),
-            **(headers or {}),
-        }
-        data = b"" if body is None else json.dumps(body).encode()
-        resp = await self.admin.request(method, path, data=data, headers=auth)
-        data = await resp.json()
-        if isinstance(data, dict) and isinstance(data.get("token"), str):
-            self.secrets.add(data["token"])
-        return resp.status, data
-
-    async def call(
-        self, token: str, method: str = "GET", path: str = "/api/tags", body: Any = None
-    ) -> int:
-        resp = await self.proxy.request(
-            method, path, json=body, headers={"Authorization": f"Bearer {token}"}
-        )
-        await resp.read()
-        return resp.status
-
-
-@pytest.fixture
-def clock() -> MutableClock:
-    return MutableClock()
-
-
-@pytest.fixture
-async def stack(
-    start_proxy, aiohttp_client, make_key: MakeKey, clock: MutableClock, secrets_seen
-) -> Stack:
-    ops = make_key("ops", scopes=["admin"])
-    assert ops.token is not None
-    proxy = await start_proxy(clock=clock)
-    admin = await aiohttp_client(create_admin_app(proxy.app, clock=clock))
-    return Stack(proxy, admin, ops.token, clock, secrets_seen)
 
 
 async def test_rotation_with_grace(stack: Stack, key) -> None:

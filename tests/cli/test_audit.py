@@ -4,40 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from authproxy.cli.main import main
 from authproxy.config.model import AuditConfig
 from authproxy.metering.audit import AuditWriter, rotated_files
-from authproxy.metering.chain import (
-    ChainState,
-    seal,
+from tests.support.audit import (
+    USAGE_RECORDS,
+    sealed_lines,
+    wait_audit,
+    write_n,
+    writer_for,
 )
-from tests.conftest import wait_audit
-
-
-def writer_for(path: Path, **kw) -> AuditWriter:
-    writer = AuditWriter(AuditConfig(file=str(path), **kw))
-    writer.open()
-    return writer
-
-
-def write_n(writer: AuditWriter, n: int, start: int = 0) -> None:
-    for i in range(start, start + n):
-        writer.append({"n": i, "path": "/api/chat", "note": "ü<>&"})
-
-
-def sealed_lines(n: int) -> list[bytes]:
-    """Return ``n`` chained lines (each ending in a newline), as the writer seals."""
-    lines, state = [], ChainState()
-    for i in range(n):
-        line, state = seal({"n": i, "path": "/api/chat" + "x" * 100}, state)
-        lines.append(line)
-    return lines
+from tests.support.cli import run
+from tests.support.payloads import CONTROL, NASTY, NASTY_SHOWN
 
 
 class TestTornLines:
@@ -67,15 +49,6 @@ def test_verify_cli_defaults_to_configured_files(
     assert len(files) > 1
     assert main(["audit", "verify", "--config", str(config_file)]) == 0
     assert capsys.readouterr().out.strip() == f"ok: 6 records in {len(files)} file(s)"
-
-
-NASTY = "\x1b[31mred\x1b[0m\roverwritten\x07\x9b2J\u202eevil"
-
-
-NASTY_SHOWN = r"\x1b[31mred\x1b[0m\roverwritten\x07\x9b2J\u202eevil"
-
-
-CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]")  # all but newline
 
 
 async def test_usage_report_escapes_model_names(
@@ -114,70 +87,9 @@ def test_verify_messages_escape_file_names(tmp_path: Path, capsys) -> None:
     )
 
 
-RECORDS: list[dict[str, Any]] = [
-    {
-        "ts": "2026-11-20T10:00:00Z",
-        "key_id": "k1",
-        "key_name": "alice",
-        "model": "llama3.2",
-        "outcome": "completed",
-        "prompt_tokens": 10,
-        "completion_tokens": 5,
-        "usage_exact": True,
-    },
-    {
-        "ts": "2026-11-20T11:00:00Z",
-        "key_id": "k1",
-        "key_name": "alice",
-        "model": "qwen3",
-        "outcome": "stream_error",
-        "prompt_tokens": 4,
-        "completion_tokens": 4,
-        "usage_exact": False,
-    },
-    {
-        "ts": "2026-11-21T09:00:00Z",
-        "key_id": "k2",
-        "key_name": "bob",
-        "model": "llama3.2",
-        "outcome": "completed",
-        "prompt_tokens": 20,
-        "completion_tokens": 30,
-        "usage_exact": True,
-    },
-    {
-        "ts": "2026-11-21T09:30:00Z",
-        "key_id": "k9",
-        "key_name": None,
-        "model": None,
-        "outcome": "denied",
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "usage_exact": True,
-    },
-]
-
-
-@pytest.fixture
-def log_file(tmp_path: Path) -> Path:
-    path = tmp_path / "usage.jsonl"
-    writer = AuditWriter(AuditConfig(file=str(path)))
-    writer.open()
-    for record in RECORDS:
-        writer.append(record)
-    writer.close()
-    return path
-
-
-def usage(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(["usage", *args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_readable_table(capsys, log_file: Path) -> None:
     """The default output is an aligned table with a share column."""
-    code, out, _ = usage(capsys, "--audit-log", str(log_file), "--by", "key")
+    code, out, _ = run(capsys, "usage", "--audit-log", str(log_file), "--by", "key")
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == [
@@ -202,7 +114,7 @@ def test_readable_table(capsys, log_file: Path) -> None:
 )
 def test_bad_arguments(capsys, log_file: Path, args, message) -> None:
     """Bad arguments exit 2 with a message."""
-    code, _, err = usage(capsys, "--audit-log", str(log_file), *args)
+    code, _, err = run(capsys, "usage", "--audit-log", str(log_file), *args)
     assert code == 2
     assert message in err
 
@@ -213,9 +125,9 @@ def test_defaults_to_the_configured_log(
     """Without --audit-log, audit.file and its backups are read."""
     writer = AuditWriter(AuditConfig(file=str(audit_path), max_bytes=600))
     writer.open()
-    for record in RECORDS:
+    for record in USAGE_RECORDS:
         writer.append(record)
     writer.close()
-    code, out, _ = usage(capsys, "--config", str(config_file), "--json")
+    code, out, _ = run(capsys, "usage", "--config", str(config_file), "--json")
     assert code == 0
     assert json.loads(out)[0]["total_tokens"] == 73

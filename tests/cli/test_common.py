@@ -4,33 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from http import HTTPStatus
 from pathlib import Path
 
-import pytest
-
 from authproxy.admin.app import create_admin_app
 from authproxy.cli.main import main
-from authproxy.keys.store import TOKEN_RE
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture
-def cli(capsys, config_file: Path, secrets_seen):
-    """Run `authproxy <args> --config <test config>`; remember printed tokens."""
-
-    def call(*args: str) -> tuple[int, str, str]:
-        code, out, err = run(capsys, *args, "--config", str(config_file))
-        secrets_seen.add(*(m.group(0) for m in TOKEN_RE.finditer(out)))
-        return code, out, err
-
-    return call
+from tests.support.payloads import CONTROL, NASTY, NASTY_SHOWN
 
 
 def test_admin_trail_records_cli_actions(cli, audit_path: Path) -> None:
@@ -46,15 +25,6 @@ def test_admin_trail_records_cli_actions(cli, audit_path: Path) -> None:
     ]
     assert records[0]["actor"].startswith("cli:")
     assert token not in text
-
-
-NASTY = "\x1b[31mred\x1b[0m\roverwritten\x07\x9b2J\u202eevil"
-
-
-NASTY_SHOWN = r"\x1b[31mred\x1b[0m\roverwritten\x07\x9b2J\u202eevil"
-
-
-CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]")  # all but newline
 
 
 def test_notes_with_terminal_escapes_are_shown_escaped(cli) -> None:

@@ -13,24 +13,6 @@ from authproxy.cli.main import main
 from authproxy.keys.store import TOKEN_RE, read_store
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture
-def cli(capsys, config_file: Path, secrets_seen):
-    """Run `authproxy <args> --config <test config>`; remember printed tokens."""
-
-    def call(*args: str) -> tuple[int, str, str]:
-        code, out, err = run(capsys, *args, "--config", str(config_file))
-        secrets_seen.add(*(m.group(0) for m in TOKEN_RE.finditer(out)))
-        return code, out, err
-
-    return call
-
-
 def test_create_prints_token_once_and_stores_only_a_hash(cli, keys_path: Path) -> None:
     """The token is printed, and the store holds an argon2id hash, never the token."""
     code, out, _ = cli("keys", "create", "svc-1")

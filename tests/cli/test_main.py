@@ -9,12 +9,7 @@ import pytest
 
 from authproxy.cli.main import build_parser, main, overrides_from
 from authproxy.keys.store import read_store
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from tests.support.cli import run
 
 
 @pytest.mark.parametrize(

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 import yaml
-from pytest_aiohttp import AiohttpServer
 
 from authproxy.cli.main import main
-from authproxy.config.load import load_config
 from authproxy.keys.store import load_store
-from authproxy.server.httpserver import server_kwargs
-from authproxy.server.tls import (
-    CertificateReloader,
-)
-from authproxy.web.app import create_app
-from tests.conftest import closed_port, nested
+from tests.support.harness import nested
+from tests.support.rawhttp import closed_port
 
 
 async def test_healthcheck_against_a_running_proxy(proxy, capsys, monkeypatch) -> None:
@@ -122,60 +115,6 @@ def test_keys_check_refuses_an_incomplete_store(
     assert captured.out == ""
     assert captured.err.startswith(f"authproxy: {keys_path}: {message}")
     assert keys_path.read_bytes() == before
-
-
-def write_pair(leaf: trustme.LeafCert, folder: Path) -> tuple[Path, Path]:
-    """Write a leaf's chain and key as tls.crt / tls.key, in place."""
-    folder.mkdir(parents=True, exist_ok=True)
-    cert, key = folder / "tls.crt", folder / "tls.key"
-    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
-    key.write_bytes(leaf.private_key_pem.bytes())
-    return cert, key
-
-
-@pytest.fixture
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def leaf(ca: trustme.CA) -> trustme.LeafCert:
-    return ca.issue_cert("127.0.0.1", "localhost")
-
-
-@pytest.fixture
-def pair(leaf: trustme.LeafCert, tmp_path: Path) -> tuple[Path, Path]:
-    return write_pair(leaf, tmp_path / "tls")
-
-
-@pytest.fixture
-def tls_overrides(overrides: dict[str, Any], pair: tuple[Path, Path]) -> dict[str, Any]:
-    return {**overrides, "tls.cert": str(pair[0]), "tls.key": str(pair[1])}
-
-
-@pytest.fixture
-def client_cas(tmp_path: Path) -> tuple[trustme.CA, Path]:
-    """A CA for client certificates, written as the tls.client_ca bundle."""
-    clients = trustme.CA()
-    path = tmp_path / "clients.pem"
-    path.write_bytes(clients.cert_pem.bytes())
-    return clients, path
-
-
-@pytest.fixture
-def start_https(
-    aiohttp_server: AiohttpServer, tls_overrides: dict[str, Any], key: Any
-) -> Callable[..., Awaitable[Any]]:
-    """Start the real proxy app in-process behind the real TLS context."""
-
-    async def start(extra: dict[str, Any] | None = None) -> Any:
-        cfg = load_config(None, {**tls_overrides, **(extra or {})})
-        reloader = CertificateReloader(cfg.tls)
-        return await aiohttp_server(
-            create_app(cfg), ssl=reloader.context, **server_kwargs(cfg)
-        )
-
-    return start
 
 
 async def test_healthcheck_with_mtls_checks_the_handshake(

@@ -24,7 +24,7 @@ from authproxy.metering.chain import (
     verify_files,
 )
 from authproxy.web.appkeys import AUDIT_KEY
-from tests.conftest import poll_until
+from tests.support.polling import poll_until
 
 PAGE = os.sysconf("SC_PAGE_SIZE")  # tmpfs hands out space a page at a time
 

@@ -11,10 +11,7 @@ import openai
 import pytest
 
 from tests.support.fake_ollama.server import FakeOllama
-
-
-def base_url(proxy) -> str:
-    return str(proxy.make_url("")).rstrip("/")
+from tests.support.harness import base_url
 
 
 async def test_ollama_chat_streamed(proxy, token, fake: FakeOllama) -> None:

@@ -25,7 +25,7 @@ import zstandard
 from aiohttp.test_utils import TestClient
 
 from authproxy.proxy.jsonbody import _NON_ASCII_FOLDS
-from tests.conftest import MakeKey, StartProxy
+from tests.support.harness import MakeKey, StartProxy
 
 GO_SOURCE = Path(__file__).resolve().parents[1] / "support" / "goupstream" / "main.go"
 ALLOWED = "llama3.2:latest"

@@ -2,57 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 import re
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authproxy.web.appkeys import UPSTREAM_KEY
+from tests.support.auth import basic_value
 from tests.support.fake_ollama.server import FakeOllama
-
-
-async def raw(port: int, data: bytes, *, wait: float = 5) -> bytes:
-    """Send raw bytes on a fresh connection; return everything the server says."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(data)
-    await writer.drain()
-    try:
-        return await asyncio.wait_for(reader.read(), wait)
-    finally:
-        writer.close()
-
-
-def status_and_body(reply: bytes) -> tuple[int, Any]:
-    head, _, body = reply.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, json.loads(body) if body else None
-
-
-def request(
-    *headers: str, target: str = "/api/tags", method: str = "GET", body: bytes = b""
-) -> bytes:
-    lines = [
-        f"{method} {target} HTTP/1.1",
-        "Host: proxy",
-        "Connection: close",
-        *headers,
-    ]
-    return "\r\n".join(lines).encode("utf-8", "surrogateescape") + b"\r\n\r\n" + body
-
-
-def basic(text: str) -> str:
-    return "Authorization: Basic " + base64.b64encode(text.encode()).decode()
-
+from tests.support.rawhttp import build_request, header_lines, send_raw, status_and_json
 
 MALFORMED: list[tuple[str, bytes, int, str]] = [
     (
         "content-length-and-chunked",
-        request(
+        build_request(
             "Content-Length: 5",
             "Transfer-Encoding: chunked",
             method="POST",
@@ -63,16 +28,16 @@ MALFORMED: list[tuple[str, bytes, int, str]] = [
     ),
     (
         "duplicate-content-length",
-        request(
+        build_request(
             "Content-Length: 5", "Content-Length: 6", method="POST", body=b"hello!"
         ),
         400,
         "bad request",
     ),
-    ("obsolete-line-folding", request("X-A: a", " b"), 400, "bad request"),
+    ("obsolete-line-folding", build_request("X-A: a", " b"), 400, "bad request"),
     (
         "bad-transfer-encoding",
-        request("Transfer-Encoding: gzip, chunked2", method="POST"),
+        build_request("Transfer-Encoding: gzip, chunked2", method="POST"),
         400,
         "bad request",
     ),
@@ -84,59 +49,71 @@ MALFORMED: list[tuple[str, bytes, int, str]] = [
         400,
         "bad request",
     ),
-    ("nul-in-other-header", request("X-A: a\x00b"), 400, "bad request"),
+    ("nul-in-other-header", build_request("X-A: a\x00b"), 400, "bad request"),
     (
         "request-line-too-long",
-        request(target="/" + "a" * 9000),
+        build_request(target="/" + "a" * 9000),
         431,
         "request line or headers too large",
     ),
     (
         "header-too-long",
-        request("X-A: " + "a" * 9000),
+        build_request("X-A: " + "a" * 9000),
         431,
         "request line or headers too large",
     ),
     (
         "too-many-headers",
-        request(*(f"X-{i}: a" for i in range(150))),
+        build_request(*(f"X-{i}: a" for i in range(150))),
         431,
         "request line or headers too large",
     ),
     (
         "nul-in-authorization",
-        request("Authorization: Bearer ap_x\x00"),
+        build_request("Authorization: Bearer ap_x\x00"),
         401,
         "unauthorized",
     ),
-    ("control-char-in-api-key", request("x-api-key: ab\x7fcd"), 401, "unauthorized"),
+    (
+        "control-char-in-api-key",
+        build_request("x-api-key: ab\x7fcd"),
+        401,
+        "unauthorized",
+    ),
     (
         "non-ascii-credential",
-        request("Authorization: Bearer ap_é"),
+        build_request("Authorization: Bearer ap_é"),
         401,
         "unauthorized",
     ),
     (
         "over-long-credential",
-        request("Authorization: Bearer " + "a" * 5000),
+        build_request("Authorization: Bearer " + "a" * 5000),
         401,
         "unauthorized",
     ),
-    ("invalid-base64", request("Authorization: Basic !!!"), 401, "unauthorized"),
-    ("basic-without-colon", request(basic("justaname")), 401, "unauthorized"),
+    ("invalid-base64", build_request("Authorization: Basic !!!"), 401, "unauthorized"),
+    (
+        "basic-without-colon",
+        build_request("Authorization: " + basic_value("justaname")),
+        401,
+        "unauthorized",
+    ),
     (
         "basic-non-utf8",
-        request("Authorization: Basic " + base64.b64encode(b"u:\xff\xfe").decode()),
+        build_request(
+            "Authorization: Basic " + base64.b64encode(b"u:\xff\xfe").decode()
+        ),
         401,
         "unauthorized",
     ),
     (
         "two-authorization-headers",
-        request("Authorization: Bearer a", "Authorization: Bearer b"),
+        build_request("Authorization: Bearer a", "Authorization: Bearer b"),
         401,
         "unauthorized",
     ),
-    ("empty-bearer", request("Authorization: Bearer"), 401, "unauthorized"),
+    ("empty-bearer", build_request("Authorization: Bearer"), 401, "unauthorized"),
 ]
 
 
@@ -147,8 +124,8 @@ MALFORMED: list[tuple[str, bytes, int, str]] = [
 )
 async def test_malformed_requests(proxy, fake: FakeOllama, data, status, error) -> None:
     """Each hostile request gets its 4xx with a JSON error and never reaches Ollama."""
-    reply = await raw(proxy.port, data)
-    got, body = status_and_body(reply)
+    reply = await send_raw(proxy.port, data)
+    got, body = status_and_json(reply)
     assert (got, body) == (status, {"error": error})
     assert b"\x00" not in reply
     assert b"aaaa" not in reply  # nothing of the request is echoed
@@ -158,16 +135,20 @@ async def test_malformed_requests(proxy, fake: FakeOllama, data, status, error) 
 async def test_absolute_form_target(proxy, bearer, fake: FakeOllama) -> None:
     """An absolute-form target never picks the host: 401 without a key, else 400."""
     target = "http://evil.example/api/tags"
-    reply = await raw(proxy.port, request(target=target))
-    assert status_and_body(reply) == (401, {"error": "unauthorized"})
-    reply = await raw(proxy.port, request(bearer_header(bearer), target=target))
-    assert status_and_body(reply) == (400, {"error": "invalid request target"})
+    reply = await send_raw(proxy.port, build_request(target=target))
+    assert status_and_json(reply) == (401, {"error": "unauthorized"})
+    reply = await send_raw(
+        proxy.port, build_request(*header_lines(bearer), target=target)
+    )
+    assert status_and_json(reply) == (400, {"error": "invalid request target"})
     assert fake.received == []
 
 
 async def test_parser_errors_do_not_echo_credentials(proxy, token, log_capture) -> None:
     """A credential inside a malformed request is neither echoed nor logged."""
-    reply = await raw(proxy.port, request(f"Authorization: Bearer {token}\x00"))
+    reply = await send_raw(
+        proxy.port, build_request(f"Authorization: Bearer {token}\x00")
+    )
     assert token.encode() not in reply
     assert token not in log_capture.stream.getvalue()
 
@@ -184,7 +165,9 @@ async def test_paths_never_leave_the_upstream(
     proxy, bearer, fake: FakeOllama, target
 ) -> None:
     """Odd paths are forwarded as received, to the configured origin only."""
-    reply = await raw(proxy.port, request(bearer_header(bearer), target=target))
+    reply = await send_raw(
+        proxy.port, build_request(*header_lines(bearer), target=target)
+    )
     assert re.match(rb"HTTP/1\.1 (200|404) ", reply)
     assert fake.last.path_qs == target
     port = proxy.app[UPSTREAM_KEY].origin.port
@@ -208,13 +191,11 @@ async def test_dot_segments_are_refused(
     proxy, bearer, fake: FakeOllama, target
 ) -> None:
     """Targets another server could resolve to another route are never forwarded."""
-    reply = await raw(proxy.port, request(bearer_header(bearer), target=target))
-    assert status_and_body(reply) == (400, {"error": "invalid request target"})
+    reply = await send_raw(
+        proxy.port, build_request(*header_lines(bearer), target=target)
+    )
+    assert status_and_json(reply) == (400, {"error": "invalid request target"})
     assert fake.received == []
-
-
-def bearer_header(bearer: dict[str, str]) -> str:
-    return f"Authorization: {bearer['Authorization']}"
 
 
 async def test_unauthenticated_odd_paths_are_refused(proxy, fake: FakeOllama) -> None:
@@ -225,8 +206,8 @@ async def test_unauthenticated_odd_paths_are_refused(proxy, fake: FakeOllama) ->
         "/admin/keys",
         "/healthz/../api/tags",
     ]:
-        reply = await raw(proxy.port, request(target=target))
-        assert status_and_body(reply) == (401, {"error": "unauthorized"}), target
+        reply = await send_raw(proxy.port, build_request(target=target))
+        assert status_and_json(reply) == (401, {"error": "unauthorized"}), target
     assert fake.received == []
 
 
@@ -268,8 +249,8 @@ async def test_routing_fuzz_no_5xx_nothing_unauthenticated(
     """Random credentials, paths, methods: no 5xx, nothing forwarded unauthenticated."""
     fake.received.clear()
     headers = [] if auth is None else [f"Authorization: {auth}"]
-    data = request(*headers, target=path, method=method)
-    reply = await raw(proxy.port, data)
+    data = build_request(*headers, target=path, method=method)
+    reply = await send_raw(proxy.port, data)
     status = int(reply.split(b" ", 2)[1])
     assert status < 500
     assert fake.received == []

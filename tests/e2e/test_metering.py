@@ -12,11 +12,11 @@ import ollama
 import openai
 import pytest
 
-from tests.conftest import closed_port, wait_audit
+from tests.support.audit import wait_audit
 from tests.support.fake_ollama.server import FakeOllama
-
-CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "Say hi"}]}
-
+from tests.support.harness import base_url
+from tests.support.payloads import SAY_HI
+from tests.support.rawhttp import closed_port
 
 GEN = {"model": "llama3.2", "prompt": "Say hi"}
 
@@ -48,11 +48,11 @@ SOURCES: list[
         "llama3.2",
         DURATIONS,
     ),
-    ("chat-stream", "/api/chat", CHAT, 26, 4, True, True, "llama3.2", DURATIONS),
+    ("chat-stream", "/api/chat", SAY_HI, 26, 4, True, True, "llama3.2", DURATIONS),
     (
         "chat-json",
         "/api/chat",
-        {**CHAT, "stream": False},
+        {**SAY_HI, "stream": False},
         26,
         4,
         True,
@@ -101,7 +101,7 @@ SOURCES: list[
     (
         "v1-chat-json",
         "/v1/chat/completions",
-        CHAT,
+        SAY_HI,
         26,
         4,
         True,
@@ -112,7 +112,7 @@ SOURCES: list[
     (
         "v1-chat-stream-usage",
         "/v1/chat/completions",
-        {**CHAT, "stream": True, "stream_options": {"include_usage": True}},
+        {**SAY_HI, "stream": True, "stream_options": {"include_usage": True}},
         26,
         4,
         True,
@@ -123,7 +123,7 @@ SOURCES: list[
     (
         "v1-chat-stream-estimated",
         "/v1/chat/completions",
-        {**CHAT, "stream": True},
+        {**SAY_HI, "stream": True},
         2,
         3,
         False,
@@ -178,7 +178,7 @@ SOURCES: list[
     (
         "v1-messages-stream",
         "/v1/messages",
-        {**CHAT, "max_tokens": 9, "stream": True},
+        {**SAY_HI, "max_tokens": 9, "stream": True},
         26,
         4,
         True,
@@ -189,7 +189,7 @@ SOURCES: list[
     (
         "v1-messages-json",
         "/v1/messages",
-        {**CHAT, "max_tokens": 9},
+        {**SAY_HI, "max_tokens": 9},
         26,
         4,
         True,
@@ -265,7 +265,7 @@ async def test_error_line_is_a_stream_error(
 ) -> None:
     """An {"error":...} line mid-stream: outcome stream_error, counts estimated."""
     fake.behaviour.error_after = 2
-    await (await proxy.post("/api/chat", json=CHAT, headers=bearer)).read()
+    await (await proxy.post("/api/chat", json=SAY_HI, headers=bearer)).read()
     (record,) = await wait_audit(audit_path, 1)
     assert record["outcome"] == "stream_error"
     assert record["status"] == 200
@@ -280,7 +280,7 @@ async def test_openai_stream_without_terminator_is_a_stream_error(
     fake.behaviour.error_after = 2
     await (
         await proxy.post(
-            "/v1/chat/completions", json={**CHAT, "stream": True}, headers=bearer
+            "/v1/chat/completions", json={**SAY_HI, "stream": True}, headers=bearer
         )
     ).read()
     (record,) = await wait_audit(audit_path, 1)
@@ -308,7 +308,7 @@ async def test_client_abort_mid_stream(
     """A client that leaves mid-stream: client_disconnected with estimated counts."""
     fake.behaviour.tokens = [f"t{i}" for i in range(50)]
     fake.behaviour.chunk_delay = 0.05
-    resp = await proxy.post("/api/chat", json=CHAT, headers=bearer)
+    resp = await proxy.post("/api/chat", json=SAY_HI, headers=bearer)
     await resp.content.readline()
     await resp.content.readline()
     resp.close()
@@ -327,7 +327,7 @@ async def test_client_abort_before_headers(
     with pytest.raises(TimeoutError):
         await proxy.post(
             "/api/chat",
-            json=CHAT,
+            json=SAY_HI,
             headers=bearer,
             timeout=aiohttp.ClientTimeout(total=0.2),
         )
@@ -372,7 +372,7 @@ async def test_upstream_down_records_upstream_error(
     """A 502 is recorded as upstream_error with zero tokens (nothing ran)."""
     client = await start_proxy({"upstream.url": f"http://127.0.0.1:{closed_port()}"})
     await client.post(
-        "/api/chat", json=CHAT, headers={"Authorization": f"Bearer {key.token}"}
+        "/api/chat", json=SAY_HI, headers={"Authorization": f"Bearer {key.token}"}
     )
     (record,) = await wait_audit(audit_path, 1)
     assert (record["status"], record["outcome"], record["usage_exact"]) == (
@@ -386,7 +386,7 @@ async def test_upstream_refusal_consumes_no_tokens(
     proxy, bearer, audit_path: Path
 ) -> None:
     """A 404 for a missing model is completed with exactly zero tokens."""
-    await proxy.post("/api/chat", json={**CHAT, "model": "missing"}, headers=bearer)
+    await proxy.post("/api/chat", json={**SAY_HI, "model": "missing"}, headers=bearer)
     (record,) = await wait_audit(audit_path, 1)
     assert (record["status"], record["outcome"], record["model"]) == (
         404,
@@ -396,14 +396,10 @@ async def test_upstream_refusal_consumes_no_tokens(
     assert (record["prompt_tokens"], record["usage_exact"]) == (0, True)
 
 
-def url(proxy) -> str:
-    return str(proxy.make_url("")).rstrip("/")
-
-
 async def test_ollama_client_metered(proxy, token, audit_path: Path) -> None:
     """The ollama package, streamed and not, produces exact records."""
     client = ollama.AsyncClient(
-        host=url(proxy), headers={"Authorization": f"Bearer {token}"}
+        host=base_url(proxy), headers={"Authorization": f"Bearer {token}"}
     )
     async for _ in await client.chat(
         model="llama3.2", messages=[{"role": "user", "content": "hi"}], stream=True
@@ -432,7 +428,7 @@ async def test_openai_client_metered(
     proxy, token, audit_path: Path, include_usage, exact
 ) -> None:
     """openai streams are exact with include_usage and estimated without."""
-    client = openai.AsyncOpenAI(base_url=url(proxy) + "/v1", api_key=token)
+    client = openai.AsyncOpenAI(base_url=base_url(proxy) + "/v1", api_key=token)
     stream = await client.chat.completions.create(
         model="llama3.2",
         messages=[{"role": "user", "content": "Say hi"}],
@@ -451,7 +447,7 @@ async def test_openai_client_metered(
 
 async def test_anthropic_client_metered(proxy, token, audit_path: Path) -> None:
     """anthropic streams are metered from message_delta, not message_start."""
-    client = anthropic.AsyncAnthropic(base_url=url(proxy), api_key=token)
+    client = anthropic.AsyncAnthropic(base_url=base_url(proxy), api_key=token)
     async with client.messages.stream(
         model="llama3.2", max_tokens=9, messages=[{"role": "user", "content": "hi"}]
     ) as stream:

@@ -16,13 +16,11 @@ import pytest
 
 from authproxy.keys.store import TOKEN_RE
 from authproxy.metering.chain import verify_files
-from tests.conftest import (
-    Secrets,
-    read_audit,
-    upstream_saw_disconnect,
-    wait_audit,
-)
+from tests.support.audit import read_audit, wait_audit
 from tests.support.fake_ollama.server import FakeOllama
+from tests.support.logs import Secrets
+from tests.support.payloads import GENERATE, chat
+from tests.support.polling import upstream_saw_disconnect
 from tests.support.serving import ServeProcess, first_token
 
 StartServe = Callable[..., Awaitable[ServeProcess]]
@@ -72,7 +70,7 @@ async def test_first_start_creates_a_key_and_prints_it_once(
             assert resp.status == HTTPStatus.UNAUTHORIZED
         async with session.post(
             f"{serve.url}/api/chat",
-            json={"model": "llama3.2", "messages": [{"role": "user", "content": "x"}]},
+            json=chat("x"),
             headers={"Authorization": f"Bearer {token}"},
         ) as resp:
             assert resp.status == HTTPStatus.OK
@@ -119,7 +117,7 @@ async def test_disconnect_while_model_loads_cancels_upstream(
         with pytest.raises(TimeoutError):
             await session.post(
                 f"{serve.url}/api/generate",
-                json={"model": "llama3.2", "prompt": "x"},
+                json=GENERATE,
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=aiohttp.ClientTimeout(total=0.5),
             )
@@ -177,7 +175,7 @@ async def test_kill_9_under_load_leaves_whole_lines(
     fake.behaviour.tokens = [f"t{i}" for i in range(20)]
     fake.behaviour.chunk_delay = 0.005
     headers = {"Authorization": f"Bearer {token}"}
-    body = {"model": "llama3.2", "prompt": "x"}
+    body = GENERATE
 
     async def one(session: aiohttp.ClientSession) -> None:
         try:
@@ -216,7 +214,7 @@ async def test_sigterm_lets_open_streams_finish(
     async with aiohttp.ClientSession() as session:
         async with session.post(
             f"{server.url}/api/chat",
-            json={"model": "llama3.2", "messages": [{"role": "user", "content": "x"}]},
+            json=chat("x"),
             headers={"Authorization": f"Bearer {token}"},
         ) as resp:
             await resp.content.readline()
@@ -248,7 +246,7 @@ async def test_streams_past_the_shutdown_timeout_are_cut(
     async with aiohttp.ClientSession() as session:
         resp = await session.post(
             f"{server.url}/api/generate",
-            json={"model": "llama3.2", "prompt": "x"},
+            json=GENERATE,
             headers={"Authorization": f"Bearer {token}"},
         )
         await resp.content.readline()

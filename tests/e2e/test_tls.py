@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
@@ -16,92 +14,18 @@ import pytest
 import trustme
 
 from authproxy.cli.main import main
-from tests.conftest import Secrets
-from tests.e2e.test_hostile import raw
 from tests.support.fake_ollama.server import FakeOllama
+from tests.support.logs import Secrets
+from tests.support.payloads import GENERATE
+from tests.support.rawhttp import send_raw
 from tests.support.serving import ServeProcess, first_token
-
-GENERATE: dict[str, Any] = {"model": "llama3.2", "prompt": "x"}
-
-
-def write_pair(leaf: trustme.LeafCert, folder: Path) -> tuple[Path, Path]:
-    """Write a leaf's chain and key as tls.crt / tls.key, in place."""
-    folder.mkdir(parents=True, exist_ok=True)
-    cert, key = folder / "tls.crt", folder / "tls.key"
-    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
-    key.write_bytes(leaf.private_key_pem.bytes())
-    return cert, key
-
-
-def der(leaf: trustme.LeafCert) -> bytes:
-    """Return the leaf certificate in DER, as a TLS peer presents it."""
-    return ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
-
-
-def client_context(
-    ca: trustme.CA, client: trustme.LeafCert | None = None
-) -> ssl.SSLContext:
-    """Return a client context trusting only ``ca``, optionally with a client cert."""
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
-    if client is not None:
-        client.configure_cert(ctx)
-    return ctx
-
-
-async def handshake(
-    port: int | None, ctx: ssl.SSLContext | None = None, sni: str | None = None
-) -> ssl.SSLObject:
-    """Complete a new TLS handshake with 127.0.0.1:port and return its SSL object."""
-    if ctx is None:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    _, writer = await asyncio.open_connection(
-        "127.0.0.1", port, ssl=ctx, server_hostname=sni
-    )
-    ssl_object: ssl.SSLObject = writer.get_extra_info("ssl_object")
-    writer.close()
-    with contextlib.suppress(ConnectionError, ssl.SSLError):
-        await writer.wait_closed()
-    return ssl_object
-
-
-async def peer_certificate(port: int | None, sni: str | None = None) -> bytes:
-    """Return the certificate (DER) a new connection to ``port`` is shown."""
-    certificate = (await handshake(port, sni=sni)).getpeercert(binary_form=True)
-    assert certificate is not None
-    return certificate
-
-
-async def healthz(url: str, ctx: ssl.SSLContext) -> int:
-    """GET ``url`` on a new connection made with ``ctx``; return the status."""
-    connector = aiohttp.TCPConnector(ssl=ctx)
-    async with (
-        aiohttp.ClientSession(connector=connector) as session,
-        session.get(url) as resp,
-    ):
-        return resp.status
-
-
-@pytest.fixture
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def leaf(ca: trustme.CA) -> trustme.LeafCert:
-    return ca.issue_cert("127.0.0.1", "localhost")
-
-
-@pytest.fixture
-def pair(leaf: trustme.LeafCert, tmp_path: Path) -> tuple[Path, Path]:
-    return write_pair(leaf, tmp_path / "tls")
-
-
-@pytest.fixture
-def tls_overrides(overrides: dict[str, Any], pair: tuple[Path, Path]) -> dict[str, Any]:
-    return {**overrides, "tls.cert": str(pair[0]), "tls.key": str(pair[1])}
+from tests.support.tls import (
+    client_context,
+    der,
+    healthz,
+    peer_certificate,
+    write_pair,
+)
 
 
 class TLSServe(ServeProcess):
@@ -250,7 +174,7 @@ async def test_redirect_listener_sends_clients_to_https(
     malformed = (
         f"GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {token}\x00\r\n\r\n"
     )
-    reply = await raw(int(redirect.rsplit(":", 1)[1]), malformed.encode())
+    reply = await send_raw(int(redirect.rsplit(":", 1)[1]), malformed.encode())
     assert reply.startswith(b"HTTP/1.0 400 Bad Request\r\n")
     assert reply.endswith(b'\r\n\r\n{"error":"bad request"}')
     assert token.encode() not in reply

@@ -18,7 +18,7 @@ from authproxy.config.load import load_config
 from authproxy.server.httpserver import server_kwargs
 from authproxy.server.tls import CertificateReloader
 from authproxy.web.app import create_app
-from tests.server.test_tls import write_pair
+from tests.support.tls import write_pair
 
 # How the client asks to resume: TLS 1.2 by ticket (RFC 5077) or by the
 # server's session-id cache, and TLS 1.3 by ticket (a PSK).

@@ -5,17 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import jwt
 import jwt as pyjwt
 import pytest
-from aiohttp.test_utils import TestClient
 
-from authproxy.admin.app import create_admin_app
 from authproxy.cli.main import main
 from authproxy.config.model import JWTConfig
 from authproxy.errors import KeyStoreError
@@ -29,7 +25,7 @@ from authproxy.keys.signing import (
 )
 from authproxy.times import utc_now
 from authproxy.web.appkeys import WATCHER_KEY
-from tests.conftest import MakeKey, Secrets
+from tests.support.admin import Stack
 
 SECRET = "s" * 40
 
@@ -111,76 +107,6 @@ def test_looks_like_jwt() -> None:
     assert looks_like_jwt("eyJa.b.c")
     assert not looks_like_jwt("ap_abcdefghijkl_x")
     assert not looks_like_jwt("eyJa.b")
-
-
-class MutableClock:
-    """A clock a test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = utc_now()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
-
-
-@dataclass
-class Stack:
-    """A running proxy and its admin API sharing one clock."""
-
-    proxy: TestClient[Any, Any]
-    admin: TestClient[Any, Any]
-    admin_token: str
-    clock: MutableClock
-    secrets: Secrets
-
-    async def api(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        token: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        auth = {
-            "Authorization": f"Bearer {token or self.admin_token}",
-            # Every write says JSON, even without a body (revoke).
-            **({} if method == "GET" else {"Content-Type": "application/json"}),
-            **(headers or {}),
-        }
-        data = b"" if body is None else json.dumps(body).encode()
-        resp = await self.admin.request(method, path, data=data, headers=auth)
-        data = await resp.json()
-        if isinstance(data, dict) and isinstance(data.get("token"), str):
-            self.secrets.add(data["token"])
-        return resp.status, data
-
-    async def call(
-        self, token: str, method: str = "GET", path: str = "/api/tags", body: Any = None
-    ) -> int:
-        resp = await self.proxy.request(
-            method, path, json=body, headers={"Authorization": f"Bearer {token}"}
-        )
-        await resp.read()
-        return resp.status
-
-
-@pytest.fixture
-def clock() -> MutableClock:
-    return MutableClock()
-
-
-@pytest.fixture
-async def stack(
-    start_proxy, aiohttp_client, make_key: MakeKey, clock: MutableClock, secrets_seen
-) -> Stack:
-    ops = make_key("ops", scopes=["admin"])
-    assert ops.token is not None
-    proxy = await start_proxy(clock=clock)
-    admin = await aiohttp_client(create_admin_app(proxy.app, clock=clock))
-    return Stack(proxy, admin, ops.token, clock, secrets_seen)
 
 
 async def test_signing_key_rotation(stack: Stack, config_file: Path, capsys) -> None:

@@ -11,16 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from authproxy.cli.main import main
 from authproxy.web.appkeys import VERIFIER_KEY, WATCHER_KEY
-from tests.conftest import poll_until
+from tests.support.cli import run_cli
 from tests.support.fake_ollama.server import FakeOllama
-
-
-async def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """Run the real CLI entry point off the loop and return (code, stdout)."""
-    code = await asyncio.to_thread(main, list(args))
-    return code, capsys.readouterr().out
+from tests.support.polling import poll_until
 
 
 async def wait_for_status(proxy, headers, status: int, limit: float) -> float:

@@ -14,11 +14,13 @@ from authproxy.limits.quotas import KeyLimiter
 from authproxy.metering.exchange import Exchange
 from authproxy.policy.routes import RouteClass
 from authproxy.web.appkeys import KEY_LIMITS_KEY
-from tests.conftest import MakeKey, closed_port, poll_until, read_audit, wait_audit
+from tests.support.audit import read_audit, wait_audit
+from tests.support.clock import WallClock
 from tests.support.fake_ollama.server import FakeOllama
-
-CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
-
+from tests.support.harness import MakeKey
+from tests.support.payloads import CHAT
+from tests.support.polling import poll_until
+from tests.support.rawhttp import closed_port
 
 # The fake reports prompt_eval_count 26 and eval_count 4 for every chat.
 REAL_COUNT = 30
@@ -29,16 +31,6 @@ PROMPT_ESTIMATE = 1
 
 
 NOON = datetime.fromisoformat("2026-11-10T12:00:00+00:00")
-
-
-class WallClock:
-    """A UTC clock a test moves by hand."""
-
-    def __init__(self, start: datetime = NOON) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.mark.parametrize(
@@ -87,7 +79,7 @@ async def test_parallel_requests_cannot_overshoot(
 ) -> None:
     """15 parallel requests on a 20-token key: one is served, 14 get 429."""
     limited = make_key("quota", limits={limit: 20})
-    client = await start_proxy(clock=WallClock())
+    client = await start_proxy(clock=WallClock(NOON))
     auth = {"Authorization": f"Bearer {limited.token}"}
     fake.behaviour.header_delay = 0.3  # keep the admitted one in flight
     responses = await asyncio.gather(

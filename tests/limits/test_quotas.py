@@ -11,20 +11,12 @@ import pytest
 from authproxy.keys.record import KeyLimits
 from authproxy.limits.quotas import KeyLimiter, Refusal, Ticket
 from authproxy.web.appkeys import KEY_LIMITS_KEY
-from tests.conftest import MakeKey
+from tests.support.clock import WallClock
 from tests.support.fake_ollama.server import FakeOllama
+from tests.support.harness import MakeKey
+from tests.support.payloads import CHAT
 
 NOON = datetime.fromisoformat("2026-11-10T12:00:00+00:00")
-
-
-class WallClock:
-    """A UTC clock a test moves by hand."""
-
-    def __init__(self, start: datetime = NOON) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def ticket_of(result: Ticket | Refusal) -> Ticket:
@@ -35,7 +27,7 @@ def ticket_of(result: Ticket | Refusal) -> Ticket:
 class TestKeyLimiter:
     def test_reservations_count_against_the_quota(self) -> None:
         """Held tokens count: the request crossing the quota passes, the next not."""
-        limiter = KeyLimiter(WallClock(), None)
+        limiter = KeyLimiter(WallClock(NOON), None)
         limits = KeyLimits(tokens_per_day=100)
         first = ticket_of(limiter.admit("k", limits, metered=True))
         assert limiter.reserve(first, 60) is None
@@ -54,7 +46,7 @@ class TestKeyLimiter:
 
     def test_settle_replaces_the_reservation_with_the_real_count(self) -> None:
         """Settling drops the estimate, charges the real count, and happens once."""
-        limiter = KeyLimiter(WallClock(), None)
+        limiter = KeyLimiter(WallClock(NOON), None)
         limits = KeyLimits(tokens_per_day=100, concurrent=1)
         ticket = ticket_of(limiter.admit("k", limits, metered=True))
         assert limiter.reserve(ticket, 90) is None
@@ -71,7 +63,7 @@ class TestKeyLimiter:
 
     def test_month_quota_counts_reservations_too(self) -> None:
         """The month quota refuses on used plus reserved like the day quota."""
-        clock = WallClock()
+        clock = WallClock(NOON)
         limiter = KeyLimiter(clock, None)
         limits = KeyLimits(tokens_per_month=50)
         done = ticket_of(limiter.admit("k", limits, metered=True))
@@ -87,7 +79,7 @@ class TestKeyLimiter:
 
     def test_a_used_up_quota_refuses_metered_requests_at_admission(self) -> None:
         """Past the quota a metered request is refused before its body is read."""
-        limiter = KeyLimiter(WallClock(), None)
+        limiter = KeyLimiter(WallClock(NOON), None)
         limits = KeyLimits(tokens_per_day=10)
         limiter.charge("k", 10)
         refused = limiter.admit("k", limits, metered=True)
@@ -100,7 +92,7 @@ class TestKeyLimiter:
     def test_reservations_are_never_saved(self, tmp_path: Path) -> None:
         """The state file keeps counters, not in-flight reservations or slots."""
         path = tmp_path / "limits-state.json"
-        clock = WallClock()
+        clock = WallClock(NOON)
         limiter = KeyLimiter(clock, path)
         limits = KeyLimits(tokens_per_day=100)
         ticket = ticket_of(limiter.admit("k", limits, metered=True))
@@ -121,15 +113,12 @@ class TestKeyLimiter:
         assert restarted.reserve(ticket_of(restarted.admit("k", limits)), 1) is None
 
 
-CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
-
-
 async def test_requests_per_minute(
     start_proxy, make_key: MakeKey, fake: FakeOllama
 ) -> None:
     """rpm 3: three requests, then 429 with Retry-After and X-RateLimit-*."""
     limited = make_key("rpm", limits={"requests_per_minute": 3})
-    clock = WallClock()
+    clock = WallClock(NOON)
     client = await start_proxy(clock=clock)
     auth = {"Authorization": f"Bearer {limited.token}"}
     assert [(await client.get("/api/tags", headers=auth)).status for _ in range(3)] == [
@@ -182,7 +171,7 @@ async def test_token_quotas(
 ) -> None:
     """The request crossing a quota completes; the next waits for the period."""
     limited = make_key("quota", limits={limit: 50})
-    clock = WallClock(datetime.fromisoformat("2026-11-10T12:00:00+00:00"))
+    clock = WallClock(NOON)
     client = await start_proxy(clock=clock)
     auth = {"Authorization": f"Bearer {limited.token}"}
     assert (await client.post("/api/chat", json=CHAT, headers=auth)).status == 200  # 30

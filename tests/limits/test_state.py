@@ -6,21 +6,10 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from authproxy.times import utc_now
 from authproxy.web.appkeys import KEY_LIMITS_KEY
-from tests.conftest import MakeKey
-
-CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
-
-
-class WallClock:
-    """A UTC clock a test moves by hand."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or utc_now()
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.support.clock import WallClock
+from tests.support.harness import MakeKey
+from tests.support.payloads import CHAT
 
 
 async def test_limits_survive_a_restart(

@@ -13,33 +13,19 @@ from authproxy.config.model import AuditConfig
 from authproxy.errors import ConfigError
 from authproxy.metering.audit import AuditWriter, rotated_files
 from authproxy.metering.chain import (
-    ChainState,
     check_line,
-    seal,
     tail_state,
     verify_files,
 )
-from tests.conftest import poll_until, read_audit, wait_audit
-
-
-def writer_for(path: Path, **kw) -> AuditWriter:
-    writer = AuditWriter(AuditConfig(file=str(path), **kw))
-    writer.open()
-    return writer
-
-
-def write_n(writer: AuditWriter, n: int, start: int = 0) -> None:
-    for i in range(start, start + n):
-        writer.append({"n": i, "path": "/api/chat", "note": "ü<>&"})
-
-
-def sealed_lines(n: int) -> list[bytes]:
-    """Return ``n`` chained lines (each ending in a newline), as the writer seals."""
-    lines, state = [], ChainState()
-    for i in range(n):
-        line, state = seal({"n": i, "path": "/api/chat" + "x" * 100}, state)
-        lines.append(line)
-    return lines
+from tests.support.audit import (
+    read_audit,
+    sealed_lines,
+    wait_audit,
+    write_n,
+    writer_for,
+)
+from tests.support.payloads import chat
+from tests.support.polling import poll_until
 
 
 class TestTornLines:
@@ -258,7 +244,7 @@ async def test_concurrent_requests_give_whole_lines(
     proxy, bearer, audit_path: Path, capsys
 ) -> None:
     """200 concurrent requests: 200 whole lines, a valid chain, tamper-evident."""
-    body = {"model": "llama3.2", "messages": [{"role": "user", "content": "x"}]}
+    body = chat("x")
     replies = await asyncio.gather(
         *(proxy.post("/api/chat", json=body, headers=bearer) for _ in range(200))
     )

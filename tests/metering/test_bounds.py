@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from authproxy.metering.bounds import MAX_CLIENT, MAX_PATH, clip
-from tests.conftest import poll_until, wait_audit
+from tests.support.audit import wait_audit
+from tests.support.polling import poll_until
 
 
 @pytest.mark.parametrize(

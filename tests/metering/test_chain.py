@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from authproxy.config.model import AuditConfig
-from authproxy.metering.audit import AuditWriter
 from authproxy.metering.chain import (
     GENESIS,
     ChainState,
@@ -16,26 +14,7 @@ from authproxy.metering.chain import (
     tail_state,
     verify_files,
 )
-
-
-def writer_for(path: Path, **kw) -> AuditWriter:
-    writer = AuditWriter(AuditConfig(file=str(path), **kw))
-    writer.open()
-    return writer
-
-
-def write_n(writer: AuditWriter, n: int, start: int = 0) -> None:
-    for i in range(start, start + n):
-        writer.append({"n": i, "path": "/api/chat", "note": "ü<>&"})
-
-
-def sealed_lines(n: int) -> list[bytes]:
-    """Return ``n`` chained lines (each ending in a newline), as the writer seals."""
-    lines, state = [], ChainState()
-    for i in range(n):
-        line, state = seal({"n": i, "path": "/api/chat" + "x" * 100}, state)
-        lines.append(line)
-    return lines
+from tests.support.audit import sealed_lines, write_n, writer_for
 
 
 class TestChain:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import wait_audit
-
-CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "Say hi"}]}
+from tests.support.audit import wait_audit
+from tests.support.payloads import SAY_HI
 
 
 async def test_record_schema(proxy, bearer, audit_path: Path) -> None:
     """A record has exactly the documented fields, in order, ending in the chain."""
-    await (await proxy.post("/api/chat", json=CHAT, headers=bearer)).read()
+    await (await proxy.post("/api/chat", json=SAY_HI, headers=bearer)).read()
     (record,) = await wait_audit(audit_path, 1)
     assert list(record) == [
         "ts",

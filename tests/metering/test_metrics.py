@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from authproxy.admin.app import create_admin_app
-from tests.conftest import MakeKey, wait_audit
+from tests.support.audit import wait_audit
 from tests.support.fake_ollama.server import FakeOllama
-
-CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "hi"}]}
+from tests.support.harness import MakeKey
+from tests.support.payloads import CHAT
 
 
 def sample(text: str, name: str, **labels: str) -> float:

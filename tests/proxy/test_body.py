@@ -5,25 +5,29 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import re
 from http import HTTPStatus
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from tests.conftest import wait_audit
-from tests.e2e.test_hostile import raw, status_and_body
+from tests.support.audit import wait_audit
 from tests.support.fake_ollama.server import FakeOllama
+from tests.support.payloads import SAY_HI, blob_path
+from tests.support.rawhttp import (
+    build_request,
+    connect,
+    exchange,
+    send_raw,
+    status_and_json,
+)
 
 
 async def test_body_over_limit_is_413(start_proxy, key, fake: FakeOllama) -> None:
     """A body over server.max_body_size gets 413 and nothing reaches the upstream."""
     client = await start_proxy({"server.max_body_size": "1KiB"})
     auth = {"Authorization": f"Bearer {key.token}"}
-    resp = await client.post(
-        "/api/blobs/sha256:" + "00" * 32, data=b"x" * 2048, headers=auth
-    )
+    resp = await client.post(blob_path("00"), data=b"x" * 2048, headers=auth)
     assert resp.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     assert await resp.json() == {"error": "request body too large"}
     assert fake.received == []
@@ -32,13 +36,9 @@ async def test_body_over_limit_is_413(start_proxy, key, fake: FakeOllama) -> Non
         for _ in range(4):
             yield b"y" * 512
 
-    resp = await client.post(
-        "/api/blobs/sha256:" + "11" * 32, data=chunks(), headers=auth
-    )
+    resp = await client.post(blob_path("11"), data=chunks(), headers=auth)
     assert resp.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-    resp = await client.post(
-        "/api/blobs/sha256:" + "22" * 32, data=b"z" * 1024, headers=auth
-    )
+    resp = await client.post(blob_path("22"), data=b"z" * 1024, headers=auth)
     assert resp.status == HTTPStatus.CREATED
 
 
@@ -50,15 +50,11 @@ async def test_large_body_streams_intact(proxy, bearer, fake: FakeOllama) -> Non
         for i in range(0, len(payload), 65536):
             yield payload[i : i + 65536]
 
-    resp = await proxy.post(
-        "/api/blobs/sha256:" + "ab" * 32, data=io.BytesIO(payload), headers=bearer
-    )
+    resp = await proxy.post(blob_path("ab"), data=io.BytesIO(payload), headers=bearer)
     assert resp.status == HTTPStatus.CREATED
     assert fake.last.body == payload
     assert fake.last.headers["Content-Length"] == str(len(payload))
-    resp = await proxy.post(
-        "/api/blobs/sha256:" + "cd" * 32, data=chunks(), headers=bearer
-    )
+    resp = await proxy.post(blob_path("cd"), data=chunks(), headers=bearer)
     assert resp.status == HTTPStatus.CREATED
     assert fake.last.body == payload
 
@@ -136,39 +132,16 @@ async def test_zstd_bombs_and_garbage_are_refused(
     assert fake.received == []
 
 
-def head(method: str, target: str, *headers: str) -> bytes:
-    lines = [f"{method} {target} HTTP/1.1", "Host: proxy", *headers]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-async def reply_of(port: int, data: bytes) -> bytes:
-    """Send ``data``; return the first complete response (the body may be unsent)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(data)
-    await writer.drain()
-    try:
-        header = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        length = re.search(rb"Content-Length: (\d+)", header)
-        assert length is not None, header
-        return header + await reader.readexactly(int(length.group(1)))
-    finally:
-        writer.close()
-
-
 async def test_continue_is_sent_only_after_authentication(
     proxy, token, fake: FakeOllama
 ) -> None:
     """An unauthenticated client is never invited to upload its body."""
-    request = head(
-        "POST",
-        "/api/chat",
-        "Expect: 100-continue",
-        "Content-Length: 40",
-        "Connection: close",
+    request = build_request(
+        "Expect: 100-continue", "Content-Length: 40", method="POST", target="/api/chat"
     )
-    reply = await reply_of(proxy.port, request)
+    reply = await exchange(proxy.port, request)
     assert not reply.startswith(b"HTTP/1.1 100")
-    assert status_and_body(reply) == (401, {"error": "unauthorized"})
+    assert status_and_json(reply) == (401, {"error": "unauthorized"})
     assert fake.received == []
 
 
@@ -177,43 +150,39 @@ async def test_continue_is_sent_to_an_authenticated_client(
 ) -> None:
     """With a valid key, 100 Continue comes first, then the real reply."""
     body = b'{"model":"llama3.2","messages":[]}'
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-    writer.write(
-        head(
-            "POST",
-            "/api/chat",
-            f"Authorization: Bearer {token}",
-            "Expect: 100-continue",
-            f"Content-Length: {len(body)}",
-            "Connection: close",
-        )
+    request = build_request(
+        f"Authorization: Bearer {token}",
+        "Expect: 100-continue",
+        f"Content-Length: {len(body)}",
+        method="POST",
+        target="/api/chat",
     )
-    await writer.drain()
-    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
-    writer.write(body)
-    await writer.drain()
-    reply = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
+    async with connect(proxy.port) as (reader, writer):
+        writer.write(request)
+        await writer.drain()
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(body)
+        await writer.drain()
+        reply = await asyncio.wait_for(reader.read(), 5)
     assert reply.startswith(b"HTTP/1.1 200 ")
     assert fake.last.body == body
 
 
 async def test_unknown_expectation_is_417(proxy, token, fake: FakeOllama) -> None:
     """An expectation other than 100-continue is refused, after authentication."""
-    reply = await raw(
+    reply = await send_raw(
         proxy.port,
-        head(
-            "POST",
-            "/api/chat",
+        build_request(
             f"Authorization: Bearer {token}",
             "Expect: 200-ok",
             "Content-Length: 2",
-            "Connection: close",
+            method="POST",
+            target="/api/chat",
         )
         + b"{}",
     )
-    assert status_and_body(reply) == (417, {"error": "unsupported Expect header"})
+    assert status_and_json(reply) == (417, {"error": "unsupported Expect header"})
     assert fake.received == []
 
 
@@ -222,17 +191,18 @@ async def test_stalled_model_body_is_cut(
 ) -> None:
     """A body that stops arriving gets 408 after limits.body_idle_timeout."""
     client = await start_proxy({"limits.body_idle_timeout": 0.3})
-    reply = await raw(
+    reply = await send_raw(
         client.port,
-        head(
-            "POST",
-            "/api/chat",
+        build_request(
             f"Authorization: Bearer {token}",
             "Content-Length: 100",
+            method="POST",
+            target="/api/chat",
+            close=False,
         )
         + b'{"model":',
     )
-    assert status_and_body(reply) == (408, {"error": "request body timed out"})
+    assert status_and_json(reply) == (408, {"error": "request body timed out"})
     assert fake.received == []
     (record,) = await wait_audit(audit_path, 1)
     assert (record["outcome"], record["reason"]) == ("denied", "body_timeout")
@@ -243,17 +213,18 @@ async def test_stalled_streamed_body_is_cut(
 ) -> None:
     """A large streamed upload that stalls is cut too, with 408, not 502."""
     client = await start_proxy({"limits.body_idle_timeout": 0.3})
-    reply = await raw(
+    reply = await send_raw(
         client.port,
-        head(
-            "POST",
-            f"/api/blobs/sha256:{'ab' * 32}",
+        build_request(
             f"Authorization: Bearer {token}",
             f"Content-Length: {1024 * 1024}",
+            method="POST",
+            target=f"/api/blobs/sha256:{'ab' * 32}",
+            close=False,
         )
         + b"x" * 100_000,
     )
-    assert status_and_body(reply) == (408, {"error": "request body timed out"})
+    assert status_and_json(reply) == (408, {"error": "request body timed out"})
     (record,) = await wait_audit(audit_path, 1)
     assert record["reason"] == "body_timeout"
 
@@ -312,15 +283,12 @@ async def test_audit_records_the_model_ollama_runs(
     assert record["model"] == "llama3.2"
 
 
-CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "Say hi"}]}
-
-
 async def test_body_too_large_is_recorded(start_proxy, key, audit_path: Path) -> None:
     """A 413 is a denied record with reason body_too_large."""
     client = await start_proxy({"server.max_body_size": 100})
     await client.post(
         "/api/chat",
-        json={**CHAT, "pad": "x" * 200},
+        json={**SAY_HI, "pad": "x" * 200},
         headers={"Authorization": f"Bearer {key.token}"},
     )
     (record,) = await wait_audit(audit_path, 1)
@@ -358,7 +326,7 @@ async def test_opt_in_include_usage_gives_exact_openai_counts(
     await (
         await client.post(
             "/v1/chat/completions",
-            json={**CHAT, "stream": True},
+            json={**SAY_HI, "stream": True},
             headers={"Authorization": f"Bearer {key.token}"},
         )
     ).read()
@@ -377,14 +345,14 @@ async def test_requests_are_not_modified_by_default(
     proxy, bearer, fake: FakeOllama
 ) -> None:
     """Without the opt-in, the request body reaches Ollama byte for byte."""
-    raw = (
+    send_raw = (
         b'{"model":"llama3.2","stream":true,"messages":[{"role":"user","content":"x"}]}'
     )
     await (
         await proxy.post(
             "/v1/chat/completions",
-            data=raw,
+            data=send_raw,
             headers={**bearer, "Content-Type": "application/json"},
         )
     ).read()
-    assert fake.last.body == raw
+    assert fake.last.body == send_raw

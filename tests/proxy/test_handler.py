@@ -8,10 +8,10 @@ from http import HTTPStatus
 import aiohttp
 import pytest
 
-from tests.conftest import closed_port, upstream_saw_disconnect
 from tests.support.fake_ollama.server import FakeOllama
-
-CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "Say hi"}]}
+from tests.support.payloads import SAY_HI
+from tests.support.polling import upstream_saw_disconnect
+from tests.support.rawhttp import closed_port
 
 
 async def test_client_disconnect_before_headers(
@@ -22,7 +22,7 @@ async def test_client_disconnect_before_headers(
     with pytest.raises(TimeoutError):
         await proxy.post(
             "/api/chat",
-            json=CHAT,
+            json=SAY_HI,
             headers=bearer,
             timeout=aiohttp.ClientTimeout(total=0.3),
         )
@@ -50,7 +50,7 @@ async def test_slow_headers_are_504(
     fake.behaviour.header_delay = 3
     client = await start_proxy(overrides_extra)
     resp = await client.post(
-        "/api/chat", json=CHAT, headers={"Authorization": f"Bearer {key.token}"}
+        "/api/chat", json=SAY_HI, headers={"Authorization": f"Bearer {key.token}"}
     )
     assert resp.status == HTTPStatus.GATEWAY_TIMEOUT
     assert await resp.json() == {"error": "upstream timed out"}

@@ -17,8 +17,9 @@ from authproxy.proxy.headers import (
     parse_networks,
     request_id,
 )
-from authproxy.web.appkeys import UPSTREAM_KEY
 from tests.support.fake_ollama.server import FakeOllama
+from tests.support.harness import HOP_BY_HOP, upstream_port
+from tests.support.payloads import SAY_HI
 
 TRUSTED = TrustedProxies(parse_networks(["10.0.0.0/8", "192.168.1.1"]))
 
@@ -183,32 +184,19 @@ class TestFilterResponseHeaders:
         ]
 
 
-HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-}
-
-
-CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "Say hi"}]}
-
-
 async def test_proxied_headers_match_direct(proxy, bearer, upstream) -> None:
     """End-to-end headers are the upstream's (minus hop-by-hop) plus X-Request-ID."""
     async with (
         aiohttp.ClientSession() as direct,
         direct.post(
             upstream.make_url("/v1/messages"),
-            json={**CHAT, "max_tokens": 8, "stream": True},
+            json={**SAY_HI, "max_tokens": 8, "stream": True},
         ) as resp,
     ):
         await resp.read()
         direct_headers = {k.lower() for k in resp.headers}
     async with proxy.post(
-        "/v1/messages", json={**CHAT, "max_tokens": 8, "stream": True}, headers=bearer
+        "/v1/messages", json={**SAY_HI, "max_tokens": 8, "stream": True}, headers=bearer
     ) as resp:
         await resp.read()
         proxied_headers = {k.lower() for k in resp.headers}
@@ -250,19 +238,13 @@ async def test_upstream_receives_clean_headers(proxy, token, fake: FakeOllama) -
         "Accept-Encoding",
     ):
         assert name not in seen, name
-    assert seen["Host"] == f"127.0.0.1:{fake_port(proxy)}"
+    assert seen["Host"] == f"127.0.0.1:{upstream_port(proxy)}"
     assert seen["X-Forwarded-For"] == "127.0.0.1"
     assert seen["X-Forwarded-Proto"] == "http"
     assert seen["X-Forwarded-Host"] == f"127.0.0.1:{proxy.port}"
     assert seen["User-Agent"] == "ThingsBoard/4.0"
     assert seen["X-Custom"] == "kept"
     assert token not in str(seen)
-
-
-def fake_port(proxy) -> int:
-    port: int | None = proxy.app[UPSTREAM_KEY].origin.port
-    assert port is not None
-    return port
 
 
 @pytest.mark.parametrize(

@@ -11,21 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import upstream_saw_disconnect
 from tests.support.fake_ollama.server import FakeOllama
-
-HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-}
-
-
-CHAT = {"model": "llama3.2", "messages": [{"role": "user", "content": "Say hi"}]}
-
+from tests.support.harness import HOP_BY_HOP
+from tests.support.payloads import GENERATE, SAY_HI, blob_path
+from tests.support.polling import upstream_saw_disconnect
 
 FORMATS: list[tuple[str, str, str, Any, int, str]] = [
     (
@@ -44,12 +33,12 @@ FORMATS: list[tuple[str, str, str, Any, int, str]] = [
         200,
         "application/json; charset=utf-8",
     ),
-    ("chat-stream", "POST", "/api/chat", CHAT, 200, "application/x-ndjson"),
+    ("chat-stream", "POST", "/api/chat", SAY_HI, 200, "application/x-ndjson"),
     (
         "chat-json",
         "POST",
         "/api/chat",
-        {**CHAT, "stream": False},
+        {**SAY_HI, "stream": False},
         200,
         "application/json; charset=utf-8",
     ),
@@ -65,7 +54,7 @@ FORMATS: list[tuple[str, str, str, Any, int, str]] = [
         "chat-model-missing",
         "POST",
         "/api/chat",
-        {**CHAT, "model": "missing"},
+        {**SAY_HI, "model": "missing"},
         404,
         "application/json; charset=utf-8",
     ),
@@ -106,7 +95,7 @@ FORMATS: list[tuple[str, str, str, Any, int, str]] = [
     (
         "blob-create",
         "POST",
-        "/api/blobs/sha256:" + "ab" * 32,
+        blob_path("ab"),
         b"\x00\x01binary",
         201,
         "",
@@ -128,7 +117,7 @@ FORMATS: list[tuple[str, str, str, Any, int, str]] = [
         "v1-chat-stream",
         "POST",
         "/v1/chat/completions",
-        {**CHAT, "stream": True},
+        {**SAY_HI, "stream": True},
         200,
         "text/event-stream",
     ),
@@ -136,11 +125,11 @@ FORMATS: list[tuple[str, str, str, Any, int, str]] = [
         "v1-chat-stream-usage",
         "POST",
         "/v1/chat/completions",
-        {**CHAT, "stream": True, "stream_options": {"include_usage": True}},
+        {**SAY_HI, "stream": True, "stream_options": {"include_usage": True}},
         200,
         "text/event-stream",
     ),
-    ("v1-chat-json", "POST", "/v1/chat/completions", CHAT, 200, "application/json"),
+    ("v1-chat-json", "POST", "/v1/chat/completions", SAY_HI, 200, "application/json"),
     (
         "v1-completions-stream",
         "POST",
@@ -184,7 +173,7 @@ FORMATS: list[tuple[str, str, str, Any, int, str]] = [
         "v1-messages-stream",
         "POST",
         "/v1/messages",
-        {**CHAT, "max_tokens": 64, "stream": True},
+        {**SAY_HI, "max_tokens": 64, "stream": True},
         200,
         "text/event-stream",
     ),
@@ -192,11 +181,11 @@ FORMATS: list[tuple[str, str, str, Any, int, str]] = [
         "v1-messages-json",
         "POST",
         "/v1/messages",
-        {**CHAT, "max_tokens": 64},
+        {**SAY_HI, "max_tokens": 64},
         200,
         "application/json",
     ),
-    ("v1-messages-invalid", "POST", "/v1/messages", CHAT, 400, "application/json"),
+    ("v1-messages-invalid", "POST", "/v1/messages", SAY_HI, 400, "application/json"),
 ]
 
 
@@ -250,7 +239,7 @@ async def test_chunks_arrive_as_they_are_sent(proxy, bearer, fake: FakeOllama) -
     fake.behaviour.tokens = [f"t{i}" for i in range(6)]
     fake.behaviour.chunk_delay = 0.05
     arrivals: list[tuple[float, bytes]] = []
-    async with proxy.post("/api/chat", json=CHAT, headers=bearer) as resp:
+    async with proxy.post("/api/chat", json=SAY_HI, headers=bearer) as resp:
         async for chunk in resp.content.iter_any():
             arrivals.append((time.monotonic(), chunk))
     assert b"".join(c for _, c in arrivals) == b"".join(fake.sent)
@@ -265,9 +254,7 @@ async def test_client_disconnect_closes_upstream(
     """When the client leaves mid-stream the upstream request is closed within 1 s."""
     fake.behaviour.tokens = [f"t{i}" for i in range(100)]
     fake.behaviour.chunk_delay = 0.1
-    resp = await proxy.post(
-        "/api/generate", json={"model": "llama3.2", "prompt": "x"}, headers=bearer
-    )
+    resp = await proxy.post("/api/generate", json=GENERATE, headers=bearer)
     await resp.content.readline()
     resp.close()
     left = time.monotonic()
@@ -284,7 +271,7 @@ async def test_idle_stream_is_cut(start_proxy, key, fake: FakeOllama) -> None:
     fake.behaviour.chunk_delay = 2
     client = await start_proxy({"upstream.idle_timeout": 0.3})
     resp = await client.post(
-        "/api/chat", json=CHAT, headers={"Authorization": f"Bearer {key.token}"}
+        "/api/chat", json=SAY_HI, headers={"Authorization": f"Bearer {key.token}"}
     )
     assert resp.status == HTTPStatus.OK
     with pytest.raises(aiohttp.ClientPayloadError):
@@ -296,7 +283,7 @@ async def test_upstream_dying_mid_stream_truncates(
 ) -> None:
     """If the upstream dies mid-stream, the client's stream ends unterminated."""
     fake.behaviour.abort_after = 2
-    resp = await proxy.post("/api/chat", json=CHAT, headers=bearer)
+    resp = await proxy.post("/api/chat", json=SAY_HI, headers=bearer)
     assert resp.status == HTTPStatus.OK
     with pytest.raises(aiohttp.ClientPayloadError):
         await resp.read()
@@ -305,7 +292,7 @@ async def test_upstream_dying_mid_stream_truncates(
 async def test_error_line_passes_through(proxy, bearer, fake: FakeOllama) -> None:
     """A mid-stream {"error":...} line reaches the client unchanged."""
     fake.behaviour.error_after = 2
-    resp = await proxy.post("/api/chat", json=CHAT, headers=bearer)
+    resp = await proxy.post("/api/chat", json=SAY_HI, headers=bearer)
     body = await resp.read()
     assert body == b"".join(fake.sent)
     assert body.endswith(

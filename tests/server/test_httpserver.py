@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.support.auth import bearer_auth
 from tests.support.fake_ollama.server import FakeOllama
+from tests.support.payloads import blob_path
+from tests.support.rawhttp import build_request, connect, header_lines
 
 
 async def test_slow_headers_are_cut(start_proxy, fake: FakeOllama, log_capture) -> None:
     """A client trickling its headers (slowloris) is cut after header_timeout."""
     client = await start_proxy({"limits.header_timeout": 0.5})
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-    writer.write(b"GET /api/tags HTTP/1.1\r\nHost: x\r\n")
-    await writer.drain()
-    started = asyncio.get_running_loop().time()
-    assert await asyncio.wait_for(reader.read(), 5) == b""
-    assert asyncio.get_running_loop().time() - started < 4
-    writer.close()
+    async with connect(client.port) as (reader, writer):
+        writer.write(b"GET /api/tags HTTP/1.1\r\nHost: x\r\n")
+        await writer.drain()
+        started = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert asyncio.get_running_loop().time() - started < 4
     assert log_capture.events("request_header_timeout")
     assert fake.received == []
 
@@ -24,18 +26,19 @@ async def test_slow_headers_are_cut(start_proxy, fake: FakeOllama, log_capture) 
 async def test_slow_body_upload_is_not_cut(start_proxy, key, fake: FakeOllama) -> None:
     """The header deadline does not touch a slow but steady request body."""
     client = await start_proxy({"limits.header_timeout": 0.3})
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-    writer.write(
-        f"POST /api/blobs/sha256:{'ab' * 32} HTTP/1.1\r\nHost: x\r\n"
-        f"Connection: close\r\nAuthorization: Bearer {key.token}\r\n"
-        "Content-Length: 10\r\n\r\n".encode()
+    head = build_request(
+        *header_lines(bearer_auth(key.token)),
+        "Content-Length: 10",
+        method="POST",
+        target=blob_path("ab"),
     )
-    for _ in range(5):
-        writer.write(b"xx")
-        await writer.drain()
-        await asyncio.sleep(0.15)
-    reply = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
+    async with connect(client.port) as (reader, writer):
+        writer.write(head)
+        for _ in range(5):  # a slow client: 2 bytes every 150 ms
+            writer.write(b"xx")
+            await writer.drain()
+            await asyncio.sleep(0.15)
+        reply = await asyncio.wait_for(reader.read(), 5)
     assert reply.startswith(b"HTTP/1.1 201 ")
     assert fake.last.body == b"x" * 10
 
@@ -43,17 +46,15 @@ async def test_slow_body_upload_is_not_cut(start_proxy, key, fake: FakeOllama) -
 async def test_idle_keepalive_is_closed(start_proxy, key) -> None:
     """An idle keep-alive connection is closed after server.keepalive_timeout."""
     client = await start_proxy({"server.keepalive_timeout": 0.5})
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-    await writer.drain()
-    await reader.readuntil(b'"ok"}')
-    assert await asyncio.wait_for(reader.read(), 5) == b""
-    writer.close()
+    async with connect(client.port) as (reader, writer):
+        writer.write(build_request(target="/healthz", close=False))
+        await writer.drain()
+        await reader.readuntil(b'"ok"}')
+        assert await asyncio.wait_for(reader.read(), 5) == b""
 
 
 async def test_idle_connection_without_request_is_closed(start_proxy) -> None:
     """A connection that never sends a request is closed after the keep-alive time."""
     client = await start_proxy({"server.keepalive_timeout": 0.5})
-    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-    assert await asyncio.wait_for(reader.read(), 5) == b""
-    writer.close()
+    async with connect(client.port) as (reader, _):
+        assert await asyncio.wait_for(reader.read(), 5) == b""

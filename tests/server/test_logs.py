@@ -9,6 +9,7 @@ import logging
 import structlog
 
 from authproxy.server import logs
+from tests.support.rawhttp import send_raw
 
 
 async def test_access_line_per_request(proxy, bearer, key, log_capture) -> None:
@@ -29,13 +30,10 @@ async def test_access_line_per_request(proxy, bearer, key, log_capture) -> None:
 
 async def test_parser_errors_are_scrubbed(proxy, token, log_capture) -> None:
     """A malformed request's raw bytes never reach the log, only a bare event."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-    writer.write(
-        f"GET / HTTP/1.1\r\nAuthorization: Bearer {token}\x00\r\n\r\n".encode()
+    await send_raw(
+        proxy.port,
+        f"GET / HTTP/1.1\r\nAuthorization: Bearer {token}\x00\r\n\r\n".encode(),
     )
-    await writer.drain()
-    await reader.read()
-    writer.close()
     event = log_capture.events("bad_http_request")[-1]
     assert event["status"] == 400
     assert event["error"] == "BadHttpMessage"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import socket
 import sys
@@ -15,16 +14,12 @@ import pytest
 import trustme
 import yaml
 from aiohttp import web
-from multidict import CIMultiDict
 
 from authproxy.config.load import load_config
 from authproxy.server.serve import create_redirect_runner
-from tests.conftest import (
-    LogCapture,
-    Secrets,
-    nested,
-)
-from tests.e2e.test_hostile import raw
+from tests.support.harness import nested
+from tests.support.logs import LogCapture, Secrets
+from tests.support.rawhttp import connect, parse, send_raw
 
 
 async def test_serve_refuses_a_symlinked_audit_file(
@@ -142,30 +137,6 @@ async def test_port_in_use_is_a_clean_error(
     assert "Traceback" not in err.decode()
 
 
-def write_pair(leaf: trustme.LeafCert, folder: Path) -> tuple[Path, Path]:
-    """Write a leaf's chain and key as tls.crt / tls.key, in place."""
-    folder.mkdir(parents=True, exist_ok=True)
-    cert, key = folder / "tls.crt", folder / "tls.key"
-    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
-    key.write_bytes(leaf.private_key_pem.bytes())
-    return cert, key
-
-
-@pytest.fixture
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def leaf(ca: trustme.CA) -> trustme.LeafCert:
-    return ca.issue_cert("127.0.0.1", "localhost")
-
-
-@pytest.fixture
-def pair(leaf: trustme.LeafCert, tmp_path: Path) -> tuple[Path, Path]:
-    return write_pair(leaf, tmp_path / "tls")
-
-
 async def test_serve_exits_2_on_a_mismatched_pair(
     ca: trustme.CA,
     pair: tuple[Path, Path],
@@ -206,17 +177,6 @@ StartRedirect = Callable[..., Awaitable[int]]
 
 # Every header a redirect or a refusal may carry; anything else was injected.
 ALLOWED_HEADERS = {"Location", "Content-Length", "Content-Type", "Date", "Connection"}
-
-
-def parse(reply: bytes) -> tuple[int, CIMultiDict[str], Any]:
-    """Split a raw reply into its status, headers and JSON body (None if empty)."""
-    head, _, body = reply.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("ascii").split("\r\n")
-    headers: CIMultiDict[str] = CIMultiDict()
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers.add(name, value.strip())
-    return int(status_line.split(" ")[1]), headers, json.loads(body) if body else None
 
 
 @pytest.fixture
@@ -291,7 +251,7 @@ async def test_location(
     """The Location keeps the Host's name and the raw path; anything odd is a 400."""
     port = await start_redirect(https_port=https_port)
     data = f"{request_line} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    got, reply_headers, body = parse(await raw(port, data.encode()))
+    got, reply_headers, body = parse(await send_raw(port, data.encode()))
     assert (got, reply_headers.get("Location"), body) == (
         status,
         location,
@@ -303,7 +263,7 @@ async def test_location(
 async def test_no_host_is_refused(start_redirect: StartRedirect) -> None:
     """An HTTP/1.0 request without a Host gets a JSON 400, not a guessed Location."""
     port = await start_redirect()
-    got, headers, body = parse(await raw(port, b"GET / HTTP/1.0\r\n\r\n"))
+    got, headers, body = parse(await send_raw(port, b"GET / HTTP/1.0\r\n\r\n"))
     assert (got, body) == (400, {"error": "missing or invalid Host header"})
     assert "Location" not in headers
 
@@ -341,7 +301,7 @@ async def test_malformed_requests_never_echo_a_credential(
     secrets_seen.add(secret)  # the log_capture fixture fails the test if it is logged
     port = await start_redirect({"limits.max_header_size": 1024})
     data = f"GET / HTTP/1.1\r\nHost: example.com\r\n{template.format(secret)}\r\n\r\n"
-    reply = await raw(port, data.encode())
+    reply = await send_raw(port, data.encode())
     got, headers, body = parse(reply)
     assert (got, body) == (status, {"error": error})
     assert secret.encode() not in reply
@@ -356,11 +316,10 @@ async def test_slow_headers_are_cut(
     port = await start_redirect(
         {"limits.header_timeout": 0.3, "server.keepalive_timeout": 60}
     )
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET / HTTP/1.1\r\nHost: example.com\r\n")
-    await writer.drain()
-    assert await asyncio.wait_for(reader.read(), 10) == b""
-    writer.close()
+    async with connect(port) as (reader, writer):
+        writer.write(b"GET / HTTP/1.1\r\nHost: example.com\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 10) == b""
     (event,) = log_capture.events("request_header_timeout")
     assert event["timeout"] == 0.3
 
@@ -378,16 +337,15 @@ async def test_limits_follow_the_proxy_settings(start_redirect: StartRedirect) -
         data = (
             f"GET {line} HTTP/1.1\r\nHost: h\r\n{header}\r\nConnection: close\r\n\r\n"
         )
-        assert parse(await raw(port, data.encode()))[0] == expected, (line, header)
+        assert parse(await send_raw(port, data.encode()))[0] == expected, (line, header)
 
 
 async def test_idle_keepalive_is_closed(start_redirect: StartRedirect) -> None:
     """After a redirect, an idle connection is closed at server.keepalive_timeout."""
     port = await start_redirect({"server.keepalive_timeout": 0.3})
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /x HTTP/1.1\r\nHost: example.com\r\n\r\n")
-    await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 308 ")
-    assert await asyncio.wait_for(reader.read(), 10) == b""
-    writer.close()
+    async with connect(port) as (reader, writer):
+        writer.write(b"GET /x HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 308 ")
+        assert await asyncio.wait_for(reader.read(), 10) == b""

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ssl
 import warnings
-from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -18,116 +15,24 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from pytest_aiohttp import AiohttpServer
 
-from authproxy.config.load import load_config
 from authproxy.config.model import TLSConfig
 from authproxy.errors import ConfigError
-from authproxy.server.httpserver import server_kwargs
 from authproxy.server.tls import (
     INTERMEDIATE_CIPHERS,
     CertificateReloader,
     create_server_context,
     load_server_context,
 )
-from authproxy.web.app import create_app
-from tests.conftest import LogCapture, read_audit, wait_audit
+from tests.support.audit import read_audit, wait_audit
 from tests.support.fake_ollama.server import FakeOllama
-
-GENERATE: dict[str, Any] = {"model": "llama3.2", "prompt": "x"}
-
-
-def write_pair(leaf: trustme.LeafCert, folder: Path) -> tuple[Path, Path]:
-    """Write a leaf's chain and key as tls.crt / tls.key, in place."""
-    folder.mkdir(parents=True, exist_ok=True)
-    cert, key = folder / "tls.crt", folder / "tls.key"
-    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
-    key.write_bytes(leaf.private_key_pem.bytes())
-    return cert, key
-
-
-def der(leaf: trustme.LeafCert) -> bytes:
-    """Return the leaf certificate in DER, as a TLS peer presents it."""
-    return ssl.PEM_cert_to_DER_cert(leaf.cert_chain_pems[0].bytes().decode())
-
-
-def client_context(
-    ca: trustme.CA, client: trustme.LeafCert | None = None
-) -> ssl.SSLContext:
-    """Return a client context trusting only ``ca``, optionally with a client cert."""
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
-    if client is not None:
-        client.configure_cert(ctx)
-    return ctx
-
-
-async def handshake(
-    port: int | None, ctx: ssl.SSLContext | None = None, sni: str | None = None
-) -> ssl.SSLObject:
-    """Complete a new TLS handshake with 127.0.0.1:port and return its SSL object."""
-    if ctx is None:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    _, writer = await asyncio.open_connection(
-        "127.0.0.1", port, ssl=ctx, server_hostname=sni
-    )
-    ssl_object: ssl.SSLObject = writer.get_extra_info("ssl_object")
-    writer.close()
-    with contextlib.suppress(ConnectionError, ssl.SSLError):
-        await writer.wait_closed()
-    return ssl_object
-
-
-async def peer_certificate(port: int | None, sni: str | None = None) -> bytes:
-    """Return the certificate (DER) a new connection to ``port`` is shown."""
-    certificate = (await handshake(port, sni=sni)).getpeercert(binary_form=True)
-    assert certificate is not None
-    return certificate
-
-
-@pytest.fixture
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def leaf(ca: trustme.CA) -> trustme.LeafCert:
-    return ca.issue_cert("127.0.0.1", "localhost")
-
-
-@pytest.fixture
-def pair(leaf: trustme.LeafCert, tmp_path: Path) -> tuple[Path, Path]:
-    return write_pair(leaf, tmp_path / "tls")
-
-
-@pytest.fixture
-def tls_overrides(overrides: dict[str, Any], pair: tuple[Path, Path]) -> dict[str, Any]:
-    return {**overrides, "tls.cert": str(pair[0]), "tls.key": str(pair[1])}
-
-
-@pytest.fixture
-def client_cas(tmp_path: Path) -> tuple[trustme.CA, Path]:
-    """A CA for client certificates, written as the tls.client_ca bundle."""
-    clients = trustme.CA()
-    path = tmp_path / "clients.pem"
-    path.write_bytes(clients.cert_pem.bytes())
-    return clients, path
-
-
-@pytest.fixture
-def start_https(
-    aiohttp_server: AiohttpServer, tls_overrides: dict[str, Any], key: Any
-) -> Callable[..., Awaitable[Any]]:
-    """Start the real proxy app in-process behind the real TLS context."""
-
-    async def start(extra: dict[str, Any] | None = None) -> Any:
-        cfg = load_config(None, {**tls_overrides, **(extra or {})})
-        reloader = CertificateReloader(cfg.tls)
-        return await aiohttp_server(
-            create_app(cfg), ssl=reloader.context, **server_kwargs(cfg)
-        )
-
-    return start
+from tests.support.logs import LogCapture
+from tests.support.payloads import GENERATE
+from tests.support.tls import (
+    client_context,
+    der,
+    handshake,
+    peer_certificate,
+)
 
 
 class TestContext:

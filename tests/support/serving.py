@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from authproxy.keys.store import TOKEN_RE
-from tests.conftest import nested
+from tests.support.harness import nested
 
 
 class ServeProcess:

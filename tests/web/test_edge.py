@@ -9,7 +9,7 @@ from authproxy.metering.chain import (
     verify_files,
 )
 from authproxy.web.appkeys import AUDIT_KEY
-from tests.conftest import read_audit
+from tests.support.audit import read_audit
 from tests.support.fake_ollama.server import FakeOllama
 
 

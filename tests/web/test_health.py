@@ -7,8 +7,9 @@ import time
 from http import HTTPStatus
 from pathlib import Path
 
-from tests.conftest import closed_port, read_audit
+from tests.support.audit import read_audit
 from tests.support.fake_ollama.server import FakeOllama
+from tests.support.rawhttp import closed_port
 
 
 async def test_health_endpoints_need_no_credentials(proxy, fake: FakeOllama) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import MakeKey
 from tests.support.fake_ollama.server import FakeOllama
+from tests.support.harness import MakeKey
 
 
 @pytest.mark.parametrize("public", [False, True])
