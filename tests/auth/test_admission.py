@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 from datetime import timedelta
@@ -15,6 +14,7 @@ from multidict import CIMultiDict
 from authproxy.keys.store import format_token
 from authproxy.times import utc_now
 from tests.support.auth import assert_rejected, basic_value
+from tests.support.clock import WallClock
 from tests.support.fake_ollama.server import FakeOllama
 from tests.support.harness import MakeKey
 from tests.support.rawhttp import build_request, send_raw
@@ -93,11 +93,12 @@ FAILURES = [
 
 @pytest.mark.parametrize("case", FAILURES)
 async def test_every_failure_gets_the_same_401(
-    proxy, fake: FakeOllama, bad_headers, case, secrets_seen
+    proxy, start_proxy, fake: FakeOllama, bad_headers, case, secrets_seen
 ) -> None:
     """Missing, malformed, unknown, wrong, expired: one 401, nothing forwarded."""
     if case == "bearer-expired":
-        await asyncio.sleep(1.1)
+        # A clock 2 s on: the key made to expire in 1 s has expired.
+        proxy = await start_proxy(clock=WallClock(utc_now() + timedelta(seconds=2)))
     headers = bad_headers[case]
     if case in {"non-ascii", "control-char"}:
         await _raw_request(proxy, headers, fake)

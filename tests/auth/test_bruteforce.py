@@ -144,6 +144,8 @@ async def test_flood_of_bogus_credentials(start_proxy, key, fake: FakeOllama) ->
         status: int = resp.status
         return status
 
+    # The sleeps shape the load (two waves, an honest client in between): they
+    # are the behaviour under test, not a wait for something to happen.
     async def flood() -> list[int]:
         statuses = []
         for second in range(2):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import re
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authproxy.web.appkeys import UPSTREAM_KEY
 from tests.support.auth import basic_value
 from tests.support.fake_ollama.server import FakeOllama
+from tests.support.harness import StartProxy
 from tests.support.rawhttp import build_request, header_lines, send_raw, status_and_json
 
 MALFORMED: list[tuple[str, bytes, int, str]] = [
@@ -233,6 +236,12 @@ PATHS = st.lists(
 ).map(lambda parts: "/" + "/".join(parts))
 
 
+@pytest.fixture
+async def unlimited(start_proxy: StartProxy) -> TestClient[Any, Any]:
+    """The proxy with the brute-force limiter off: no guess is turned away early."""
+    return await start_proxy({"limits.auth_failures": 0})
+
+
 @settings(
     max_examples=150,
     deadline=None,
@@ -244,14 +253,29 @@ PATHS = st.lists(
     method=st.sampled_from(["GET", "POST", "DELETE", "OPTIONS", "PATCH"]),
 )
 async def test_routing_fuzz_no_5xx_nothing_unauthenticated(
-    proxy, fake: FakeOllama, auth: str | None, path: str, method: str
+    unlimited, bearer, fake: FakeOllama, auth: str | None, path: str, method: str
 ) -> None:
-    """Random credentials, paths, methods: no 5xx, nothing forwarded unauthenticated."""
+    """Random credentials, paths, methods: no 5xx, nothing forwarded unauthenticated.
+
+    With the limiter off no example is a 429 before routing; each path and
+    method is then sent again with a valid key, and routing (not
+    authentication) answers it: forwarded once, or refused with a 4xx.
+    """
     fake.received.clear()
     headers = [] if auth is None else [f"Authorization: {auth}"]
     data = build_request(*headers, target=path, method=method)
-    reply = await send_raw(proxy.port, data)
+    reply = await send_raw(unlimited.port, data)
     status = int(reply.split(b" ", 2)[1])
     assert status < 500
     assert fake.received == []
-    assert re.match(rb"HTTP/1\.[01] (400|401|404|429|431) ", reply)
+    assert re.match(rb"HTTP/1\.[01] (400|401|404|431) ", reply)  # never 429
+    routed = await send_raw(
+        unlimited.port, build_request(*header_lines(bearer), target=path, method=method)
+    )
+    status = int(routed.split(b" ", 2)[1])
+    assert status < 500
+    assert status not in {401, 429}, routed
+    if not fake.received:
+        assert 400 <= status < 500, routed
+        assert b'{"error":' in routed
+    assert len(fake.received) <= 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 from pathlib import Path
@@ -13,6 +12,7 @@ from tests.support.audit import wait_audit
 from tests.support.fake_ollama.server import FakeOllama
 from tests.support.harness import MakeKey
 from tests.support.payloads import CHAT
+from tests.support.polling import poll_until
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -93,7 +93,11 @@ async def test_active_streams_gauge(
     await resp.content.readline()
     assert sample(await scrape(admin), "authproxy_active_streams") == 1
     await resp.read()
-    await asyncio.sleep(0.05)
+
+    async def idle() -> bool:
+        return sample(await scrape(admin), "authproxy_active_streams") == 0
+
+    await poll_until(idle)
     assert sample(await scrape(admin), "authproxy_active_streams") == 0
 
 

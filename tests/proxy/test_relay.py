@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from http import HTTPStatus
@@ -14,7 +13,7 @@ import pytest
 from tests.support.fake_ollama.server import FakeOllama
 from tests.support.harness import HOP_BY_HOP
 from tests.support.payloads import GENERATE, SAY_HI, blob_path
-from tests.support.polling import upstream_saw_disconnect
+from tests.support.polling import poll_until, upstream_saw_disconnect
 
 FORMATS: list[tuple[str, str, str, Any, int, str]] = [
     (
@@ -260,7 +259,7 @@ async def test_client_disconnect_closes_upstream(
     left = time.monotonic()
     await upstream_saw_disconnect(fake, left)
     assert fake.completed == 0
-    await asyncio.sleep(0.1)
+    await poll_until(lambda: log_capture.events("client_disconnected"))
     assert len(log_capture.events("client_disconnected")) == 1
     assert not [line for line in log_capture.lines() if "exception" in line]
     assert not [line for line in log_capture.lines() if line["level"] == "error"]

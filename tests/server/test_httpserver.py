@@ -34,7 +34,7 @@ async def test_slow_body_upload_is_not_cut(start_proxy, key, fake: FakeOllama) -
     )
     async with connect(client.port) as (reader, writer):
         writer.write(head)
-        for _ in range(5):  # a slow client: 2 bytes every 150 ms
+        for _ in range(5):  # the behaviour under test: 2 bytes every 150 ms
             writer.write(b"xx")
             await writer.drain()
             await asyncio.sleep(0.15)

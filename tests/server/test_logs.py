@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 
 import structlog
 
 from authproxy.server import logs
+from tests.support.polling import poll_until
 from tests.support.rawhttp import send_raw
 
 
@@ -78,7 +78,7 @@ async def test_access_lines_in_console_format(proxy, bearer) -> None:
     stream = io.StringIO()
     logs.configure(fmt="console", level="info", stream=stream)
     await (await proxy.get("/api/tags", headers=bearer)).read()
-    await asyncio.sleep(0.01)
+    await poll_until(lambda: "http_request" in stream.getvalue())
     text = stream.getvalue()
     assert "http_request" in text
     assert not text.lstrip().startswith("{")
