@@ -177,3 +177,17 @@ def test_modules_stay_small() -> None:
         if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 330
     }
     assert big == {}
+
+
+def test_every_module_has_a_test_file_of_its_name() -> None:
+    """authproxy/<package>/<module>.py is tested in tests/<package>/test_<module>.py."""
+    tests = Path(__file__).resolve().parent
+    missing = [
+        name
+        for name, path in modules().items()
+        if path.name not in {"__init__.py", "__main__.py"}
+        and not (
+            tests / path.parent.relative_to(PACKAGE) / f"test_{path.stem}.py"
+        ).exists()
+    ]
+    assert missing == []
