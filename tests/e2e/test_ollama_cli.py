@@ -188,7 +188,7 @@ async def test_bad_signatures_count_as_guesses(
 
 
 async def test_an_ollama_key_over_the_admin_api(stack, fake: FakeOllama) -> None:
-    """Create with ollama_public_key, rotate to a new one: the old one keeps its grace."""
+    """Create with ollama_public_key, then rotate: the old key works for its grace."""
     old, new = OllamaIdentity(), OllamaIdentity()
     status, created = await stack.api(
         "POST",
