@@ -19,13 +19,13 @@ from aiohttp.test_utils import TestServer
 
 sys.path.insert(0, os.getcwd())
 
-from authproxy.config.load import load_config  # noqa: E402
-from authproxy.keys.lifecycle import KeySpec, create_key  # noqa: E402
-from authproxy.keys.store import make_hasher  # noqa: E402
-from authproxy.server.httpserver import GuardedAppRunner, server_kwargs  # noqa: E402
-from authproxy.server.logs import configure  # noqa: E402
-from authproxy.times import utc_now  # noqa: E402
-from authproxy.web.app import create_app  # noqa: E402
+from authproxy.config.load import load_config
+from authproxy.keys.lifecycle import KeySpec, create_key
+from authproxy.keys.store import make_hasher
+from authproxy.server.httpserver import GuardedAppRunner, server_kwargs
+from authproxy.server.logs import configure
+from authproxy.times import utc_now
+from authproxy.web.app import create_app
 
 REPLY = (
     b'{"model":"llama3.2","created_at":"2026-08-21T10:16:40.139257008Z",'
