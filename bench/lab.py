@@ -11,12 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import authproxy, bodies, loadgen, nginx
+from bench import authproxy, bodies, floor, loadgen, nginx
 from bench.authproxy import Key
 from bench.loop import run_loop
 from bench.machine import Snapshot
 from bench.procs import HOST, Children, Pinning, Proc, free_port, wait_port
 from bench.settings import Settings
+
+# The floor rows' target names (bench/floor.py).
+FLOOR_ALONE = "aiohttp server alone"
+FLOOR_PROXY = "bare aiohttp proxy"
 
 # Other processes using more than this many cores disturb a measurement.
 FOREIGN_LIMIT = 0.15
@@ -55,6 +59,8 @@ class Lab:
     origin: Proc | None = None
     streamer: Proc | None = None
     front: Proc | None = None
+    floor_ports: dict[str, int] = field(default_factory=dict)
+    floors: dict[str, Proc] = field(default_factory=dict)
     scripts: dict[str, Path] = field(default_factory=dict)
     retries: int = 12  # re-measurements allowed for disturbed runs
     retry_until: float = 0.0  # no re-measurement after this monotonic time
@@ -107,6 +113,7 @@ class Lab:
         if not nginx.available():
             # No nginx: the streamer also serves the recorded fixed body.
             self.origin_port = self.streamer_port
+            self.start_floors()
             return
         self.origin_port = free_port()
         self.origin = self.children.start(
@@ -125,6 +132,17 @@ class Lab:
             )
         )
         for port in (self.origin_port, *vars_ports(self.front_ports)):
+            wait_port(port)
+        self.start_floors()
+
+    def start_floors(self) -> None:
+        """Start the floor rows' servers on the proxy core (bench/floor.py)."""
+        for mode in ("alone", "proxy"):
+            port = free_port()
+            self.floor_ports[mode] = port
+            self.floors[mode] = self.children.start(
+                floor.proc(self.run_dir, mode, port, self.origin_port, self.pin.sut)
+            )
             wait_port(port)
 
     def start_authproxy(
@@ -169,6 +187,12 @@ class Lab:
             targets += [
                 Target("nginx", "bearer map", front.bearer, key.bearer, self.front),
                 Target("nginx", "htpasswd Basic", front.basic, key.basic, self.front),
+            ]
+        if self.floors:
+            ports, procs = self.floor_ports, self.floors
+            targets += [
+                Target(FLOOR_ALONE, "", ports["alone"], {}, procs["alone"]),
+                Target(FLOOR_PROXY, "", ports["proxy"], {}, procs["proxy"]),
             ]
         targets += [
             Target("authproxy", "bearer", proxy_port, key.bearer, proxy),
