@@ -93,6 +93,7 @@ def test_readable_table(capsys, log_file: Path) -> None:
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == [
+        "key_id",
         "key",
         "requests",
         "denied",
@@ -101,7 +102,7 @@ def test_readable_table(capsys, log_file: Path) -> None:
         "total_tokens",
         "estimated_share",
     ]
-    assert lines[1].split() == ["alice", "2", "0", "14", "9", "23", "34.8%"]
+    assert lines[1].split() == ["k1", "alice", "2", "0", "14", "9", "23", "34.8%"]
 
 
 @pytest.mark.parametrize(

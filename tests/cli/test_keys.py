@@ -113,7 +113,7 @@ def test_list_never_shows_secrets(cli, keys_path: Path) -> None:
     assert "argon2" not in table
     assert token.group(0) not in table
     code, out, _ = cli("keys", "list", "--json")
-    rows = json.loads(out)
+    rows = json.loads(out)["keys"]
     assert [(r["name"], r["status"]) for r in rows] == [
         ("one", "active"),
         ("two", "revoked"),

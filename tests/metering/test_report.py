@@ -31,14 +31,14 @@ def test_by_key_and_model(capsys, log_file: Path) -> None:
     )
     assert code == 0
     rows = {
-        (r["key"], r["model"]): (r["requests"], r["total_tokens"])
+        (r["key_id"], r["key"], r["model"]): (r["requests"], r["total_tokens"])
         for r in json.loads(out)
     }
     assert rows == {
-        ("alice", "llama3.2"): (1, 15),
-        ("alice", "qwen3"): (1, 8),
-        ("bob", "llama3.2"): (1, 50),
-        ("k9", "-"): (0, 0),
+        ("k1", "alice", "llama3.2:latest"): (1, 15),
+        ("k1", "alice", "qwen3:latest"): (1, 8),
+        ("k2", "bob", "llama3.2:latest"): (1, 50),
+        ("k9", None, "-"): (0, 0),
     }
 
 
