@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+from tests.support.audit import write_records
 from tests.support.cli import run
 
 
@@ -70,3 +72,90 @@ def test_relative_since(capsys, log_file: Path) -> None:
         capsys, "usage", "--audit-log", str(log_file), "--since", "1h", "--json"
     )
     assert (code, json.loads(out)) == (0, [])
+
+
+def _usage(capsys, path: Path, *args: str) -> list[dict[str, Any]]:
+    code, out, err = run(capsys, "usage", "--audit-log", str(path), *args, "--json")
+    assert (code, err) == (0, "")
+    rows: list[dict[str, Any]] = json.loads(out)
+    return rows
+
+
+def test_one_key_is_one_row_under_its_id(capsys, tmp_path: Path) -> None:
+    """A key's denied records (id only) and admitted ones (id and name) are one row."""
+    path = tmp_path / "usage.jsonl"
+    write_records(
+        path,
+        [
+            {"key_id": "k1", "key_name": None, "outcome": "denied"},
+            {"key_id": "k1", "key_name": "alice", "outcome": "completed"},
+            {"key_id": "k1", "key_name": None, "outcome": "denied"},
+            {"key_id": None, "key_name": None, "outcome": "denied"},
+        ],
+    )
+    assert _usage(capsys, path, "--by", "key") == [
+        {"key_id": None, "key": None, **_counts(denied=1)},
+        {"key_id": "k1", "key": "alice", **_counts(requests=1, denied=2)},
+    ]
+
+
+def test_an_admin_jwt_actor_is_not_a_key(capsys, tmp_path: Path) -> None:
+    """Admin-JWT records count under key id admin; their actor is never a key name."""
+    path = tmp_path / "usage.jsonl"
+    write_records(
+        path,
+        [
+            {"key_id": "admin", "key_name": "carol", "scheme": "jwt"},
+            {"key_id": "admin", "key_name": "dave", "scheme": "jwt"},
+            {"key_id": "k1", "key_name": "alice", "scheme": "jwt"},
+        ],
+    )
+    rows = _usage(capsys, path, "--by", "key")
+    assert [(r["key_id"], r["key"], r["requests"]) for r in rows] == [
+        ("admin", None, 2),
+        ("k1", "alice", 1),
+    ]
+
+
+def test_names_come_from_the_key_store(
+    capsys, tmp_path: Path, make_key, config_file: Path
+) -> None:
+    """A key the records never named is shown with its name from the key store."""
+    bob = make_key("bob").record
+    path = tmp_path / "usage.jsonl"
+    write_records(path, [{"key_id": bob.id, "key_name": None, "outcome": "denied"}])
+    rows = _usage(capsys, path, "--by", "key", "--config", str(config_file))
+    assert [(r["key_id"], r["key"], r["denied"]) for r in rows] == [(bob.id, "bob", 1)]
+
+
+def test_models_are_counted_as_ollama_names_them(capsys, tmp_path: Path) -> None:
+    """Spellings of one model share a row; a name Ollama would refuse stays as is."""
+    spellings = [
+        "llama3.2",
+        "llama3.2:latest",
+        " LLAMA3.2 ",
+        "library/llama3.2",
+        "registry.ollama.ai/library/Llama3.2:latest",
+        "gpt-oss:120b-cloud",
+        "gpt-oss:120b:CLOUD",
+        "not a model",
+    ]
+    path = tmp_path / "usage.jsonl"
+    write_records(path, [{"model": m, "prompt_tokens": 1} for m in spellings])
+    rows = _usage(capsys, path, "--by", "model")
+    assert [(r["model"], r["requests"]) for r in rows] == [
+        ("gpt-oss:120b-cloud", 2),
+        ("llama3.2:latest", 5),
+        ("not a model", 1),
+    ]
+
+
+def _counts(requests: int = 0, denied: int = 0) -> dict[str, int | float]:
+    return {
+        "requests": requests,
+        "denied": denied,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "total_tokens": 0,
+        "estimated_share": 0.0,
+    }
