@@ -99,7 +99,7 @@ def missing_log(given: list[str] | None, config: Config) -> str | None:
                 return f"no audit log at {Path(name).absolute()}"
         return None
     if config.audit.file == "-":
-        return "audit.file is '-' (standard output): give --audit-log FILE"
+        return "audit.file is '-' (standard output): no file to read"
     if not rotated_files(Path(config.audit.file)):
         return f"no audit log at {Path(config.audit.file).absolute()}"
     return None

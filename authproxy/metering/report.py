@@ -12,12 +12,13 @@ model.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
+
+import orjson
 
 from authproxy.policy.names import ModelNameError, parse_model
 from authproxy.times import parse_timestamp
@@ -80,13 +81,17 @@ class Totals:
 
 
 def read_records(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
-    """Yield records from audit files, skipping lines that are not JSON objects."""
+    """Yield records from audit files, skipping lines that are not JSON objects.
+
+    orjson parses a line about four times as fast as ``json``; ``keys list``
+    and ``usage`` read the whole log.
+    """
     for path in paths:
         with path.open("rb") as stream:
             for line in stream:
                 try:
-                    record = json.loads(line)
-                except ValueError:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
                     continue
                 if isinstance(record, dict):
                     yield record

@@ -165,9 +165,7 @@ def test_a_log_on_standard_output_cannot_be_read(capsys, tmp_path: Path) -> None
     config.write_text("audit:\n  file: '-'\n")
     code, out, err = run(capsys, "usage", "--config", str(config))
     assert (code, out) == (1, "")
-    assert err == (
-        "authproxy: audit.file is '-' (standard output): give --audit-log FILE\n"
-    )
+    assert err == ("authproxy: audit.file is '-' (standard output): no file to read\n")
 
 
 def test_an_unreadable_log_is_an_error(capsys, tmp_path: Path) -> None:
