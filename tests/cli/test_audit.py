@@ -160,12 +160,12 @@ def test_a_missing_named_log_is_an_error(capsys, tmp_path: Path, log_file) -> No
 
 
 def test_a_log_on_standard_output_cannot_be_read(capsys, tmp_path: Path) -> None:
-    """With audit.file '-' the report asks for a file instead of printing nothing."""
+    """With audit.file '-' the report says there is no file, rather than print none."""
     config = tmp_path / "authproxy.yaml"
     config.write_text("audit:\n  file: '-'\n")
     code, out, err = run(capsys, "usage", "--config", str(config))
     assert (code, out) == (1, "")
-    assert err == ("authproxy: audit.file is '-' (standard output): no file to read\n")
+    assert err == "authproxy: audit.file is '-' (standard output): no file to read\n"
 
 
 def test_an_unreadable_log_is_an_error(capsys, tmp_path: Path) -> None:
