@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.support.audit import write_records
+from tests.support.admin import Stack
+from tests.support.audit import wait_audit, write_records
 from tests.support.cli import run
+from tests.support.payloads import CHAT
 
 
 def test_totals_as_json(capsys, log_file: Path) -> None:
@@ -159,3 +161,18 @@ def _counts(requests: int = 0, denied: int = 0) -> dict[str, int | float]:
         "total_tokens": 0,
         "estimated_share": 0.0,
     }
+
+
+async def test_the_admin_api_groups_the_same_way(
+    stack: Stack, key, audit_path: Path
+) -> None:
+    """GET /admin/usage?by=key gives one row per key id, named from the key store."""
+    alice = key.record
+    assert await stack.call(str(key.token), "POST", "/api/chat", CHAT) == 200
+    assert await stack.call(f"ap_{alice.id}_{'x' * 43}") == 401
+    await wait_audit(audit_path, 2)
+    status, data = await stack.api("GET", "/admin/usage?by=key")
+    assert status == 200
+    assert [
+        (r["key_id"], r["key"], r["requests"], r["denied"]) for r in data["rows"]
+    ] == [(alice.id, "alice", 1, 1)]
