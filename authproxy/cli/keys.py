@@ -163,7 +163,8 @@ def _activity(config: Config, now: datetime) -> dict[str, Activity] | None:
             files = rotated_files(Path(config.audit.file))
             return key_activity(read_records(files), now)
         except OSError as err:
-            problem = f"cannot read {err.filename}: {err.strerror or 'read error'}"
+            where = Path(str(err.filename)).absolute()
+            problem = f"cannot read {where}: {err.strerror or 'read error'}"
     print(f"note: {printable(problem)}; activity columns left out", file=sys.stderr)
     return None
 

@@ -356,3 +356,16 @@ async def test_list_json_is_the_admin_api_key_object(
     assert [{k: v for k, v in key.items() if k != "activity"} for key in cli_keys] == (
         api["keys"]
     )
+
+
+def test_list_with_an_unreadable_audit_log_says_so(cli, audit_path: Path) -> None:
+    """An audit log that cannot be read (a directory here) is a note, not a failure."""
+    cli("keys", "create", "one")
+    audit_path.mkdir(parents=True)
+    code, out, err = cli("keys", "list")
+    audit_path.rmdir()  # the secrets check reads the log after each test
+    assert code == 0
+    assert err == (
+        f"note: cannot read {audit_path}: Is a directory; activity columns left out\n"
+    )
+    assert out.splitlines()[1].split()[1] == "one"
