@@ -176,3 +176,15 @@ async def test_the_admin_api_groups_the_same_way(
     assert [
         (r["key_id"], r["key"], r["requests"], r["denied"]) for r in data["rows"]
     ] == [(alice.id, "alice", 1, 1)]
+
+
+def test_a_broken_key_store_leaves_the_names_of_the_records(
+    capsys, tmp_path: Path, keys_path: Path, config_file: Path
+) -> None:
+    """A key store that cannot be read does not stop the report: records name keys."""
+    keys_path.parent.mkdir(parents=True)
+    keys_path.write_text("keys: [\n")
+    path = tmp_path / "usage.jsonl"
+    write_records(path, [{"key_id": "k1", "key_name": "alice"}])
+    rows = _usage(capsys, path, "--by", "key", "--config", str(config_file))
+    assert [(r["key_id"], r["key"]) for r in rows] == [("k1", "alice")]
