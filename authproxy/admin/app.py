@@ -255,11 +255,12 @@ async def usage(request: web.Request) -> web.Response:
     now = request.app[CLOCK_KEY]()
     by, since, until = parse_usage_query(request.query, now)
     config = _main(request)[CONFIG_KEY]
+    names = {r.id: r.name for r in _main(request)[VERIFIER_KEY].table.records}
 
     def compute() -> list[dict[str, Any]]:
         files = [p for p in rotated_files(Path(config.audit.file)) if p.exists()]
         return as_rows(
-            aggregate(read_records(files), by=by, since=since, until=until), by
+            aggregate(read_records(files), by=by, since=since, until=until), by, names
         )
 
     rows = await _blocking(compute)

@@ -141,7 +141,8 @@ SCHEMAS: Final[dict[str, Any]] = {
     "UsageRow": {
         "type": "object",
         "properties": {
-            "key": {"type": "string"},
+            "key_id": {"type": ["string", "null"]},
+            "key": {"type": ["string", "null"], "description": "the key's name"},
             "model": {"type": "string"},
             "day": {"type": "string"},
             "requests": {"type": "integer"},

@@ -8,15 +8,24 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from authproxy.cli.common import printable
+from authproxy.cli.common import printable, store
 from authproxy.config.model import Config
-from authproxy.errors import ConfigError
+from authproxy.errors import ConfigError, KeyStoreError
+from authproxy.keys.store import read_store
 from authproxy.metering.audit import rotated_files
 from authproxy.metering.chain import verify_files
 from authproxy.metering.report import DIMENSIONS, aggregate, as_rows, read_records
 from authproxy.times import parse_when, utc_now
+
+# What the two counts mean; printed under the table and in --help.
+LEGEND: Final = (
+    "requests: admitted by authproxy and sent to Ollama (or tried: every outcome "
+    "but denied), whatever Ollama answered",
+    "denied: refused by authproxy itself (outcome denied: credentials, scopes, "
+    "model allow-lists, limits, bad bodies); never sent to Ollama, no tokens",
+)
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
 
@@ -44,7 +53,9 @@ def add_audit_commands(commands: Any, add_options: AddOptions) -> None:
     usage = commands.add_parser(
         "usage",
         help="report token usage from the audit log",
-        description="Sum requests and tokens per key, model and/or day.",
+        description="Sum requests and tokens per key (by id, shown with its "
+        "current name), model (as Ollama resolves the name: llama3.2 is "
+        "llama3.2:latest) and/or day (UTC). " + "; ".join(LEGEND) + ".",
     )
     add_options(usage)
     usage.add_argument(
@@ -75,12 +86,45 @@ def _files(given: list[str] | None, config: Config) -> list[Path]:
     return rotated_files(Path(config.audit.file))
 
 
+def missing_log(given: list[str] | None, config: Config) -> str | None:
+    """Say why there is no audit log to read, or return ``None`` if there is one.
+
+    Given files must all exist; the configured log must exist or have backups.
+    Paths are shown absolute: a relative one says nothing about where it was
+    looked for.
+    """
+    if given:
+        for name in given:
+            if not Path(name).exists():
+                return f"no audit log at {Path(name).absolute()}"
+        return None
+    if config.audit.file == "-":
+        return "audit.file is '-' (standard output): no file to read"
+    if not rotated_files(Path(config.audit.file)):
+        return f"no audit log at {Path(config.audit.file).absolute()}"
+    return None
+
+
+def _key_names(config: Config) -> dict[str, str]:
+    """Map key ids to their names in the key store (empty without a store)."""
+    path = store(config)
+    if not path.exists():
+        return {}
+    try:
+        table = read_store(path)
+    except KeyStoreError:
+        return {}  # names then come from the records
+    return {r.id: r.name for r in table.records}
+
+
 def cmd_verify(args: argparse.Namespace, config: Config) -> int:
     """Verify the chain; exit 1 on the first problem."""
-    files = _files(args.files, config)
-    if not files:
-        print("authproxy: no audit files found", file=sys.stderr)
+    # A named file that is missing is reported in the chain's terms below.
+    problem = None if args.files else missing_log(None, config)
+    if problem is not None:
+        print(f"authproxy: {printable(problem)}", file=sys.stderr)
         return 1
+    files = _files(args.files, config)
     report = verify_files(files)
     for warning in report.warnings:
         print(f"warning: {printable(warning)}")
@@ -114,23 +158,38 @@ def cmd_usage(args: argparse.Namespace, config: Config) -> int:
         raise ConfigError(f"--by: unknown dimension {unknown[0]!r} (key, model, day)")
     now = utc_now()
     since, until = parse_point(args.since, now), parse_point(args.until, now)
-    files = [p for p in _files(args.audit_files, config) if p.exists()]
-    groups = aggregate(read_records(files), by=by, since=since, until=until)
-    rows = as_rows(groups, by)
+    problem = missing_log(args.audit_files, config)
+    if problem is not None:
+        print(f"authproxy: {printable(problem)}", file=sys.stderr)
+        return 1
+    files = _files(args.audit_files, config)
+    try:
+        groups = aggregate(read_records(files), by=by, since=since, until=until)
+    except OSError as err:
+        reason = err.strerror or "read error"
+        where = Path(str(err.filename)).absolute()
+        print(f"authproxy: cannot read {printable(where)}: {reason}", file=sys.stderr)
+        return 1
+    rows = as_rows(groups, by, _key_names(config) if "key" in by else None)
     if args.json:
         print(json.dumps(rows))
         return 0
-    columns = [*by, "requests", "denied", "prompt_tokens", "completion_tokens"]
+    columns = [c for d in by for c in (("key_id", "key") if d == "key" else (d,))]
+    columns += ["requests", "denied", "prompt_tokens", "completion_tokens"]
     columns += ["total_tokens", "estimated_share"]
     # Model names come from clients; key names and days from the audit file.
     table = [columns] + [[printable(_cell(row[c])) for c in columns] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     for line in table:
         print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+    print()
+    print("\n".join(LEGEND))
     return 0
 
 
 def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.1%}"
     return str(value)

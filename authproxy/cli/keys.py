@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
 
+from authproxy.cli.audit import missing_log
 from authproxy.cli.common import (
     log_action,
     print_result,
@@ -32,6 +35,9 @@ from authproxy.keys.lifecycle import (
 )
 from authproxy.keys.record import DEFAULT_SCOPES
 from authproxy.keys.store import KeyTable, make_hasher, read_store
+from authproxy.metering.activity import Activity, key_activity
+from authproxy.metering.audit import rotated_files
+from authproxy.metering.report import read_records
 from authproxy.times import parse_duration, parse_when, utc_now
 
 LIMIT_FLAGS = (
@@ -102,11 +108,21 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
     path = store(config)
     table = read_store(path) if path.exists() else KeyTable()
     now = utc_now()
+    activity = _activity(config, now)
     rows = [describe(r, now) for r in table.records]
     if args.json:
-        print(json.dumps(rows))
+        for row in rows:
+            row["activity"] = (
+                activity.get(row["id"], Activity()).as_dict()
+                if activity is not None
+                else None
+            )
+        print(json.dumps({"keys": rows}))
         return 0
-    headers = ("ID", "NAME", "KIND", "STATUS", "SCOPES", "MODELS", "CREATED", "EXPIRES")
+    headers: tuple[str, ...] = ("ID", "NAME", "KIND", "STATUS", "SCOPES", "MODELS")
+    headers += ("CREATED", "EXPIRES")
+    if activity is not None:
+        headers += ACTIVITY_HEADERS
     lines = [(*headers, "FINGERPRINT")] + [
         (
             r["id"],
@@ -117,6 +133,7 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
             ",".join(r["models"]) or "*",
             r["created_at"],
             r["expires_at"] or "-",
+            *(_activity_cells(activity, r["id"]) if activity is not None else ()),
             r.get("fingerprint") or "-",
         )
         for r in rows
@@ -126,6 +143,41 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
     for line in cells:
         print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
     return 0
+
+
+# Shown when the audit log can be read (see metering.activity).
+ACTIVITY_HEADERS: Final = (
+    "LAST_USED",
+    "REQ_TODAY",
+    "TOKENS_TODAY",
+    "REQ_30D",
+    "TOKENS_30D",
+)
+
+
+def _activity(config: Config, now: datetime) -> dict[str, Activity] | None:
+    """Read every key's activity in one pass; ``None``, with a note, if no log."""
+    problem = missing_log(None, config)
+    if problem is None:
+        try:
+            files = rotated_files(Path(config.audit.file))
+            return key_activity(read_records(files), now)
+        except OSError as err:
+            where = Path(str(err.filename)).absolute()
+            problem = f"cannot read {where}: {err.strerror or 'read error'}"
+    print(f"note: {printable(problem)}; activity columns left out", file=sys.stderr)
+    return None
+
+
+def _activity_cells(activity: dict[str, Activity], key_id: str) -> tuple[str, ...]:
+    data = activity.get(key_id, Activity()).as_dict()
+    return (
+        data["last_used_at"] or "never",
+        str(data["requests_today"]),
+        str(data["tokens_today"]),
+        str(data["requests_30d"]),
+        str(data["tokens_30d"]),
+    )
 
 
 def cmd_show(args: argparse.Namespace, config: Config) -> int:

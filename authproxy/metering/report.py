@@ -1,28 +1,56 @@
-"""Usage reports: aggregate audit records by key, model and/or day."""
+"""Usage reports: aggregate audit records by key, model and/or day.
+
+A record counts to the key id it names, never to a name: a denied request
+carries only the id its credential claimed, while an admitted one carries the
+id and the name, and both belong to the same key. A JWT minted for a key
+records that key's id. An admin JWT carries no key: its records hold the id
+``admin`` and the token's actor in ``key_name``, which is not a key name and is
+never shown as one. Model names are counted as Ollama resolves them
+(``policy.names``), so ``llama3.2``, ``llama3.2:latest`` and ``LLAMA3.2`` are one
+model.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
+
+from authproxy.policy.names import ModelNameError, parse_model
 from authproxy.times import parse_timestamp
 
 DIMENSIONS: Final = ("key", "model", "day")
+# The key id an admin JWT's principal carries (``auth.jwt``); real key ids are
+# twelve base32 characters, so it never collides with one.
+ADMIN_PRINCIPAL_ID: Final = "admin"
+# Outcomes that mean authproxy refused the request itself; every other outcome
+# is a request it admitted and sent on (or tried to).
+DENIED_OUTCOMES: Final = frozenset({"denied"})
 
 
 @dataclass(slots=True)
 class Totals:
-    """Sums over a group of audit records."""
+    """Sums over a group of audit records.
+
+    ``requests`` counts the records whose outcome is not ``denied``: requests
+    authproxy admitted and forwarded to Ollama, or tried to, whatever Ollama
+    answered (``completed``, ``stream_error``, ``client_disconnected``,
+    ``upstream_error``, ``upstream_timeout``, ``shutdown``). ``denied`` counts
+    the requests authproxy refused itself (outcome ``denied``), which never
+    reached Ollama and used no tokens.
+    """
 
     requests: int = 0
     denied: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     estimated_tokens: int = 0
+    # The last key name seen in the group's records (for a group by key).
+    key_name: str | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -37,7 +65,10 @@ class Totals:
 
     def add(self, record: dict[str, Any]) -> None:
         """Count one record."""
-        if record.get("outcome") == "denied":
+        name = record_key_name(record)
+        if name is not None:
+            self.key_name = name
+        if record.get("outcome") in DENIED_OUTCOMES:
             self.denied += 1
             return
         self.requests += 1
@@ -50,26 +81,63 @@ class Totals:
 
 
 def read_records(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
-    """Yield records from audit files, skipping lines that are not JSON objects."""
+    """Yield records from audit files, skipping lines that are not JSON objects.
+
+    orjson parses a line about four times as fast as ``json``; ``keys list``
+    and ``usage`` read the whole log.
+    """
     for path in paths:
         with path.open("rb") as stream:
             for line in stream:
                 try:
-                    record = json.loads(line)
-                except ValueError:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
                     continue
                 if isinstance(record, dict):
                     yield record
 
 
+def record_key_id(record: dict[str, Any]) -> str | None:
+    """Return the key id a record counts to, or ``None`` (no credential)."""
+    key_id = record.get("key_id")
+    return key_id if isinstance(key_id, str) and key_id else None
+
+
+def record_key_name(record: dict[str, Any]) -> str | None:
+    """Return the key name a record holds; an admin JWT's actor is not one."""
+    name = record.get("key_name")
+    if not isinstance(name, str) or not name or is_admin_token(record):
+        return None
+    return name
+
+
+def is_admin_token(record: dict[str, Any]) -> bool:
+    """Tell whether a record was made with an admin JWT (which has no key)."""
+    return record.get("scheme") == "jwt" and record.get("key_id") == ADMIN_PRINCIPAL_ID
+
+
+def model_name(value: Any) -> str:
+    """Return a recorded model name as Ollama resolves it, ``-`` if none.
+
+    ``llama3.2`` becomes ``llama3.2:latest``, case and the default host and
+    namespace are folded; a name Ollama would refuse is kept as recorded.
+    """
+    if not isinstance(value, str) or not value:
+        return "-"
+    try:
+        return parse_model(value).pull_name
+    except ModelNameError:
+        return value
+
+
 def group_key(record: dict[str, Any], by: Sequence[str]) -> tuple[str, ...]:
-    """Return the record's values for the chosen dimensions."""
+    """Return the record's values for the chosen dimensions (``""``: no key)."""
     values = []
     for dimension in by:
         if dimension == "key":
-            values.append(str(record.get("key_name") or record.get("key_id") or "-"))
+            values.append(record_key_id(record) or "")
         elif dimension == "model":
-            values.append(str(record.get("model") or "-"))
+            values.append(model_name(record.get("model")))
         else:
             values.append(str(record.get("ts", ""))[:10])
     return tuple(values)
@@ -100,12 +168,29 @@ def aggregate(
 
 
 def as_rows(
-    groups: dict[tuple[str, ...], Totals], by: Sequence[str]
+    groups: dict[tuple[str, ...], Totals],
+    by: Sequence[str],
+    names: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Flatten groups into JSON-ready rows."""
+    """Flatten groups into JSON-ready rows.
+
+    A group by key gives ``key_id`` (``None`` for requests without a
+    credential) and ``key``, the key's current name: from ``names`` (the key
+    store) when it lists the id, else a name the records held (key names
+    never change), else ``None``.
+    """
+    seen = _names_seen(groups, by)
     rows = []
-    for key, totals in groups.items():
-        row: dict[str, Any] = dict(zip(by, key, strict=True))
+    for group, totals in groups.items():
+        row: dict[str, Any] = {}
+        for dimension, value in zip(by, group, strict=True):
+            if dimension == "key":
+                key_id = value or None
+                row["key_id"] = key_id
+                current = names.get(key_id) if names and key_id else None
+                row["key"] = current or seen.get(value)
+            else:
+                row[dimension] = value
         row.update(
             requests=totals.requests,
             denied=totals.denied,
@@ -116,6 +201,20 @@ def as_rows(
         )
         rows.append(row)
     return rows
+
+
+def _names_seen(
+    groups: dict[tuple[str, ...], Totals], by: Sequence[str]
+) -> dict[str, str]:
+    """Map each key id to a name its records held, across all groups."""
+    if "key" not in by:
+        return {}
+    index = list(by).index("key")
+    return {
+        group[index]: totals.key_name
+        for group, totals in groups.items()
+        if totals.key_name is not None
+    }
 
 
 def _count(value: Any) -> int:

@@ -55,8 +55,8 @@ async def test_usage_endpoint(stack: Stack, key) -> None:
     assert status == 200
     assert data["by"] == ["key", "model"]
     rows = {(r["key"], r["model"]): r for r in data["rows"]}
-    assert rows[("alice", "llama3.2")]["requests"] == 2
-    assert rows[("alice", "llama3.2")]["total_tokens"] == 60
+    assert rows[("alice", "llama3.2:latest")]["requests"] == 2
+    assert rows[("alice", "llama3.2:latest")]["total_tokens"] == 60
 
 
 def _documented_admin_example() -> list[str]:

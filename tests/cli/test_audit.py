@@ -11,6 +11,7 @@ import pytest
 from authproxy.cli.main import main
 from authproxy.config.model import AuditConfig
 from authproxy.metering.audit import AuditWriter, rotated_files
+from tests.support.admin import Stack
 from tests.support.audit import (
     USAGE_RECORDS,
     sealed_lines,
@@ -18,8 +19,8 @@ from tests.support.audit import (
     write_n,
     writer_for,
 )
-from tests.support.cli import run
-from tests.support.payloads import CONTROL, NASTY, NASTY_SHOWN
+from tests.support.cli import run, run_cli
+from tests.support.payloads import CHAT, CONTROL, NASTY, NASTY_SHOWN, chat
 
 
 class TestTornLines:
@@ -93,6 +94,7 @@ def test_readable_table(capsys, log_file: Path) -> None:
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == [
+        "key_id",
         "key",
         "requests",
         "denied",
@@ -101,7 +103,7 @@ def test_readable_table(capsys, log_file: Path) -> None:
         "total_tokens",
         "estimated_share",
     ]
-    assert lines[1].split() == ["alice", "2", "0", "14", "9", "23", "34.8%"]
+    assert lines[1].split() == ["k1", "alice", "2", "0", "14", "9", "23", "34.8%"]
 
 
 @pytest.mark.parametrize(
@@ -131,3 +133,105 @@ def test_defaults_to_the_configured_log(
     code, out, _ = run(capsys, "usage", "--config", str(config_file), "--json")
     assert code == 0
     assert json.loads(out)[0]["total_tokens"] == 73
+
+
+@pytest.mark.parametrize(
+    "command", [["usage"], ["usage", "--by", "key"], ["audit", "verify"]]
+)
+def test_a_missing_log_is_named_with_its_absolute_path(
+    capsys, tmp_path: Path, monkeypatch, command: list[str]
+) -> None:
+    """Without an audit log, usage and audit verify say where they looked; exit 1."""
+    monkeypatch.chdir(tmp_path)
+    Path("authproxy.yaml").write_text("audit:\n  file: audit/usage.jsonl\n")
+    code, out, err = run(capsys, *command, "--config", "authproxy.yaml")
+    absolute = tmp_path / "audit" / "usage.jsonl"
+    assert (code, out) == (1, "")
+    assert err == f"authproxy: no audit log at {absolute}\n"
+
+
+def test_a_missing_named_log_is_an_error(capsys, tmp_path: Path, log_file) -> None:
+    """Each --audit-log FILE must exist: a report that left one out would be wrong."""
+    gone = tmp_path / "usage.jsonl.1"
+    code, out, err = run(
+        capsys, "usage", "--audit-log", str(gone), "--audit-log", str(log_file)
+    )
+    assert (code, out, err) == (1, "", f"authproxy: no audit log at {gone}\n")
+
+
+def test_a_log_on_standard_output_cannot_be_read(capsys, tmp_path: Path) -> None:
+    """With audit.file '-' the report says there is no file, rather than print none."""
+    config = tmp_path / "authproxy.yaml"
+    config.write_text("audit:\n  file: '-'\n")
+    code, out, err = run(capsys, "usage", "--config", str(config))
+    assert (code, out) == (1, "")
+    assert err == "authproxy: audit.file is '-' (standard output): no file to read\n"
+
+
+def test_an_unreadable_log_is_an_error(capsys, tmp_path: Path) -> None:
+    """A log that cannot be read (here a directory) exits 1 with path and reason."""
+    code, out, err = run(capsys, "usage", "--audit-log", str(tmp_path))
+    assert (code, out) == (1, "")
+    assert err == f"authproxy: cannot read {tmp_path}: Is a directory\n"
+
+
+def test_the_table_says_what_requests_and_denied_mean(capsys, log_file) -> None:
+    """Under the table, and in --help, the two counts are defined."""
+    code, out, _ = run(capsys, "usage", "--audit-log", str(log_file))
+    assert code == 0
+    assert out.split("\n\n", 1)[1] == (
+        "requests: admitted by authproxy and sent to Ollama (or tried: every "
+        "outcome but denied), whatever Ollama answered\n"
+        "denied: refused by authproxy itself (outcome denied: credentials, scopes, "
+        "model allow-lists, limits, bad bodies); never sent to Ollama, no tokens\n"
+    )
+    with pytest.raises(SystemExit):
+        main(["usage", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "requests: admitted by authproxy and sent to Ollama" in help_text
+    assert "denied: refused by authproxy itself" in help_text
+
+
+async def test_usage_through_the_proxy_adds_up(
+    stack: Stack, key, audit_path: Path, config_file: Path, capsys
+) -> None:
+    """A key's token, JWT and wrong-secret requests make one row; an admin JWT none.
+
+    The JWT names the model in another spelling of the same Ollama model, and the
+    admin JWT's actor (carol) appears nowhere in the report.
+    """
+    alice = key.record
+    assert await stack.call(str(key.token), "POST", "/api/chat", CHAT) == 200
+    status, minted = await stack.api(
+        "POST", f"/admin/keys/{alice.id}/tokens", {"ttl": "5m"}
+    )
+    assert status == 201
+    body = chat(model="Llama3.2:latest")
+    assert await stack.call(minted["token"], "POST", "/api/chat", body) == 200
+    assert await stack.call(f"ap_{alice.id}_{'x' * 43}") == 401
+    code, out = await run_cli(
+        capsys, "admin-token", "--actor", "carol", "--config", str(config_file)
+    )
+    admin_jwt = out.strip()
+    stack.secrets.add(admin_jwt)
+    assert await stack.call(admin_jwt) == 403
+    records = await wait_audit(audit_path, 4)
+    assert [r["scheme"] for r in records] == ["bearer", "jwt", "bearer", "jwt"]
+    args = ("usage", "--config", str(config_file), "--by", "key,model")
+    code, out = await run_cli(capsys, *args, "--json")
+    assert code == 0
+    rows = {(r["key_id"], r["key"], r["model"]): r for r in json.loads(out)}
+    assert {k: (r["requests"], r["denied"]) for k, r in rows.items()} == {
+        (alice.id, "alice", "llama3.2:latest"): (2, 0),
+        (alice.id, "alice", "-"): (0, 1),
+        ("admin", None, "-"): (0, 1),
+    }
+    assert rows[(alice.id, "alice", "llama3.2:latest")]["total_tokens"] == 60
+    code, out = await run_cli(
+        capsys, "usage", "--config", str(config_file), "--by", "key"
+    )
+    assert code == 0
+    assert "carol" not in out
+    lines = [line.split() for line in out.splitlines()]
+    assert [alice.id, "alice", "2", "1"] in [line[:4] for line in lines]
+    assert ["admin", "-", "0", "1"] in [line[:4] for line in lines]

@@ -40,7 +40,7 @@ def test_notes_with_terminal_escapes_are_shown_escaped(cli) -> None:
         code, out, _ = cli("keys", *command, "--json")
         assert CONTROL.search(out) is None
         data = json.loads(out)
-        assert (data if isinstance(data, dict) else data[0])["note"] == NASTY
+        assert (data["keys"][0] if "keys" in data else data)["note"] == NASTY
 
 
 async def test_note_set_through_the_admin_api_is_shown_escaped(
