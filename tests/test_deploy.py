@@ -336,6 +336,7 @@ def test_every_authproxy_variable_is_a_known_setting(dockerfile: Dockerfile) -> 
         "AUTHPROXY_KEYS_FILE",
         "AUTHPROXY_KEYS_VERIFY_WORKERS",
         "AUTHPROXY_AUDIT_FILE",
+        "AUTHPROXY_JWT_KEY_FILE",
         "AUTHPROXY_TLS_CERT",
         "AUTHPROXY_TLS_KEY",
         "AUTHPROXY_LOG_FORMAT",
@@ -983,6 +984,7 @@ def test_ollama_listens_on_pod_loopback_only() -> None:
         "AUTHPROXY_UPSTREAM_URL": "http://127.0.0.1:11434",
         "AUTHPROXY_KEYS_FILE": "/data/keys/keys.yaml",
         "AUTHPROXY_AUDIT_FILE": "/data/audit/usage.jsonl",
+        "AUTHPROXY_JWT_KEY_FILE": "/data/jwt/jwt-signing.yaml",
         "AUTHPROXY_KEYS_VERIFY_WORKERS": "2",
         "AUTHPROXY_LOG_FORMAT": "json",
     }
@@ -1086,6 +1088,8 @@ def test_rollout_lets_streams_finish() -> None:
     [
         "kubectl create secret generic authproxy-keys"
         " --from-file=keys.yaml=./keys.yaml",
+        "kubectl create secret generic authproxy-jwt"
+        " --from-file=jwt-signing.yaml=./jwt-signing.yaml",
         "kubectl apply -f deploy/kubernetes/",
         "--dry-run=client -o yaml | kubectl apply -f -",
         "kubectl exec deploy/ollama -c ollama -- ollama pull llama3.2",
@@ -1094,3 +1098,270 @@ def test_rollout_lets_streams_finish() -> None:
 def test_kubernetes_readme_shows_the_steps(text: str) -> None:
     """deploy/kubernetes/README.md shows secret creation, apply and key updates."""
     assert text in (KUBERNETES / "README.md").read_text(encoding="utf-8")
+
+
+# ------------------------------------------- the pod's start, outside Kubernetes
+#
+# The container runs as the Deployment says: its environment and mounts, every
+# Secret a read-only directory of mode-0440 files, the root filesystem read-only,
+# all capabilities dropped. The Secrets hold what deploy/kubernetes/README.md
+# tells the operator to create, made by running its commands.
+
+SECRET_FILE_RE: Final = re.compile(r"--from-file=([\w.-]+)=\./([\w.-]+)")
+README_CLI_RE: Final = re.compile(r"^\.venv/bin/authproxy (?:keys create|signing-key)")
+
+
+def kubernetes_readme_setup() -> tuple[list[str], dict[str, dict[str, str]]]:
+    """Return the README's workstation commands and the Secrets it creates.
+
+    Both come from the README's shell blocks before *Apply*: the commands that
+    make ``keys.yaml`` and ``jwt-signing.yaml``, and each ``kubectl create secret
+    generic NAME --from-file=KEY=./FILE`` as NAME → {KEY: FILE}.
+    """
+    text = (KUBERNETES / "README.md").read_text(encoding="utf-8")
+    setup = text[: text.index("## Apply")]
+    lines = [
+        line.split("#", 1)[0].strip()
+        for block in re.findall(r"```sh\n(.*?)```", setup, re.DOTALL)
+        for line in block.splitlines()
+    ]
+    commands = [line for line in lines if README_CLI_RE.match(line)]
+    secrets: dict[str, dict[str, str]] = {}
+    for line in lines:
+        found = re.match(r"kubectl create secret generic ([\w-]+) ", line)
+        if found:
+            secrets[found.group(1)] = dict(SECRET_FILE_RE.findall(line))
+    return commands, secrets
+
+
+def test_kubernetes_readme_creates_both_secrets() -> None:
+    """The README's steps make keys.yaml and jwt-signing.yaml and a Secret of each."""
+    commands, secrets = kubernetes_readme_setup()
+    assert secrets == {
+        "authproxy-keys": {"keys.yaml": "keys.yaml"},
+        "authproxy-jwt": {"jwt-signing.yaml": "jwt-signing.yaml"},
+    }
+    assert [c.split(" #")[0] for c in commands] == [
+        ".venv/bin/authproxy keys create alice --keys ./keys.yaml",
+        ".venv/bin/authproxy keys create ci-bot --expires 90d --keys ./keys.yaml",
+        ".venv/bin/authproxy signing-key rotate --keys ./keys.yaml",
+    ]
+    mounted = {
+        v["secret"]["secretName"] for v in pod_spec()["volumes"] if "secret" in v
+    }
+    assert mounted == set(secrets)
+
+
+def test_signing_keys_come_from_their_own_read_only_secret() -> None:
+    """jwt.key_file names a file of the authproxy-jwt Secret, mounted read-only."""
+    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+    mounts = {m["name"]: m for m in container("authproxy")["volumeMounts"]}
+    assert volumes["jwt"]["secret"] == {
+        "secretName": "authproxy-jwt",
+        "defaultMode": 0o440,
+    }
+    assert mounts["jwt"] == {"name": "jwt", "mountPath": "/data/jwt", "readOnly": True}
+    key_file = PurePosixPath(env_of("authproxy")["AUTHPROXY_JWT_KEY_FILE"])
+    assert key_file == PurePosixPath(mounts["jwt"]["mountPath"], "jwt-signing.yaml")
+    env_names = {e["name"] for e in container("authproxy")["env"]}
+    assert "AUTHPROXY_JWT_KEY_ENV" not in env_names  # a file, not a variable
+
+
+def _drop_capabilities() -> list[str]:
+    """Return the command prefix that drops every capability, as the pod does.
+
+    Without CAP_DAC_OVERRIDE even uid 0 obeys file modes, so a directory of mode
+    0555 is read-only to the proxy. Unprivileged runs obey them anyway.
+    """
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        message = "running as root without setpriv(1): modes would not bind"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return [setpriv, "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+
+
+@dataclass
+class Pod:
+    """The authproxy container's filesystem under a temporary root."""
+
+    root: Path
+    workstation: Path
+    env: dict[str, str]
+    read_only: list[Path]
+
+    def path(self, container_path: str) -> Path:
+        return self.root / container_path.lstrip("/")
+
+    def lock(self) -> None:
+        for directory in self.read_only:
+            directory.chmod(0o555)
+
+    def unlock(self) -> None:
+        for directory in self.read_only:
+            directory.chmod(0o755)
+
+
+def workstation_cli(pod: Pod, *args: str) -> str:
+    """Run ``.venv/bin/authproxy ARGS`` on the workstation; return its output."""
+    done = subprocess.run(
+        [".venv/bin/authproxy", *args],
+        cwd=pod.workstation,
+        env={k: v for k, v in pod.env.items() if not k.startswith("AUTHPROXY_")},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.strip()
+
+
+def build_pod(
+    tmp_path: Path, dockerfile: Dockerfile, upstream: TestServer, *, signing: bool
+) -> Pod:
+    """Lay out the container as deployment.yaml mounts it, from the README's steps.
+
+    Args:
+        tmp_path: where the root and the operator's workstation go.
+        dockerfile: the image, for its ENV and WORKDIR.
+        upstream: the fake Ollama the proxy forwards to.
+        signing: keep the signing-key Secret (False drops its env var and mount).
+
+    Returns:
+        The layout, still writable; ``lock()`` makes it as read-only as the pod's.
+    """
+    cheap = {
+        "AUTHPROXY_" + key.upper().replace(".", "_"): str(value)
+        for key, value in CHEAP_ARGON2.items()
+    }
+    workstation = tmp_path / "workstation"
+    workstation.mkdir()
+    (workstation / ".venv").symlink_to(VENV_BIN.parent)
+    commands, secrets = kubernetes_readme_setup()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHPROXY_")}
+    for command in commands:
+        done = subprocess.run(
+            shlex.split(command),
+            cwd=workstation,
+            env=base_env | cheap,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert done.returncode == 0, (command, done.stderr)
+
+    root = tmp_path / "root"
+    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+    mounts = list(container("authproxy")["volumeMounts"])
+    env = dict(env_of("authproxy"))
+    if not signing:
+        mounts = [m for m in mounts if m["name"] != "jwt"]
+        del env["AUTHPROXY_JWT_KEY_FILE"]
+    pod = Pod(root, workstation, {}, [root])
+    for mount in mounts:
+        directory = pod.path(mount["mountPath"])
+        directory.mkdir(parents=True)
+        source = volumes[mount["name"]]
+        if "secret" in source:
+            for key, name in secrets[source["secret"]["secretName"]].items():
+                shutil.copyfile(workstation / name, directory / key)
+                (directory / key).chmod(source["secret"]["defaultMode"])
+        if mount.get("readOnly"):
+            pod.read_only.append(directory)
+    workdir = pod.path(dockerfile.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    pod.read_only += [p for p in workdir.parents if root in p.parents] + [workdir]
+
+    def moved(value: str) -> str:
+        return str(pod.path(value)) if value.startswith("/data/") else value
+
+    image_env = {k: moved(v) for k, v in dockerfile.env.items()}
+    pod.env = {
+        **base_env,
+        **image_env,
+        **{name: moved(value) for name, value in env.items()},
+        **cheap,
+        "PATH": f"{VENV_BIN}{os.pathsep}{base_env.get('PATH', '')}",
+        "TMPDIR": str(pod.path("/tmp")),  # noqa: S108 - the pod's emptyDir
+        "AUTHPROXY_LISTEN_HOST": "127.0.0.1",
+        "AUTHPROXY_LISTEN_PORT": "0",
+        "AUTHPROXY_ADMIN_LISTEN": "127.0.0.1:0",
+        "AUTHPROXY_UPSTREAM_URL": str(upstream.make_url("")).rstrip("/"),
+    }
+    return pod
+
+
+@pytest.mark.parametrize("signing", [True, False], ids=["manifest", "no-jwt-secret"])
+async def test_pod_starts_on_read_only_secrets_without_errors(
+    tmp_path: Path,
+    dockerfile: Dockerfile,
+    upstream: TestServer,
+    secrets_seen: Secrets,
+    signing: bool,
+) -> None:
+    """As deployed, serve logs no error and takes the operator's JWTs; without the
+    signing-key Secret the same start logs signing_keys_unavailable."""
+    prefix = _drop_capabilities()
+    pod = await asyncio.to_thread(
+        build_pod, tmp_path, dockerfile, upstream, signing=signing
+    )
+    # The operator mints a JWT on the workstation, as the README shows.
+    jwt = await asyncio.to_thread(
+        workstation_cli, pod, "keys", "token", "alice", "--keys", "./keys.yaml"
+    )
+    secrets_seen.add(jwt)
+    before = sorted(p for p in pod.root.rglob("*"))
+    executable = shutil.which("authproxy", path=pod.env["PATH"])
+    assert executable is not None
+    argv = [*dockerfile.entrypoint[1:], *container("authproxy")["args"]]
+    pod.lock()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *prefix,
+            executable,
+            *argv,
+            cwd=pod.path(dockerfile.workdir),
+            env=pod.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        process = ServeProcess(proc, timeout=15)
+        try:
+            started = await process.wait_for("server_started")
+            port = started["listen"][0].rsplit(":", 1)[1]
+            probe = container("authproxy")["readinessProbe"]["httpGet"]["path"]
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+                async with session.get(probe) as resp:
+                    assert resp.status == HTTPStatus.OK
+                headers = {"Authorization": f"Bearer {jwt}"}
+                async with session.get("/api/tags", headers=headers) as resp:
+                    jwt_status = resp.status
+            proc.send_signal(signal.SIGTERM)
+            await process.wait_for("server_stopped")
+            assert await proc.wait() == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.stdout is not None
+        process.lines += (await proc.stdout.read()).decode().splitlines()
+    finally:
+        pod.unlock()
+
+    events = [json.loads(line) for line in process.lines if line.startswith("{")]
+    assert len(events) == len(process.lines)
+    errors = [e for e in events if e["level"] in {"error", "critical"}]
+    if signing:
+        assert errors == []
+        assert jwt_status == HTTPStatus.OK
+    else:
+        assert [e["event"] for e in errors] == ["signing_keys_unavailable"]
+        assert jwt_status == HTTPStatus.UNAUTHORIZED
+    # Nothing changed in the read-only parts; new files lie on writable mounts.
+    written = sorted(set(pod.root.rglob("*")) - set(before))
+    writable = [pod.path("/data/audit"), pod.path("/tmp")]  # noqa: S108
+    assert [p for p in written if not any(w in p.parents for w in writable)] == []
