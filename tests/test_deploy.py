@@ -70,6 +70,7 @@ DOCKERFILE: Final = ROOT / "Dockerfile"
 COMPOSE: Final = ROOT / "compose"
 COMPOSE_FILE: Final = COMPOSE / "docker-compose.yml"
 COMPOSE_TLS: Final = COMPOSE / "docker-compose.tls.yml"
+COMPOSE_ADMIN: Final = COMPOSE / "docker-compose.admin.yml"
 KUBERNETES: Final = ROOT / "deploy" / "kubernetes"
 VENV_BIN: Final = Path(sys.executable).parent
 
@@ -323,8 +324,9 @@ def test_every_authproxy_variable_is_a_known_setting(dockerfile: Dockerfile) -> 
     names = {n for n in dockerfile.env if n.startswith("AUTHPROXY_")}
     for service in load_yaml(COMPOSE_FILE)["services"].values():
         names |= set(service.get("environment", {}))
-    for service in load_yaml(COMPOSE_TLS)["services"].values():
-        names |= set(service.get("environment", {}))
+    for override in (COMPOSE_TLS, COMPOSE_ADMIN):
+        for service in load_yaml(override)["services"].values():
+            names |= set(service.get("environment", {}))
     for container in pod_spec()["containers"]:
         names |= {e["name"] for e in container.get("env", [])}
     authproxy_names = {n for n in names if n.startswith("AUTHPROXY_")}
@@ -337,6 +339,7 @@ def test_every_authproxy_variable_is_a_known_setting(dockerfile: Dockerfile) -> 
         "AUTHPROXY_KEYS_VERIFY_WORKERS",
         "AUTHPROXY_AUDIT_FILE",
         "AUTHPROXY_JWT_KEY_FILE",
+        "AUTHPROXY_ADMIN_LISTEN",
         "AUTHPROXY_TLS_CERT",
         "AUTHPROXY_TLS_KEY",
         "AUTHPROXY_LOG_FORMAT",
@@ -470,13 +473,16 @@ def image_environment(dockerfile: Dockerfile, data: Path) -> dict[str, str]:
     return env
 
 
-async def run_command(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+async def run_command(
+    argv: list[str], env: dict[str, str], cwd: Path | None = None
+) -> tuple[int, str]:
     """Run an exec-form command line the way Docker does: first word found on PATH."""
     executable = shutil.which(argv[0], path=env["PATH"])
     assert executable is not None, argv[0]
     proc = await asyncio.create_subprocess_exec(
         executable,
         *argv[1:],
+        cwd=cwd,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -500,6 +506,7 @@ async def image_process(
         "AUTHPROXY_LISTEN_HOST": "127.0.0.1",
         "AUTHPROXY_LISTEN_PORT": "0",
         "AUTHPROXY_UPSTREAM_URL": str(upstream.make_url("")).rstrip("/"),
+        "AUTHPROXY_ADMIN_LISTEN": "127.0.0.1:0",  # not the fixed 11436 of a host
         **{
             "AUTHPROXY_" + key.upper().replace(".", "_"): str(value)
             for key, value in CHEAP_ARGON2.items()
@@ -716,8 +723,8 @@ def volume_mount(entry: Any) -> tuple[str, str, bool]:
 
 
 def test_compose_files_match_the_compose_spec_schema() -> None:
-    """Both compose files, as written, are valid under the current compose spec."""
-    assert schema_errors(COMPOSE_FILE, COMPOSE_TLS) == ""
+    """Every compose file, as written, is valid under the current compose spec."""
+    assert schema_errors(COMPOSE_FILE, COMPOSE_TLS, COMPOSE_ADMIN) == ""
 
 
 def test_compose_schema_check_rejects_a_typo(tmp_path: Path) -> None:
@@ -761,6 +768,34 @@ def test_compose_config_merges_the_tls_override(
     merged = tmp_path / "merged.yml"
     merged.write_text(yaml.safe_dump(config))
     assert schema_errors(merged) == ""
+
+
+@SLOW_TOOL
+def test_compose_config_merges_the_admin_override(
+    compose_cli: list[str], tmp_path: Path
+) -> None:
+    """With the admin file on top, the admin API is published on host loopback only."""
+    config = compose_config(compose_cli, COMPOSE_FILE, COMPOSE_ADMIN)
+    proxy = config["services"]["authproxy"]
+    assert sorted(port_binding(p) for p in proxy["ports"]) == [
+        ("0.0.0.0", "11434", "11434"),
+        ("127.0.0.1", "11436", "11436"),
+    ]
+    assert proxy["environment"]["AUTHPROXY_ADMIN_LISTEN"] == "0.0.0.0:11436"
+    assert "ports" not in config["services"]["ollama"]
+    merged = tmp_path / "merged.yml"
+    merged.write_text(yaml.safe_dump(config))
+    assert schema_errors(merged) == ""
+
+
+def test_compose_admin_override_publishes_only_the_admin_port() -> None:
+    """docker-compose.admin.yml changes one setting and adds one loopback port."""
+    assert load_yaml(COMPOSE_ADMIN)["services"] == {
+        "authproxy": {
+            "environment": {"AUTHPROXY_ADMIN_LISTEN": "0.0.0.0:11436"},
+            "ports": ["127.0.0.1:11436:11436"],
+        }
+    }
 
 
 @SLOW_TOOL
@@ -885,6 +920,9 @@ def test_compose_project_name_comes_from_dotenv() -> None:
         "docker compose run --rm authproxy keys rotate alice --grace 24h",
         "docker compose run --rm authproxy audit verify",
         "[*Admin API*](../docs/keys-and-policy.md#admin-api)",
+        "docker compose exec authproxy authproxy keys list",
+        "docker compose -f docker-compose.yml -f docker-compose.admin.yml up -d",
+        'curl -H "Authorization: Bearer $ADMIN_TOKEN" http://127.0.0.1:11436/admin/keys',
     ],
 )
 def test_compose_readme_walks_through_operations(text: str) -> None:
@@ -892,6 +930,77 @@ def test_compose_readme_walks_through_operations(text: str) -> None:
     assert text in (COMPOSE / "README.md").read_text(encoding="utf-8")
 
 
+def compose_readme_command(prefix: str) -> list[str]:
+    """Return the argv of the compose README's first command line after ``prefix``."""
+    text = (COMPOSE / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith(prefix))
+    return shlex.split(line.removeprefix(prefix).split("  #")[0])
+
+
+def compose_volume_files(volume: str) -> set[str]:
+    """Return the files the compose README's volume table lists for ``volume``."""
+    text = (COMPOSE / "README.md").read_text(encoding="utf-8")
+    (row,) = [x for x in text.splitlines() if x.startswith(f"| `{volume}` |")]
+    holds = row.split(" | ")[2]
+    names = re.findall(r"`([^`]+)`", holds)
+    # Rotated logs (usage.jsonl.1 ... .5) appear only with audit.max_bytes.
+    return {n for n in names if "." in n[1:] and not re.search(r"\.\d+$", n)}
+
+
+async def test_compose_readme_admin_commands_work_and_list_every_file(
+    dockerfile: Dockerfile,
+    image_process: tuple[ServeProcess, dict[str, str], Path],
+    secrets_seen: Secrets,
+) -> None:
+    """The README's exec commands reach the admin API; the volumes hold its files."""
+    process, env, data = image_process
+    started = await process.wait_for("server_started")
+    secrets_seen.add(*(m.group(0) for m in TOKEN_RE.finditer("".join(process.lines))))
+    admin_port = started["admin"][0].rsplit(":", 1)[1]
+    workdir = data / dockerfile.workdir.removeprefix("/data").lstrip("/")
+
+    async def run(argv: list[str], extra: dict[str, str] | None = None) -> str:
+        code, output = await run_command(argv, {**env, **(extra or {})}, workdir)
+        assert code == 0, output
+        return output
+
+    # `docker compose run --rm authproxy ...` goes through the ENTRYPOINT.
+    create = compose_readme_command("docker compose run --rm authproxy ")
+    assert create == ["keys", "create", "alice"]
+    created = await run([*dockerfile.entrypoint, *create])
+    secrets_seen.add(*(m.group(0) for m in TOKEN_RE.finditer(created)))
+    await process.wait_for("keystore_reloaded")  # the proxy has alice too
+    listed = await run(
+        [
+            "authproxy",
+            *compose_readme_command("docker compose exec authproxy authproxy "),
+        ]
+    )
+    assert "alice" in listed
+    text = (COMPOSE / "README.md").read_text(encoding="utf-8")
+    (mint,) = re.findall(
+        r"ADMIN_TOKEN=\$\(docker compose exec -T authproxy ([^)]+)\)", text
+    )
+    admin_token = (await run(shlex.split(mint))).strip()
+    secrets_seen.add(admin_token)
+    one_liner = compose_readme_command(
+        "docker compose exec -T -e ADMIN_TOKEN authproxy "
+    )
+    assert one_liner[:2] == ["python", "-c"]
+    one_liner[2] = one_liner[2].replace(":11436/", f":{admin_port}/")
+    reply = json.loads(await run(one_liner, {"ADMIN_TOKEN": admin_token}))
+    assert sorted(k["name"] for k in reply["keys"]) == ["alice", "default"]
+
+    process.proc.send_signal(signal.SIGTERM)
+    await process.wait_for("server_stopped")
+    assert await process.proc.wait() == 0
+    for volume in dockerfile.volumes:
+        name = volume.removeprefix("/data/")
+        written = {p.name for p in (data / name).iterdir()}
+        assert written == compose_volume_files(f"authproxy_{name}"), name
+
+
+# --------------------------------------------------------------------------- Kubernetes
 # --------------------------------------------------------------------------- Kubernetes
 
 
@@ -1360,6 +1469,7 @@ async def test_pod_starts_on_read_only_secrets_without_errors(
         assert jwt_status == HTTPStatus.OK
     else:
         assert [e["event"] for e in errors] == ["signing_keys_unavailable"]
+        assert "set jwt.key_file to a file from a Secret" in errors[0]["error"]
         assert jwt_status == HTTPStatus.UNAUTHORIZED
     # Nothing changed in the read-only parts; new files lie on writable mounts.
     written = sorted(set(pod.root.rglob("*")) - set(before))
