@@ -1418,11 +1418,14 @@ async def test_pod_starts_on_read_only_secrets_without_errors(
     pod = await asyncio.to_thread(
         build_pod, tmp_path, dockerfile, upstream, signing=signing
     )
-    # The operator mints a JWT on the workstation, as the README shows.
+    # The operator mints JWTs on the workstation, as the README shows.
     jwt = await asyncio.to_thread(
         workstation_cli, pod, "keys", "token", "alice", "--keys", "./keys.yaml"
     )
-    secrets_seen.add(jwt)
+    readme = (KUBERNETES / "README.md").read_text(encoding="utf-8")
+    (mint,) = re.findall(r"ADMIN_TOKEN=\$\(\.venv/bin/authproxy ([^)]+)\)", readme)
+    admin_jwt = await asyncio.to_thread(workstation_cli, pod, *shlex.split(mint))
+    secrets_seen.add(jwt, admin_jwt)
     before = sorted(p for p in pod.root.rglob("*"))
     executable = shutil.which("authproxy", path=pod.env["PATH"])
     assert executable is not None
@@ -1449,6 +1452,13 @@ async def test_pod_starts_on_read_only_secrets_without_errors(
                 headers = {"Authorization": f"Bearer {jwt}"}
                 async with session.get("/api/tags", headers=headers) as resp:
                     jwt_status = resp.status
+            admin = started["admin"][0]
+            headers = {"Authorization": f"Bearer {admin_jwt}"}
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://{admin}/admin/keys", headers=headers) as resp,
+            ):
+                admin_status = resp.status
             proc.send_signal(signal.SIGTERM)
             await process.wait_for("server_stopped")
             assert await proc.wait() == 0
@@ -1466,11 +1476,11 @@ async def test_pod_starts_on_read_only_secrets_without_errors(
     errors = [e for e in events if e["level"] in {"error", "critical"}]
     if signing:
         assert errors == []
-        assert jwt_status == HTTPStatus.OK
+        assert (jwt_status, admin_status) == (HTTPStatus.OK, HTTPStatus.OK)
     else:
         assert [e["event"] for e in errors] == ["signing_keys_unavailable"]
         assert "set jwt.key_file to a file from a Secret" in errors[0]["error"]
-        assert jwt_status == HTTPStatus.UNAUTHORIZED
+        assert jwt_status == admin_status == HTTPStatus.UNAUTHORIZED
     # Nothing changed in the read-only parts; new files lie on writable mounts.
     written = sorted(set(pod.root.rglob("*")) - set(before))
     writable = [pod.path("/data/audit"), pod.path("/tmp")]  # noqa: S108
