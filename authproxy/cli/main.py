@@ -43,6 +43,31 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser for all commands."""
+    parser = argparse.ArgumentParser(
+        prog="authproxy",
+        description="Authenticating reverse proxy for Ollama.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the proxy",
+        description="Run the proxy. With no key store yet, creates one with a "
+        "first key and prints its token once.",
+    )
+    add_config_options(serve)
+    add_serve_options(serve)
+    serve.set_defaults(handler=_serve)
+
+    add_keys_commands(commands, add_config_options)
+    add_ops_commands(commands, add_config_options, add_serve_options)
+    add_audit_commands(commands, add_config_options)
+    return parser
+
+
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
     """Add the flags of ``serve`` that override settings (``check-config`` too)."""
     parser.add_argument(
@@ -73,31 +98,6 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="log.level"
     )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser for all commands."""
-    parser = argparse.ArgumentParser(
-        prog="authproxy",
-        description="Authenticating reverse proxy for Ollama.",
-    )
-    parser.add_argument("--version", action="version", version=__version__)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    serve = commands.add_parser(
-        "serve",
-        help="run the proxy",
-        description="Run the proxy. With no key store yet, creates one with a "
-        "first key and prints its token once.",
-    )
-    add_config_options(serve)
-    add_serve_options(serve)
-    serve.set_defaults(handler=_serve)
-
-    add_keys_commands(commands, add_config_options)
-    add_ops_commands(commands, add_config_options, add_serve_options)
-    add_audit_commands(commands, add_config_options)
-    return parser
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
