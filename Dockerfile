@@ -62,6 +62,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     AUTHPROXY_AUDIT_FILE=/data/audit/usage.jsonl \
     AUTHPROXY_LOG_FORMAT=json
 
+# /data/keys also gets jwt-signing.yaml, the JWT signing keys, on the first start.
+# With the key store mounted read-only, mount that file too and point
+# AUTHPROXY_JWT_KEY_FILE at it (docs/deployment.md).
 WORKDIR /data
 VOLUME ["/data/keys", "/data/audit"]
 USER 10001:10001

@@ -70,6 +70,7 @@ DOCKERFILE: Final = ROOT / "Dockerfile"
 COMPOSE: Final = ROOT / "compose"
 COMPOSE_FILE: Final = COMPOSE / "docker-compose.yml"
 COMPOSE_TLS: Final = COMPOSE / "docker-compose.tls.yml"
+COMPOSE_ADMIN: Final = COMPOSE / "docker-compose.admin.yml"
 KUBERNETES: Final = ROOT / "deploy" / "kubernetes"
 VENV_BIN: Final = Path(sys.executable).parent
 
@@ -323,8 +324,9 @@ def test_every_authproxy_variable_is_a_known_setting(dockerfile: Dockerfile) -> 
     names = {n for n in dockerfile.env if n.startswith("AUTHPROXY_")}
     for service in load_yaml(COMPOSE_FILE)["services"].values():
         names |= set(service.get("environment", {}))
-    for service in load_yaml(COMPOSE_TLS)["services"].values():
-        names |= set(service.get("environment", {}))
+    for override in (COMPOSE_TLS, COMPOSE_ADMIN):
+        for service in load_yaml(override)["services"].values():
+            names |= set(service.get("environment", {}))
     for container in pod_spec()["containers"]:
         names |= {e["name"] for e in container.get("env", [])}
     authproxy_names = {n for n in names if n.startswith("AUTHPROXY_")}
@@ -336,6 +338,8 @@ def test_every_authproxy_variable_is_a_known_setting(dockerfile: Dockerfile) -> 
         "AUTHPROXY_KEYS_FILE",
         "AUTHPROXY_KEYS_VERIFY_WORKERS",
         "AUTHPROXY_AUDIT_FILE",
+        "AUTHPROXY_JWT_KEY_FILE",
+        "AUTHPROXY_ADMIN_LISTEN",
         "AUTHPROXY_TLS_CERT",
         "AUTHPROXY_TLS_KEY",
         "AUTHPROXY_LOG_FORMAT",
@@ -469,13 +473,16 @@ def image_environment(dockerfile: Dockerfile, data: Path) -> dict[str, str]:
     return env
 
 
-async def run_command(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+async def run_command(
+    argv: list[str], env: dict[str, str], cwd: Path | None = None
+) -> tuple[int, str]:
     """Run an exec-form command line the way Docker does: first word found on PATH."""
     executable = shutil.which(argv[0], path=env["PATH"])
     assert executable is not None, argv[0]
     proc = await asyncio.create_subprocess_exec(
         executable,
         *argv[1:],
+        cwd=cwd,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -499,6 +506,7 @@ async def image_process(
         "AUTHPROXY_LISTEN_HOST": "127.0.0.1",
         "AUTHPROXY_LISTEN_PORT": "0",
         "AUTHPROXY_UPSTREAM_URL": str(upstream.make_url("")).rstrip("/"),
+        "AUTHPROXY_ADMIN_LISTEN": "127.0.0.1:0",  # not the fixed 11436 of a host
         **{
             "AUTHPROXY_" + key.upper().replace(".", "_"): str(value)
             for key, value in CHEAP_ARGON2.items()
@@ -715,8 +723,8 @@ def volume_mount(entry: Any) -> tuple[str, str, bool]:
 
 
 def test_compose_files_match_the_compose_spec_schema() -> None:
-    """Both compose files, as written, are valid under the current compose spec."""
-    assert schema_errors(COMPOSE_FILE, COMPOSE_TLS) == ""
+    """Every compose file, as written, is valid under the current compose spec."""
+    assert schema_errors(COMPOSE_FILE, COMPOSE_TLS, COMPOSE_ADMIN) == ""
 
 
 def test_compose_schema_check_rejects_a_typo(tmp_path: Path) -> None:
@@ -760,6 +768,34 @@ def test_compose_config_merges_the_tls_override(
     merged = tmp_path / "merged.yml"
     merged.write_text(yaml.safe_dump(config))
     assert schema_errors(merged) == ""
+
+
+@SLOW_TOOL
+def test_compose_config_merges_the_admin_override(
+    compose_cli: list[str], tmp_path: Path
+) -> None:
+    """With the admin file on top, the admin API is published on host loopback only."""
+    config = compose_config(compose_cli, COMPOSE_FILE, COMPOSE_ADMIN)
+    proxy = config["services"]["authproxy"]
+    assert sorted(port_binding(p) for p in proxy["ports"]) == [
+        ("0.0.0.0", "11434", "11434"),
+        ("127.0.0.1", "11436", "11436"),
+    ]
+    assert proxy["environment"]["AUTHPROXY_ADMIN_LISTEN"] == "0.0.0.0:11436"
+    assert "ports" not in config["services"]["ollama"]
+    merged = tmp_path / "merged.yml"
+    merged.write_text(yaml.safe_dump(config))
+    assert schema_errors(merged) == ""
+
+
+def test_compose_admin_override_publishes_only_the_admin_port() -> None:
+    """docker-compose.admin.yml changes one setting and adds one loopback port."""
+    assert load_yaml(COMPOSE_ADMIN)["services"] == {
+        "authproxy": {
+            "environment": {"AUTHPROXY_ADMIN_LISTEN": "0.0.0.0:11436"},
+            "ports": ["127.0.0.1:11436:11436"],
+        }
+    }
 
 
 @SLOW_TOOL
@@ -884,6 +920,9 @@ def test_compose_project_name_comes_from_dotenv() -> None:
         "docker compose run --rm authproxy keys rotate alice --grace 24h",
         "docker compose run --rm authproxy audit verify",
         "[*Admin API*](../docs/keys-and-policy.md#admin-api)",
+        "docker compose exec authproxy authproxy keys list",
+        "docker compose -f docker-compose.yml -f docker-compose.admin.yml up -d",
+        'curl -H "Authorization: Bearer $ADMIN_TOKEN" http://127.0.0.1:11436/admin/keys',
     ],
 )
 def test_compose_readme_walks_through_operations(text: str) -> None:
@@ -891,6 +930,77 @@ def test_compose_readme_walks_through_operations(text: str) -> None:
     assert text in (COMPOSE / "README.md").read_text(encoding="utf-8")
 
 
+def compose_readme_command(prefix: str) -> list[str]:
+    """Return the argv of the compose README's first command line after ``prefix``."""
+    text = (COMPOSE / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith(prefix))
+    return shlex.split(line.removeprefix(prefix).split("  #")[0])
+
+
+def compose_volume_files(volume: str) -> set[str]:
+    """Return the files the compose README's volume table lists for ``volume``."""
+    text = (COMPOSE / "README.md").read_text(encoding="utf-8")
+    (row,) = [x for x in text.splitlines() if x.startswith(f"| `{volume}` |")]
+    holds = row.split(" | ")[2]
+    names = re.findall(r"`([^`]+)`", holds)
+    # Rotated logs (usage.jsonl.1 ... .5) appear only with audit.max_bytes.
+    return {n for n in names if "." in n[1:] and not re.search(r"\.\d+$", n)}
+
+
+async def test_compose_readme_admin_commands_work_and_list_every_file(
+    dockerfile: Dockerfile,
+    image_process: tuple[ServeProcess, dict[str, str], Path],
+    secrets_seen: Secrets,
+) -> None:
+    """The README's exec commands reach the admin API; the volumes hold its files."""
+    process, env, data = image_process
+    started = await process.wait_for("server_started")
+    secrets_seen.add(*(m.group(0) for m in TOKEN_RE.finditer("".join(process.lines))))
+    admin_port = started["admin"][0].rsplit(":", 1)[1]
+    workdir = data / dockerfile.workdir.removeprefix("/data").lstrip("/")
+
+    async def run(argv: list[str], extra: dict[str, str] | None = None) -> str:
+        code, output = await run_command(argv, {**env, **(extra or {})}, workdir)
+        assert code == 0, output
+        return output
+
+    # `docker compose run --rm authproxy ...` goes through the ENTRYPOINT.
+    create = compose_readme_command("docker compose run --rm authproxy ")
+    assert create == ["keys", "create", "alice"]
+    created = await run([*dockerfile.entrypoint, *create])
+    secrets_seen.add(*(m.group(0) for m in TOKEN_RE.finditer(created)))
+    await process.wait_for("keystore_reloaded")  # the proxy has alice too
+    listed = await run(
+        [
+            "authproxy",
+            *compose_readme_command("docker compose exec authproxy authproxy "),
+        ]
+    )
+    assert "alice" in listed
+    text = (COMPOSE / "README.md").read_text(encoding="utf-8")
+    (mint,) = re.findall(
+        r"ADMIN_TOKEN=\$\(docker compose exec -T authproxy ([^)]+)\)", text
+    )
+    admin_token = (await run(shlex.split(mint))).strip()
+    secrets_seen.add(admin_token)
+    one_liner = compose_readme_command(
+        "docker compose exec -T -e ADMIN_TOKEN authproxy "
+    )
+    assert one_liner[:2] == ["python", "-c"]
+    one_liner[2] = one_liner[2].replace(":11436/", f":{admin_port}/")
+    reply = json.loads(await run(one_liner, {"ADMIN_TOKEN": admin_token}))
+    assert sorted(k["name"] for k in reply["keys"]) == ["alice", "default"]
+
+    process.proc.send_signal(signal.SIGTERM)
+    await process.wait_for("server_stopped")
+    assert await process.proc.wait() == 0
+    for volume in dockerfile.volumes:
+        name = volume.removeprefix("/data/")
+        written = {p.name for p in (data / name).iterdir()}
+        assert written == compose_volume_files(f"authproxy_{name}"), name
+
+
+# --------------------------------------------------------------------------- Kubernetes
 # --------------------------------------------------------------------------- Kubernetes
 
 
@@ -983,6 +1093,7 @@ def test_ollama_listens_on_pod_loopback_only() -> None:
         "AUTHPROXY_UPSTREAM_URL": "http://127.0.0.1:11434",
         "AUTHPROXY_KEYS_FILE": "/data/keys/keys.yaml",
         "AUTHPROXY_AUDIT_FILE": "/data/audit/usage.jsonl",
+        "AUTHPROXY_JWT_KEY_FILE": "/data/jwt/jwt-signing.yaml",
         "AUTHPROXY_KEYS_VERIFY_WORKERS": "2",
         "AUTHPROXY_LOG_FORMAT": "json",
     }
@@ -1086,6 +1197,8 @@ def test_rollout_lets_streams_finish() -> None:
     [
         "kubectl create secret generic authproxy-keys"
         " --from-file=keys.yaml=./keys.yaml",
+        "kubectl create secret generic authproxy-jwt"
+        " --from-file=jwt-signing.yaml=./jwt-signing.yaml",
         "kubectl apply -f deploy/kubernetes/",
         "--dry-run=client -o yaml | kubectl apply -f -",
         "kubectl exec deploy/ollama -c ollama -- ollama pull llama3.2",
@@ -1094,3 +1207,281 @@ def test_rollout_lets_streams_finish() -> None:
 def test_kubernetes_readme_shows_the_steps(text: str) -> None:
     """deploy/kubernetes/README.md shows secret creation, apply and key updates."""
     assert text in (KUBERNETES / "README.md").read_text(encoding="utf-8")
+
+
+# ------------------------------------------- the pod's start, outside Kubernetes
+#
+# The container runs as the Deployment says: its environment and mounts, every
+# Secret a read-only directory of mode-0440 files, the root filesystem read-only,
+# all capabilities dropped. The Secrets hold what deploy/kubernetes/README.md
+# tells the operator to create, made by running its commands.
+
+SECRET_FILE_RE: Final = re.compile(r"--from-file=([\w.-]+)=\./([\w.-]+)")
+README_CLI_RE: Final = re.compile(r"^\.venv/bin/authproxy (?:keys create|signing-key)")
+
+
+def kubernetes_readme_setup() -> tuple[list[str], dict[str, dict[str, str]]]:
+    """Return the README's workstation commands and the Secrets it creates.
+
+    Both come from the README's shell blocks before *Apply*: the commands that
+    make ``keys.yaml`` and ``jwt-signing.yaml``, and each ``kubectl create secret
+    generic NAME --from-file=KEY=./FILE`` as NAME → {KEY: FILE}.
+    """
+    text = (KUBERNETES / "README.md").read_text(encoding="utf-8")
+    setup = text[: text.index("## Apply")]
+    lines = [
+        line.split("#", 1)[0].strip()
+        for block in re.findall(r"```sh\n(.*?)```", setup, re.DOTALL)
+        for line in block.splitlines()
+    ]
+    commands = [line for line in lines if README_CLI_RE.match(line)]
+    secrets: dict[str, dict[str, str]] = {}
+    for line in lines:
+        found = re.match(r"kubectl create secret generic ([\w-]+) ", line)
+        if found:
+            secrets[found.group(1)] = dict(SECRET_FILE_RE.findall(line))
+    return commands, secrets
+
+
+def test_kubernetes_readme_creates_both_secrets() -> None:
+    """The README's steps make keys.yaml and jwt-signing.yaml and a Secret of each."""
+    commands, secrets = kubernetes_readme_setup()
+    assert secrets == {
+        "authproxy-keys": {"keys.yaml": "keys.yaml"},
+        "authproxy-jwt": {"jwt-signing.yaml": "jwt-signing.yaml"},
+    }
+    assert commands == [
+        ".venv/bin/authproxy keys create alice --keys ./keys.yaml",
+        ".venv/bin/authproxy keys create ci-bot --expires 90d --keys ./keys.yaml",
+        ".venv/bin/authproxy signing-key rotate --keys ./keys.yaml",
+    ]
+    mounted = {
+        v["secret"]["secretName"] for v in pod_spec()["volumes"] if "secret" in v
+    }
+    assert mounted == set(secrets)
+
+
+def test_signing_keys_come_from_their_own_read_only_secret() -> None:
+    """jwt.key_file names a file of the authproxy-jwt Secret, mounted read-only."""
+    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+    mounts = {m["name"]: m for m in container("authproxy")["volumeMounts"]}
+    assert volumes["jwt"]["secret"] == {
+        "secretName": "authproxy-jwt",
+        "defaultMode": 0o440,
+    }
+    assert mounts["jwt"] == {"name": "jwt", "mountPath": "/data/jwt", "readOnly": True}
+    key_file = PurePosixPath(env_of("authproxy")["AUTHPROXY_JWT_KEY_FILE"])
+    assert key_file == PurePosixPath(mounts["jwt"]["mountPath"], "jwt-signing.yaml")
+    env_names = {e["name"] for e in container("authproxy")["env"]}
+    assert "AUTHPROXY_JWT_KEY_ENV" not in env_names  # a file, not a variable
+
+
+def _drop_capabilities() -> list[str]:
+    """Return the command prefix that drops every capability, as the pod does.
+
+    Without CAP_DAC_OVERRIDE even uid 0 obeys file modes, so a directory of mode
+    0555 is read-only to the proxy. Unprivileged runs obey them anyway.
+    """
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        message = "running as root without setpriv(1): modes would not bind"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return [setpriv, "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+
+
+@dataclass
+class Pod:
+    """The authproxy container's filesystem under a temporary root."""
+
+    root: Path
+    workstation: Path
+    env: dict[str, str]
+    read_only: list[Path]
+
+    def path(self, container_path: str) -> Path:
+        return self.root / container_path.lstrip("/")
+
+    def lock(self) -> None:
+        for directory in self.read_only:
+            directory.chmod(0o555)
+
+    def unlock(self) -> None:
+        for directory in self.read_only:
+            directory.chmod(0o755)
+
+
+def workstation_cli(pod: Pod, *args: str) -> str:
+    """Run ``.venv/bin/authproxy ARGS`` on the workstation; return its output."""
+    done = subprocess.run(
+        [".venv/bin/authproxy", *args],
+        cwd=pod.workstation,
+        env={k: v for k, v in pod.env.items() if not k.startswith("AUTHPROXY_")},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.strip()
+
+
+def build_pod(
+    tmp_path: Path, dockerfile: Dockerfile, upstream: TestServer, *, signing: bool
+) -> Pod:
+    """Lay out the container as deployment.yaml mounts it, from the README's steps.
+
+    Args:
+        tmp_path: where the root and the operator's workstation go.
+        dockerfile: the image, for its ENV and WORKDIR.
+        upstream: the fake Ollama the proxy forwards to.
+        signing: keep the signing-key Secret (False drops its env var and mount).
+
+    Returns:
+        The layout, still writable; ``lock()`` makes it as read-only as the pod's.
+    """
+    cheap = {
+        "AUTHPROXY_" + key.upper().replace(".", "_"): str(value)
+        for key, value in CHEAP_ARGON2.items()
+    }
+    workstation = tmp_path / "workstation"
+    workstation.mkdir()
+    (workstation / ".venv").symlink_to(VENV_BIN.parent)
+    commands, secrets = kubernetes_readme_setup()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHPROXY_")}
+    for command in commands:
+        done = subprocess.run(
+            shlex.split(command),
+            cwd=workstation,
+            env=base_env | cheap,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert done.returncode == 0, (command, done.stderr)
+
+    root = tmp_path / "root"
+    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+    mounts = list(container("authproxy")["volumeMounts"])
+    env = dict(env_of("authproxy"))
+    if not signing:
+        mounts = [m for m in mounts if m["name"] != "jwt"]
+        del env["AUTHPROXY_JWT_KEY_FILE"]
+    pod = Pod(root, workstation, {}, [root])
+    for mount in mounts:
+        directory = pod.path(mount["mountPath"])
+        directory.mkdir(parents=True)
+        source = volumes[mount["name"]]
+        if "secret" in source:
+            for key, name in secrets[source["secret"]["secretName"]].items():
+                shutil.copyfile(workstation / name, directory / key)
+                (directory / key).chmod(source["secret"]["defaultMode"])
+        if mount.get("readOnly"):
+            pod.read_only.append(directory)
+    workdir = pod.path(dockerfile.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    pod.read_only += [p for p in workdir.parents if root in p.parents] + [workdir]
+
+    def moved(value: str) -> str:
+        return str(pod.path(value)) if value.startswith("/data/") else value
+
+    image_env = {k: moved(v) for k, v in dockerfile.env.items()}
+    pod.env = {
+        **base_env,
+        **image_env,
+        **{name: moved(value) for name, value in env.items()},
+        **cheap,
+        "PATH": f"{VENV_BIN}{os.pathsep}{base_env.get('PATH', '')}",
+        "TMPDIR": str(pod.path("/tmp")),  # noqa: S108 - the pod's emptyDir
+        "AUTHPROXY_LISTEN_HOST": "127.0.0.1",
+        "AUTHPROXY_LISTEN_PORT": "0",
+        "AUTHPROXY_ADMIN_LISTEN": "127.0.0.1:0",
+        "AUTHPROXY_UPSTREAM_URL": str(upstream.make_url("")).rstrip("/"),
+    }
+    return pod
+
+
+@pytest.mark.parametrize("signing", [True, False], ids=["manifest", "no-jwt-secret"])
+async def test_pod_starts_on_read_only_secrets_without_errors(
+    tmp_path: Path,
+    dockerfile: Dockerfile,
+    upstream: TestServer,
+    secrets_seen: Secrets,
+    signing: bool,
+) -> None:
+    """As deployed, serve logs no error and takes the operator's JWTs; without the
+    signing-key Secret the same start logs signing_keys_unavailable."""
+    prefix = _drop_capabilities()
+    pod = await asyncio.to_thread(
+        build_pod, tmp_path, dockerfile, upstream, signing=signing
+    )
+    # The operator mints JWTs on the workstation, as the README shows.
+    jwt = await asyncio.to_thread(
+        workstation_cli, pod, "keys", "token", "alice", "--keys", "./keys.yaml"
+    )
+    readme = (KUBERNETES / "README.md").read_text(encoding="utf-8")
+    (mint,) = re.findall(r"ADMIN_TOKEN=\$\(\.venv/bin/authproxy ([^)]+)\)", readme)
+    admin_jwt = await asyncio.to_thread(workstation_cli, pod, *shlex.split(mint))
+    secrets_seen.add(jwt, admin_jwt)
+    before = sorted(p for p in pod.root.rglob("*"))
+    executable = shutil.which("authproxy", path=pod.env["PATH"])
+    assert executable is not None
+    argv = [*dockerfile.entrypoint[1:], *container("authproxy")["args"]]
+    pod.lock()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *prefix,
+            executable,
+            *argv,
+            cwd=pod.path(dockerfile.workdir),
+            env=pod.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        process = ServeProcess(proc, timeout=15)
+        try:
+            started = await process.wait_for("server_started")
+            port = started["listen"][0].rsplit(":", 1)[1]
+            probe = container("authproxy")["readinessProbe"]["httpGet"]["path"]
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+                async with session.get(probe) as resp:
+                    assert resp.status == HTTPStatus.OK
+                headers = {"Authorization": f"Bearer {jwt}"}
+                async with session.get("/api/tags", headers=headers) as resp:
+                    jwt_status = resp.status
+            admin = started["admin"][0]
+            headers = {"Authorization": f"Bearer {admin_jwt}"}
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://{admin}/admin/keys", headers=headers) as resp,
+            ):
+                admin_status = resp.status
+            proc.send_signal(signal.SIGTERM)
+            await process.wait_for("server_stopped")
+            assert await proc.wait() == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.stdout is not None
+        process.lines += (await proc.stdout.read()).decode().splitlines()
+    finally:
+        pod.unlock()
+
+    events = [json.loads(line) for line in process.lines if line.startswith("{")]
+    assert len(events) == len(process.lines)
+    errors = [e for e in events if e["level"] in {"error", "critical"}]
+    if signing:
+        assert errors == []
+        assert (jwt_status, admin_status) == (HTTPStatus.OK, HTTPStatus.OK)
+    else:
+        assert [e["event"] for e in errors] == ["signing_keys_unavailable"]
+        assert "set jwt.key_file to a file from a Secret" in errors[0]["error"]
+        assert jwt_status == admin_status == HTTPStatus.UNAUTHORIZED
+    # Nothing changed in the read-only parts; new files lie on writable mounts.
+    written = sorted(set(pod.root.rglob("*")) - set(before))
+    writable = [pod.path("/data/audit"), pod.path("/tmp")]  # noqa: S108
+    assert [p for p in written if not any(w in p.parents for w in writable)] == []

@@ -59,40 +59,45 @@ def build_parser() -> argparse.ArgumentParser:
         "first key and prints its token once.",
     )
     add_config_options(serve)
-    serve.add_argument(
+    add_serve_options(serve)
+    serve.set_defaults(handler=_serve)
+
+    add_keys_commands(commands, add_config_options)
+    add_ops_commands(commands, add_config_options, add_serve_options)
+    add_audit_commands(commands, add_config_options)
+    return parser
+
+
+def add_serve_options(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of ``serve`` that override settings (``check-config`` too)."""
+    parser.add_argument(
         "--listen", type=_listen, metavar="HOST:PORT", help="listen address"
     )
-    serve.add_argument("--upstream", metavar="URL", help="Ollama URL (upstream.url)")
-    serve.add_argument(
+    parser.add_argument("--upstream", metavar="URL", help="Ollama URL (upstream.url)")
+    parser.add_argument(
         "--admin-listen",
         metavar="HOST:PORT",
         help="admin API listener, '' to disable (admin.listen)",
     )
-    serve.add_argument(
+    parser.add_argument(
         "--audit-log",
         metavar="FILE",
         help="audit log file, '-' for stdout (audit.file)",
     )
-    serve.add_argument(
+    parser.add_argument(
         "--tls-cert",
         metavar="FILE",
         help="PEM certificate chain; serve HTTPS (tls.cert)",
     )
-    serve.add_argument(
+    parser.add_argument(
         "--tls-key", metavar="FILE", help="PEM private key of --tls-cert (tls.key)"
     )
-    serve.add_argument(
+    parser.add_argument(
         "--log-format", choices=["auto", "json", "console"], help="log.format"
     )
-    serve.add_argument(
+    parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help="log.level"
     )
-    serve.set_defaults(handler=_serve)
-
-    add_keys_commands(commands, add_config_options)
-    add_ops_commands(commands, add_config_options)
-    add_audit_commands(commands, add_config_options)
-    return parser
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -126,8 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    overrides = overrides_from(args)
+    args.flag_keys = list(overrides)  # check-config names them
     try:
-        config = load_config(args.config, overrides_from(args), os.environ)
+        config = load_config(args.config, overrides, os.environ)
     except ConfigError as err:
         print(f"authproxy: config error: {printable(err)}", file=sys.stderr)
         return 2

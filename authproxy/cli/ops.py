@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import ssl
 import sys
@@ -10,12 +11,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from authproxy.cli.common import print_result, printable, store
-from authproxy.config.load import as_dict
+from authproxy.config.load import ENV_PREFIX, as_dict, config_keys
 from authproxy.config.model import Config
 from authproxy.keys.store import LEGACY_VERSION, KeyTable, load_store, update_store
 
@@ -23,8 +25,10 @@ AddOptions = Callable[[argparse.ArgumentParser], None]
 _WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104
 
 
-def add_ops_commands(commands: Any, add_options: AddOptions) -> None:
-    """Register ``healthcheck`` and ``check-config``."""
+def add_ops_commands(
+    commands: Any, add_options: AddOptions, add_serve_options: AddOptions
+) -> None:
+    """Register ``healthcheck`` and ``check-config`` (which takes serve's flags)."""
     health = commands.add_parser(
         "healthcheck",
         help="exit 0 if the local proxy answers /healthz (container HEALTHCHECK)",
@@ -33,7 +37,9 @@ def add_ops_commands(commands: Any, add_options: AddOptions) -> None:
     )
     add_options(health)
     health.add_argument(
-        "--url", help="URL to probe (default: /healthz on listen.host:listen.port)"
+        "--url",
+        help="URL to probe; a base URL such as http://host:port gets /healthz "
+        "(default: /healthz on listen.host:listen.port)",
     )
     health.add_argument(
         "--timeout", type=float, default=3.0, help="seconds to wait (default 3)"
@@ -43,10 +49,12 @@ def add_ops_commands(commands: Any, add_options: AddOptions) -> None:
     check = commands.add_parser(
         "check-config",
         help="validate the config and print the effective settings",
-        description="Validate file, AUTHPROXY_* variables and flags; print the "
-        "effective configuration as YAML, secrets masked. Exit 2 on errors.",
+        description="Validate file, AUTHPROXY_* variables and the flags serve "
+        "takes; print the effective configuration as YAML, secrets masked. Exit 2 "
+        "on errors.",
     )
     add_options(check)
+    add_serve_options(check)
     check.set_defaults(handler=cmd_check_config)
 
 
@@ -57,6 +65,20 @@ def health_url(config: Config) -> str:
         host = f"[{host}]"
     scheme = "https" if config.tls.cert else "http"
     return f"{scheme}://{host}:{config.listen.port}/healthz"
+
+
+def probe_url(url: str) -> str:
+    """Return ``url``, with ``/healthz`` added to a base URL (no path, or ``.../``).
+
+    ``http://host:11435`` and ``http://host:11435/`` probe ``/healthz``; under a
+    path prefix, ``http://host/ollama/`` probes ``/ollama/healthz``. Any other
+    URL, ``http://host:11435/readyz`` say, is probed as given.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.path and not parts.path.endswith("/"):
+        return url
+    path = (parts.path or "/") + "healthz"
+    return urllib.parse.urlunsplit(parts._replace(path=path))
 
 
 def _loopback_context() -> ssl.SSLContext:
@@ -92,7 +114,7 @@ def _handshake(url: str, ctx: ssl.SSLContext, timeout: float) -> None:
 
 def cmd_healthcheck(args: argparse.Namespace, config: Config) -> int:
     """Probe /healthz; exit 0 when it answers 200."""
-    url = args.url or health_url(config)
+    url = probe_url(args.url) if args.url else health_url(config)
     # Only the probe of the configured listener skips verification; a --url
     # is verified like any other HTTPS request.
     context = _loopback_context() if config.tls.cert and not args.url else None
@@ -122,8 +144,23 @@ def cmd_healthcheck(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
-    """Print the effective configuration (validation already happened)."""
-    print(yaml.safe_dump(as_dict(config), sort_keys=False), end="")
+    """Print the effective configuration (validation already happened).
+
+    A comment on top names where the settings came from, later ones winning.
+    """
+    sources = ["built-in defaults"]
+    if args.config:
+        sources.append(f"file {Path(args.config).resolve()}")
+    names = (ENV_PREFIX + key.upper().replace(".", "_") for key in config_keys())
+    variables = sorted(name for name in names if name in os.environ)
+    if variables:
+        sources.append("environment variables: " + ", ".join(variables))
+    flags: list[str] = getattr(args, "flag_keys", [])
+    if flags:
+        sources.append("command-line flags: " + ", ".join(flags))
+    header = "# Effective configuration, secrets masked. From, later wins:\n"
+    header += "".join(f"#   {printable(source)}\n" for source in sources)
+    print(header + yaml.safe_dump(as_dict(config), sort_keys=False), end="")
     return 0
 
 

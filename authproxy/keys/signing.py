@@ -70,7 +70,9 @@ def load_signing_keys(
     The file is created (mode 0600) with one fresh key on first use.
 
     Raises:
-        KeyStoreError: the env var is missing or weak, or the file is unusable.
+        KeyStoreError: the env var is missing or weak, or the file is unusable
+            (missing in a directory where it cannot be created, say a read-only
+            Secret mount; the message names the settings that fix it).
     """
     env = os.environ if environ is None else environ
     if config.key_env:
@@ -79,9 +81,16 @@ def load_signing_keys(
             keys.append(_env_key(env, config.previous_key_env))
         return SigningKeys(tuple(keys))
     if not path.exists():
-        with store_lock(path):
-            if not path.exists():
-                _write(path, [_new_key()])
+        try:
+            with store_lock(path):
+                if not path.exists():
+                    _write(path, [_new_key()])
+        except KeyStoreError as err:
+            raise KeyStoreError(
+                f"{path}: no JWT signing key file, and none can be made there "
+                f"({err}); set jwt.key_file to a file from a Secret or on a "
+                "writable volume, or jwt.key_env (see docs/deployment.md)"
+            ) from None
     return SigningKeys(tuple(_read(path)))
 
 

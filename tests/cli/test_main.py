@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -112,6 +113,24 @@ class TestSources:
         """--listen accepts HOST:PORT, [v6]:PORT and :PORT."""
         args = build_parser().parse_args(["serve", "--listen", flag])
         assert overrides_from(args)["listen.host"] == expected
+
+
+def _options(*command: str) -> set[str]:
+    """Return the option strings of a subcommand's parser."""
+    parser = build_parser()
+    for name in command:
+        (sub,) = [
+            a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+        ]
+        parser = sub.choices[name]
+    return {o for action in parser._actions for o in action.option_strings}
+
+
+def test_check_config_accepts_every_flag_of_serve() -> None:
+    """check-config takes exactly serve's flags, so it can check a serve command."""
+    serve = _options("serve")
+    assert {"--upstream", "--listen", "--admin-listen", "--tls-cert"} <= serve
+    assert _options("check-config") == serve
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import trustme
 import yaml
 
 from authproxy.cli.main import main
+from authproxy.cli.ops import probe_url
 from authproxy.keys.store import load_store
 from tests.support.harness import nested
 from tests.support.rawhttp import closed_port
@@ -26,6 +27,41 @@ async def test_healthcheck_against_a_running_proxy(proxy, capsys, monkeypatch) -
     monkeypatch.setenv("AUTHPROXY_LISTEN_HOST", "0.0.0.0")
     assert await asyncio.to_thread(main, ["healthcheck"]) == 0
     assert f"http://127.0.0.1:{proxy.port}/healthz" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("given", "probed"),
+    [
+        ("http://127.0.0.1:{port}", "http://127.0.0.1:{port}/healthz"),
+        ("http://127.0.0.1:{port}/", "http://127.0.0.1:{port}/healthz"),
+        ("http://127.0.0.1:{port}/readyz", "http://127.0.0.1:{port}/readyz"),
+        ("http://127.0.0.1:{port}/healthz", "http://127.0.0.1:{port}/healthz"),
+    ],
+    ids=["base", "base-slash", "full-readyz", "full-healthz"],
+)
+async def test_healthcheck_url_may_be_a_base_url(
+    proxy, capsys, given: str, probed: str
+) -> None:
+    """--url http://host:port probes /healthz there; a URL with a path as given."""
+    url = given.format(port=proxy.port)
+    assert await asyncio.to_thread(main, ["healthcheck", "--url", url]) == 0
+    assert capsys.readouterr().out == f"healthy: {probed.format(port=proxy.port)}\n"
+
+
+@pytest.mark.parametrize(
+    ("given", "probed"),
+    [
+        ("http://proxy:11435", "http://proxy:11435/healthz"),
+        ("https://[::1]:8443/", "https://[::1]:8443/healthz"),
+        ("http://gateway/ollama/", "http://gateway/ollama/healthz"),
+        ("http://gateway/ollama/readyz", "http://gateway/ollama/readyz"),
+        ("http://proxy:11435?probe=1", "http://proxy:11435/healthz?probe=1"),
+    ],
+    ids=["no-path", "ipv6-slash", "prefix-slash", "prefix-full", "query"],
+)
+def test_probe_url_completes_base_urls(given: str, probed: str) -> None:
+    """A URL without a path, or ending in '/', gets healthz; others stay as given."""
+    assert probe_url(given) == probed
 
 
 @pytest.mark.parametrize("where", ["closed-port", "not-found"])
@@ -55,6 +91,38 @@ def test_check_config_prints_effective_settings(
     assert data["listen"] == {"host": "127.0.0.1", "port": 9000}
     assert data["upstream"]["url"] == "http://ollama:11434"
     assert data["server"]["trusted_proxies"] == ["10.0.0.0/8"]
+
+
+def test_check_config_takes_the_flags_of_serve(
+    capsys, tmp_path: Path, monkeypatch
+) -> None:
+    """check-config --upstream/--listen/... reports what serve would run with."""
+    path = tmp_path / "c.yaml"
+    path.write_text("upstream:\n  url: http://from-file:11434\n")
+    monkeypatch.setenv("AUTHPROXY_LOG_LEVEL", "debug")
+    code = main(
+        [
+            *("check-config", "--config", str(path)),
+            *("--upstream", "http://gpu-box:11434", "--listen", "0.0.0.0:8080"),
+            *("--admin-listen", "", "--audit-log", "-", "--log-format", "json"),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    data = yaml.safe_load(out)
+    assert data["upstream"]["url"] == "http://gpu-box:11434"
+    assert data["listen"] == {"host": "0.0.0.0", "port": 8080}
+    assert data["admin"]["listen"] == ""
+    assert data["audit"]["file"] == "-"
+    assert data["log"] == {"format": "json", "access": True, "level": "debug"}
+    assert out.splitlines()[:5] == [
+        "# Effective configuration, secrets masked. From, later wins:",
+        "#   built-in defaults",
+        f"#   file {path.resolve()}",
+        "#   environment variables: AUTHPROXY_LOG_LEVEL",
+        "#   command-line flags: listen.host, listen.port, upstream.url, "
+        "audit.file, admin.listen, log.format",
+    ]
 
 
 def test_check_config_rejects_bad_config(capsys, monkeypatch) -> None:

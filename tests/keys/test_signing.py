@@ -39,6 +39,34 @@ def test_file_is_created_0600_on_first_use(tmp_path: Path) -> None:
     assert load_signing_keys(JWTConfig(), path).current.kid == keys.current.kid
 
 
+def test_missing_file_that_cannot_be_made_names_the_fix(tmp_path: Path) -> None:
+    """A signing key file that is missing and cannot be created names the settings."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    path = blocker / "jwt-signing.yaml"
+    with pytest.raises(KeyStoreError) as info:
+        load_signing_keys(JWTConfig(), path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: no JWT signing key file, and none can be ")
+    assert f"({path}.lock: cannot lock: File exists)" in message
+    assert message.endswith(
+        "; set jwt.key_file to a file from a Secret or on a writable volume, "
+        "or jwt.key_env (see docs/deployment.md)"
+    )
+
+
+def test_existing_file_is_read_without_writing(tmp_path: Path) -> None:
+    """A key file that exists is only read: no lock file, no rewrite (read-only OK)."""
+    path = tmp_path / "jwt-signing.yaml"
+    first = load_signing_keys(JWTConfig(), path)
+    (tmp_path / "jwt-signing.yaml.lock").unlink()
+    before = path.stat()
+    again = load_signing_keys(JWTConfig(), path)
+    assert again == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jwt-signing.yaml"]
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+
+
 def test_rotation_keeps_three_previous_keys(tmp_path: Path) -> None:
     """Each rotation puts a new key first and keeps at most three older ones."""
     path = tmp_path / "jwt.yaml"
