@@ -78,8 +78,13 @@ def _files(given: list[str] | None, config: Config) -> list[Path]:
 def cmd_verify(args: argparse.Namespace, config: Config) -> int:
     """Verify the chain; exit 1 on the first problem."""
     files = _files(args.files, config)
-    if not files:
-        print("authproxy: no audit files found", file=sys.stderr)
+    if not args.files and config.audit.file == "-":
+        print("authproxy: audit.file is '-' (stdout): name the files", file=sys.stderr)
+        return 1
+    wanted = args.files or ([] if files else [config.audit.file])
+    missing = [Path(f).absolute() for f in wanted if not Path(f).exists()]
+    if missing:
+        print(f"authproxy: no audit log at {printable(missing[0])}", file=sys.stderr)
         return 1
     report = verify_files(files)
     for warning in report.warnings:

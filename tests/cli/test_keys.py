@@ -11,6 +11,7 @@ import pytest
 
 from authproxy.cli.main import main
 from authproxy.keys.store import TOKEN_RE, read_store
+from tests.support.cli import shown_fields
 
 
 def test_create_prints_token_once_and_stores_only_a_hash(cli, keys_path: Path) -> None:
@@ -144,7 +145,7 @@ def test_show_update_rotate_token(cli, keys_path: Path, secrets_seen) -> None:
     assert (code, json.loads(out)["scopes"]) == (0, ["inference", "models:read"])
     code, out, _ = cli("keys", "show", created["id"])
     assert code == 0
-    assert f"id: {created['id']}" in out
+    assert shown_fields(out)["id"] == created["id"]
     code, out, _ = cli(
         "keys",
         "update",

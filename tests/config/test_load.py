@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,13 @@ def test_example_config_covers_every_key_with_its_default() -> None:
             assert isinstance(node, dict)
             assert part in node, f"{key} missing from the example"
             node = node[part]
-    assert load_config(path) == load_config()
+    loaded, defaults = load_config(path), load_config()
+    # Its relative paths are read from its own directory.
+    keys = dataclasses.replace(defaults.keys, file=str(path.parent / "keys/keys.yaml"))
+    audit = dataclasses.replace(
+        defaults.audit, file=str(path.parent / "audit/usage.jsonl")
+    )
+    assert loaded == dataclasses.replace(defaults, keys=keys, audit=audit)
 
 
 class TestConfig:

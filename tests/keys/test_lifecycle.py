@@ -9,11 +9,10 @@ import pytest
 
 from authproxy.config.model import Argon2Config
 from authproxy.errors import KeyNotFoundError, KeyStoreError
+from authproxy.keys.codec import describe, key_status
 from authproxy.keys.lifecycle import (
     KeySpec,
     create_key,
-    describe,
-    key_status,
     revoke_key,
     rotate_key,
     update_key,
