@@ -163,7 +163,24 @@ PATHS: Final[dict[str, Any]] = {
             "operationId": "revoke_key",
             "summary": "Revoke for good; effective at once, cached or not",
             "responses": {
-                "200": _json(ref("Key"), "the revoked key"),
+                "200": _json(
+                    {
+                        "allOf": [
+                            ref("Key"),
+                            {
+                                "type": "object",
+                                "required": ["changed"],
+                                "properties": {
+                                    "changed": {
+                                        "type": "boolean",
+                                        "description": "false: it was revoked before",
+                                    }
+                                },
+                            },
+                        ]
+                    },
+                    "the revoked key",
+                ),
                 **_errors(401, 403, 404, 415, 421),
             },
         },

@@ -11,7 +11,8 @@ import pytest
 
 from authproxy.cli.main import main
 from authproxy.keys.store import TOKEN_RE, read_store
-from tests.support.cli import shown_fields
+from authproxy.times import utc_now
+from tests.support.cli import run_cli, shown_fields
 
 
 def test_create_prints_token_once_and_stores_only_a_hash(cli, keys_path: Path) -> None:
@@ -263,3 +264,109 @@ def test_cli_sets_limits(
         "limits.requests_per_minute: expected a positive integer or 0"
         in capsys.readouterr().err
     )
+
+
+def test_show_prints_fields_a_person_reads(cli) -> None:
+    """keys show aligns its fields and never prints None, False or a Python list."""
+    cli("keys", "create", "svc", "--scopes", "inference,embeddings", "--rpm", "60")
+    code, out, _ = cli("keys", "show", "svc")
+    assert code == 0
+    for repr_ in ("None", "False", "True", "[", "{", "'"):
+        assert repr_ not in out
+    lines = out.splitlines()
+    assert [line.split(":", 1)[0] for line in lines[:4]] == [
+        "id",
+        "name",
+        "kind",
+        "status",
+    ]
+    # Every value starts in the same column.
+    assert len({len(line) - len(line.split(":", 1)[1].lstrip()) for line in lines}) == 1
+    fields = shown_fields(out)
+    assert (fields["scopes"], fields["models"], fields["limits"]) == (
+        "inference, embeddings",
+        "all",
+        "requests_per_minute 60",
+    )
+    assert (fields["expires_at"], fields["disabled"], fields["previous"]) == (
+        "-",
+        "no",
+        "-",
+    )
+    cli("keys", "rotate", "svc", "--grace", "1h")
+    assert shown_fields(cli("keys", "show", "svc")[1])["previous"].endswith("Z")
+
+
+async def test_show_json_is_the_admin_apis_object(
+    stack, config_file: Path, capsys
+) -> None:
+    """keys show --json prints the very object GET /admin/keys/{id} answers."""
+    code, out = await run_cli(
+        capsys, "keys", "show", "alice", "--json", "--config", str(config_file)
+    )
+    status, shown = await stack.api("GET", "/admin/keys/alice")
+    assert (code, status) == (0, 200)
+    assert json.loads(out) == shown
+
+
+def test_create_and_rotate_json_carry_status_and_times_in_z(cli) -> None:
+    """create --json has status; rotate --json says until when the old token works."""
+    _, out, _ = cli("keys", "create", "svc", "--json")
+    assert json.loads(out)["status"] == "active"
+    _, out, _ = cli("keys", "rotate", "svc", "--grace", "1d", "--json")
+    rotated = json.loads(out)
+    assert rotated["status"] == "active"
+    assert rotated["previous_valid_until"].endswith("Z")
+    assert rotated["previous"][0]["until"] == rotated["previous_valid_until"]
+    _, out, _ = cli("keys", "rotate", "svc", "--json")
+    assert json.loads(out)["previous_valid_until"] is None
+
+
+def test_passwd_changes_a_password_with_a_grace(
+    cli, monkeypatch, keys_path: Path, audit_path: Path, secrets_seen
+) -> None:
+    """keys passwd reads the new password; the old one stays for --grace; audited."""
+    secrets_seen.add("the first password", "the second password")
+    monkeypatch.setattr("sys.stdin", io.StringIO("the first password\n"))
+    cli("keys", "create", "human", "--password-stdin")
+    old = read_store(keys_path).by_name["human"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("the second password\n"))
+    code, out, _ = cli("keys", "passwd", "human", "--password-stdin", "--grace", "2h")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == f"Changed the password of key 'human' (id {old.id})."
+    assert lines[1].startswith("The previous password works until ")
+    new = read_store(keys_path).by_name["human"]
+    assert [h for h, _ in new.hashes_at(utc_now())] == [new.hash, old.hash]
+    monkeypatch.setattr("sys.stdin", io.StringIO("the first password\n"))
+    code, out, _ = cli("keys", "passwd", "human", "--password-stdin", "--json")
+    changed = json.loads(out)
+    assert (code, changed["token"], changed["previous_valid_until"]) == (0, None, None)
+    text = audit_path.with_name("admin.jsonl").read_text()
+    passwd = [json.loads(line) for line in text.splitlines()][1:]
+    assert [(r["action"], r["detail"]) for r in passwd] == [
+        ("passwd", {"grace_seconds": 7200.0}),
+        ("passwd", {"grace_seconds": 0.0}),
+    ]
+    assert "the first password" not in text
+    assert "the second password" not in text
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["svc", "--password-stdin"], "a long new password\n", "only a password key"),
+        (["human", "--password-stdin"], "short\n", "password too short"),
+        (["human", "--password-stdin", "--grace", "soon"], "", "--grace: invalid"),
+    ],
+    ids=["token-key", "short", "bad-grace"],
+)
+def test_passwd_refuses(cli, monkeypatch, args, stdin: str, message: str) -> None:
+    """passwd on a token key, a short password or a bad grace: exit 1, clear words."""
+    cli("keys", "create", "svc")
+    monkeypatch.setattr("sys.stdin", io.StringIO("the first password\n"))
+    cli("keys", "create", "human", "--password-stdin")
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code, out, err = cli("keys", "passwd", *args)
+    assert (code, out) == (1, "")
+    assert message in err
