@@ -49,7 +49,7 @@ async def test_denied_is_answered_at_the_edge(aiohttp_client) -> None:
 
 
 async def test_unknown_paths_and_methods_are_answered_in_json(stack: Stack) -> None:
-    """The router's 404 and 405 (with Allow) come as {"error": ...} like the rest."""
+    """The router's 404 and 405 (with Allow) are JSON; with no credential, the 401."""
     status, data = await stack.api("GET", "/admin/nothing")
     assert (status, data) == (HTTPStatus.NOT_FOUND, {"error": "not found"})
     headers = {**bearer_auth(stack.admin_token), "Content-Type": "application/json"}
@@ -59,3 +59,8 @@ async def test_unknown_paths_and_methods_are_answered_in_json(stack: Stack) -> N
     assert await resp.json() == {"error": "method not allowed"}
     assert set(resp.headers["Allow"].split(",")) == {"GET", "HEAD", "PATCH"}
     assert len(resp.headers["X-Request-ID"]) == 32
+    anonymous = await stack.admin.get("/admin/nothing")
+    assert (anonymous.status, await anonymous.json()) == (
+        401,
+        {"error": "unauthorized"},
+    )
