@@ -111,6 +111,23 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def format_duration(value: timedelta) -> str:
+    """Format a duration the way the parsers read it: ``1d``, ``1h30m``, ``90s``.
+
+    Whole units from weeks down to seconds, then milliseconds; ``0s`` for none.
+    Messages use this, never ``str(timedelta)`` (``1 day, 0:00:00``).
+    """
+    millis = round(value.total_seconds() * 1000)
+    sign, millis = ("-", -millis) if millis < 0 else ("", millis)
+    parts = []
+    for unit in ("w", "d", "h", "m", "s", "ms"):
+        size = round(_UNIT_SECONDS[unit] * 1000)
+        count, millis = divmod(millis, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return sign + ("".join(parts) or "0s")
+
+
 def _iso(text: str) -> datetime:
     return datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
 

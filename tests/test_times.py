@@ -9,6 +9,7 @@ import pytest
 
 from authproxy.times import (
     MAX_DURATION,
+    format_duration,
     format_timestamp,
     parse_duration,
     parse_timestamp,
@@ -121,3 +122,20 @@ def test_when_ago() -> None:
     late = datetime(9990, 1, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="time '36500d' is out of range"):
         parse_when("36500d", late)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (timedelta(0), "0s"),
+        (timedelta(days=1), "1d"),
+        (timedelta(days=8, minutes=1), "1w1d1m"),
+        (timedelta(hours=1, minutes=30), "1h30m"),
+        (timedelta(seconds=90.25), "1m30s250ms"),
+        (timedelta(milliseconds=250), "250ms"),
+    ],
+)
+def test_format_duration(value: timedelta, text: str) -> None:
+    """Durations print as the parsers read them, never as str(timedelta)."""
+    assert format_duration(value) == text
+    assert parse_duration(text) == value

@@ -22,6 +22,7 @@ from authproxy.admin.auth import (
 from authproxy.admin.body import (
     parse_json_object,
     parse_key_spec,
+    parse_password_change,
     parse_rotation,
     parse_ttl,
     parse_update,
@@ -37,9 +38,9 @@ from authproxy.admin.idempotency import IdempotencyCache
 from authproxy.admin.openapi import OPENAPI
 from authproxy.auth.minting import mint_key_token
 from authproxy.config.model import signing_key_file
+from authproxy.keys.codec import describe
 from authproxy.keys.lifecycle import (
     create_key,
-    describe,
     find_key,
     revoke_key,
     rotate_key,
@@ -98,6 +99,12 @@ def create_admin_app(
         expect_handler=defer_expect,
     )
     r.add_post(
+        "/admin/keys/{id}/passwd",
+        passwd,
+        name="change_password",
+        expect_handler=defer_expect,
+    )
+    r.add_post(
         "/admin/keys/{id}/revoke",
         revoke,
         name="revoke_key",
@@ -150,8 +157,8 @@ async def create(request: web.Request) -> web.Response:
     )
     await _applied(request)
     await record(request, "create", created.record, {"scopes": list(spec.scopes)})
-    data = {**describe(created.record, now), "token": created.token}
-    return cache.put(request, "create", "", body, web.json_response(data, status=201))
+    reply = web.json_response(created.as_dict(now), status=201)
+    return cache.put(request, "create", "", body, reply)
 
 
 async def list_keys(request: web.Request) -> web.Response:
@@ -204,12 +211,33 @@ async def rotate(request: web.Request) -> web.Response:
     await record(
         request, "rotate", rotated.record, {"grace_seconds": grace.total_seconds()}
     )
-    data = {
-        **describe(rotated.record, now),
-        "token": rotated.token,
-        "previous_valid_until": (now + grace).isoformat() if grace else None,
-    }
-    return cache.put(request, "rotate", ref, body, web.json_response(data))
+    reply = web.json_response(rotated.as_dict(now))
+    return cache.put(request, "rotate", ref, body, reply)
+
+
+async def passwd(request: web.Request) -> web.Response:
+    """POST /admin/keys/{id}/passwd: a password key's new password; old one for grace.
+
+    No Idempotency-Key replay: the cache would have to keep a digest of the
+    password, and a repeated change sets the same password anyway.
+    """
+    grace, password = parse_password_change(await parse_json_object(request))
+    config = _main(request)[CONFIG_KEY]
+    now = request.app[CLOCK_KEY]()
+    changed = await _blocking(
+        rotate_key,
+        _store(request),
+        make_hasher(config.keys.argon2),
+        request.match_info["id"],
+        grace=grace,
+        now=now,
+        password=password,
+    )
+    await _applied(request)
+    await record(
+        request, "passwd", changed.record, {"grace_seconds": grace.total_seconds()}
+    )
+    return web.json_response(changed.as_dict(now))
 
 
 async def revoke(request: web.Request) -> web.Response:

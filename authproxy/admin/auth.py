@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any, Final
 
 import structlog
@@ -14,6 +13,7 @@ from authproxy.admin.denials import DenialTrail
 from authproxy.auth.admission import blocked
 from authproxy.auth.credentials import CredentialError, parse_credentials
 from authproxy.auth.principal import GuessRefusedError, Principal, VerifyFailedError
+from authproxy.config.model import admin_trail_file
 from authproxy.errors import Denied, VerifyBusyError
 from authproxy.keys.record import KeyRecord
 from authproxy.metering.trail import record_action
@@ -100,7 +100,7 @@ def setup_admin_auth(app: web.Application) -> None:
     """Store the aggregated trail of failed authentications; flushed at cleanup."""
     config = app[MAIN_APP_KEY][CONFIG_KEY]
     app[DENIALS_KEY] = DenialTrail(
-        Path(config.audit.admin_file), window=config.limits.auth_window
+        admin_trail_file(config), window=config.limits.auth_window
     )
     app.cleanup_ctx.append(_denials_ctx)
 
@@ -131,7 +131,7 @@ async def _trail(
     await loop.run_in_executor(
         None,
         lambda: record_action(
-            Path(config.audit.admin_file),
+            admin_trail_file(config),
             actor=request.get(ACTOR_KEY) or "anonymous",
             action=action,
             source="api",

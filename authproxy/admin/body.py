@@ -173,6 +173,21 @@ def parse_rotation(body: dict[str, Any]) -> tuple[timedelta, str | None]:
     )
 
 
+def parse_password_change(body: dict[str, Any]) -> tuple[timedelta, str]:
+    """Read a password change: the new ``password`` and ``grace`` (default 0).
+
+    Raises:
+        BadRequestError: unknown fields, no password, or a bad duration.
+    """
+    unknown = set(body) - {"grace", "password"}
+    if unknown:
+        raise BadRequestError(f"{sorted(unknown)[0]}: unknown field")
+    password = body.get("password")
+    if not isinstance(password, str):
+        raise BadRequestError("password: required, a string")
+    return _duration("grace", body.get("grace", 0)), password
+
+
 def parse_ttl(body: dict[str, Any]) -> timedelta:
     """Read ``ttl`` of a token request (default 15 minutes).
 

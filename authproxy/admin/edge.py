@@ -4,13 +4,14 @@ It runs first: it assigns the request id and binds the log context, then
 answers whatever the guard, authentication or a handler raised: ``Denied``
 with its status, a bad input with 400 naming the field, an unknown key with
 404, and an unexpected exception with a logged JSON 500 (never a traceback on
-the wire).
+the wire). The router's own refusals (an unknown path 404, a wrong method 405
+with its ``Allow``) are answered in the same JSON shape.
 """
 
 from __future__ import annotations
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from authproxy.admin.body import BadRequestError
 from authproxy.errors import Denied, KeyNotFoundError, KeyStoreError
@@ -29,8 +30,13 @@ async def admin_edge_middleware(
     rid = bind_request(request)
     try:
         return await handler(request)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        allow = err.headers.get(hdrs.ALLOW)
+        response = json_error(
+            err.status, err.reason.lower(), ((hdrs.ALLOW, allow),) if allow else ()
+        )
     except Denied as err:
         response = json_error(err.status, err.message, err.headers)
     except BadRequestError as err:

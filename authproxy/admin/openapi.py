@@ -139,8 +139,21 @@ PATHS: Final[dict[str, Any]] = {
                 required=False,
             ),
             "responses": {
-                "200": _json(ref("KeyWithToken"), "the key and its new token"),
+                "200": _json(ref("RotatedKey"), "the key and its new token"),
                 **_errors(400, 401, 403, 404, 409, 415, 421),
+            },
+        },
+    },
+    "/admin/keys/{id}/passwd": {
+        "parameters": [_KEY_ID],
+        "post": {
+            "operationId": "change_password",
+            "summary": "New password for a password key, same id; the old one works "
+            "for the grace period (a token or ollama key: 400, use rotate)",
+            "requestBody": _body(ref("PasswordChange")),
+            "responses": {
+                "200": _json(ref("RotatedKey"), "the key (token: null)"),
+                **_errors(400, 401, 403, 404, 415, 421),
             },
         },
     },
@@ -150,7 +163,24 @@ PATHS: Final[dict[str, Any]] = {
             "operationId": "revoke_key",
             "summary": "Revoke for good; effective at once, cached or not",
             "responses": {
-                "200": _json(ref("Key"), "the revoked key"),
+                "200": _json(
+                    {
+                        "allOf": [
+                            ref("Key"),
+                            {
+                                "type": "object",
+                                "required": ["changed"],
+                                "properties": {
+                                    "changed": {
+                                        "type": "boolean",
+                                        "description": "false: it was revoked before",
+                                    }
+                                },
+                            },
+                        ]
+                    },
+                    "the revoked key",
+                ),
                 **_errors(401, 403, 404, 415, 421),
             },
         },
@@ -217,7 +247,8 @@ OPENAPI: Final[dict[str, Any]] = {
         "admin.listen (loopback by default), never on the proxy port. Every "
         "POST and PATCH must send Content-Type: application/json, even without "
         "a body; the Host must be loopback, the admin.listen host or in "
-        "admin.allowed_hosts.",
+        'admin.allowed_hosts. Every error is {"error": "..."}, an unknown '
+        "path's 404 and a wrong method's 405 (with Allow) included.",
     },
     "servers": [{"url": "http://127.0.0.1:11436"}],
     "security": [{"bearer": []}],

@@ -48,7 +48,24 @@ SCHEMAS: Final[dict[str, Any]] = {
     },
     "Key": {
         "type": "object",
-        "required": ["id", "name", "kind", "scopes", "models", "status"],
+        "description": "one key, in the same shape from every endpoint and from "
+        "the CLI's --json; every time is RFC 3339 UTC with a Z",
+        "required": [
+            "id",
+            "name",
+            "kind",
+            "scopes",
+            "models",
+            "limits",
+            "note",
+            "created_at",
+            "expires_at",
+            "disabled",
+            "revoked_at",
+            "tokens_valid_after",
+            "previous",
+            "status",
+        ],
         "properties": {
             "id": {"type": "string", "pattern": "^[a-z2-7]{12}$"},
             "name": {"type": "string"},
@@ -90,14 +107,42 @@ SCHEMAS: Final[dict[str, Any]] = {
             ref("Key"),
             {
                 "type": "object",
+                "required": ["token"],
                 "properties": {
                     "token": {
                         "type": ["string", "null"],
-                        "description": "shown only in this reply",
+                        "description": "shown only in this reply; null for "
+                        "password and ollama keys",
                     },
                 },
             },
         ]
+    },
+    "RotatedKey": {
+        "allOf": [
+            ref("KeyWithToken"),
+            {
+                "type": "object",
+                "required": ["previous_valid_until"],
+                "properties": {
+                    "previous_valid_until": {
+                        "type": ["string", "null"],
+                        "format": "date-time",
+                        "description": "until when the previous token, public key "
+                        "or password works; null: it stopped at once",
+                    },
+                },
+            },
+        ]
+    },
+    "PasswordChange": {
+        "type": "object",
+        "required": ["password"],
+        "additionalProperties": False,
+        "properties": {
+            "password": {"type": "string", "minLength": 12},
+            "grace": DURATION,
+        },
     },
     "NewKey": {
         "type": "object",

@@ -9,7 +9,7 @@ from authproxy.errors import KeyStoreError
 from authproxy.keys.record import validate_models, validate_scopes
 from authproxy.keys.signing import SigningKeys, mint
 from authproxy.keys.store import KeyRecord
-from authproxy.times import format_timestamp
+from authproxy.times import format_duration, format_timestamp
 
 
 def mint_key_token(
@@ -36,7 +36,9 @@ def mint_key_token(
         ``token``, ``key_id``, ``scopes``, ``models`` and ``expires_at``.
     """
     if not timedelta(0) < ttl <= max_ttl:
-        raise KeyStoreError(f"ttl: must be more than 0 and at most {max_ttl}")
+        raise KeyStoreError(
+            f"ttl: must be more than 0 and at most {format_duration(max_ttl)}"
+        )
     if not record.usable_at(now):
         raise KeyStoreError("key: disabled, revoked or expired")
     granted = list(record.scopes) if scopes is None else list(validate_scopes(scopes))
@@ -66,6 +68,8 @@ def mint_admin_token(
         KeyStoreError: bad ttl.
     """
     if not timedelta(0) < ttl <= max_ttl:
-        raise KeyStoreError(f"ttl: must be more than 0 and at most {max_ttl}")
+        raise KeyStoreError(
+            f"ttl: must be more than 0 and at most {format_duration(max_ttl)}"
+        )
     token = mint(keys, {"sub": "admin", "typ": "admin", "actor": actor}, now, ttl)
     return {"token": token, "actor": actor, "expires_at": format_timestamp(now + ttl)}

@@ -119,8 +119,7 @@ def _key_names(config: Config) -> dict[str, str]:
 
 def cmd_verify(args: argparse.Namespace, config: Config) -> int:
     """Verify the chain; exit 1 on the first problem."""
-    # A named file that is missing is reported in the chain's terms below.
-    problem = None if args.files else missing_log(None, config)
+    problem = missing_log(args.files, config)
     if problem is not None:
         print(f"authproxy: {printable(problem)}", file=sys.stderr)
         return 1

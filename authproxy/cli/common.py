@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from authproxy.config.model import Config
+from authproxy.config.model import Config, admin_trail_file
 from authproxy.errors import KeyStoreError
+from authproxy.keys.store import KeyTable, read_store
 from authproxy.metering.trail import cli_actor, record_action
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
@@ -73,10 +74,49 @@ def store(config: Config) -> Path:
     return Path(config.keys.file)
 
 
+def existing_store(config: Config) -> Path:
+    """Return the key store path of a command that needs the store to exist.
+
+    Without this, a command run from the wrong directory would read a missing
+    store as an empty one and answer as if there were no keys.
+
+    Raises:
+        KeyStoreError: there is no file at the path; the message names it in
+            full and says how to get one.
+    """
+    path = store(config)
+    if not path.exists():
+        raise KeyStoreError(
+            f"no key store at {path.absolute()}: create one with "
+            "`authproxy keys create NAME`, or name yours with --config or --keys"
+        )
+    return path
+
+
+def load_table(config: Config) -> KeyTable:
+    """Read the key store, which must exist.
+
+    Raises:
+        KeyStoreError: the store is missing (see ``existing_store``), or it
+            cannot be read or parsed.
+    """
+    return read_store(existing_store(config))
+
+
+def announce_new_store(config: Config) -> None:
+    """Say on stderr where a command that made the store first has put it."""
+    path, trail = store(config), admin_trail_file(config)
+    print(
+        f"authproxy: created a new key store at {printable(path.absolute())} "
+        f"(admin trail: {printable(trail.absolute())})",
+        file=sys.stderr,
+    )
+
+
 def log_action(config: Config, action: str, **fields: Any) -> None:
     """Record a CLI admin action in the admin trail."""
     record_action(
-        Path(config.audit.admin_file),
+        admin_trail_file(config),
         actor=cli_actor(),
         action=action,
         source="cli",

@@ -6,10 +6,11 @@ import argparse
 from typing import Any
 
 from authproxy.cli.common import AddOptions, split_list
+from authproxy.cli.keylist import cmd_list
 from authproxy.cli.keys import (
     LIMIT_FLAGS,
     cmd_create,
-    cmd_list,
+    cmd_passwd,
     cmd_revoke,
     cmd_rotate,
     cmd_show,
@@ -64,17 +65,24 @@ def add_keys_commands(commands: Any, add_options: AddOptions) -> None:
     rotate = command(
         "rotate", "give a key a new token; the old one works for --grace", cmd_rotate
     )
-    rotate.add_argument(
-        "--grace",
-        default="0",
-        metavar="DURATION",
-        help="how long the previous token keeps working (default 0: not at all)",
-    )
+    _grace_option(rotate, "token")
     rotate.add_argument(
         "--ollama-public-key",
         metavar="FILE",
         help="an ollama key's new id_ed25519.pub ('-': stdin)",
     )
+    passwd = command(
+        "passwd",
+        "give a password key a new password; the old one works for --grace",
+        cmd_passwd,
+    )
+    passwd.add_argument(
+        "--password-stdin",
+        action="store_true",
+        required=True,
+        help="read the new password from the first line of stdin",
+    )
+    _grace_option(passwd, "password")
     command("revoke", "revoke a key for good (its JWTs die too)", cmd_revoke)
     check = command(
         "check",
@@ -89,6 +97,15 @@ def add_keys_commands(commands: Any, add_options: AddOptions) -> None:
         "completeness mark",
     )
     add_token_commands(commands, command, add_options)
+
+
+def _grace_option(parser: argparse.ArgumentParser, secret: str) -> None:
+    parser.add_argument(
+        "--grace",
+        default="0",
+        metavar="DURATION",
+        help=f"how long the previous {secret} keeps working (default 0: not at all)",
+    )
 
 
 def _policy_options(parser: argparse.ArgumentParser, *, expires_help: str) -> None:

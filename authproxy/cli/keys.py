@@ -1,4 +1,4 @@
-"""The ``authproxy keys`` commands: create, list, show, update, rotate, revoke, check.
+"""The ``authproxy keys`` commands: create, show, update, rotate, passwd, revoke.
 
 Human output passes stored text through ``printable``: a note set through the
 admin API may carry terminal escape sequences.
@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
-from pathlib import Path
-from typing import Any, Final
+from datetime import timedelta
+from typing import Any
 
-from authproxy.cli.audit import missing_log
 from authproxy.cli.common import (
+    announce_new_store,
+    existing_store,
+    load_table,
     log_action,
     print_result,
     printable,
@@ -23,10 +24,10 @@ from authproxy.cli.common import (
 )
 from authproxy.config.model import Config
 from authproxy.errors import KeyStoreError
+from authproxy.keys.codec import describe
 from authproxy.keys.lifecycle import (
     KeySpec,
     create_key,
-    describe,
     find_key,
     format_when,
     revoke_key,
@@ -34,10 +35,7 @@ from authproxy.keys.lifecycle import (
     update_key,
 )
 from authproxy.keys.record import DEFAULT_SCOPES
-from authproxy.keys.store import KeyTable, make_hasher, read_store
-from authproxy.metering.activity import Activity, key_activity
-from authproxy.metering.audit import rotated_files
-from authproxy.metering.report import read_records
+from authproxy.keys.store import make_hasher
 from authproxy.times import parse_duration, parse_when, utc_now
 
 LIMIT_FLAGS = (
@@ -75,7 +73,10 @@ def cmd_create(args: argparse.Namespace, config: Config) -> int:
         password=password,
         ollama_public_key=read_public_key(args.ollama_public_key),
     )
+    new_store = not store(config).exists()
     created = create_key(store(config), make_hasher(config.keys.argon2), spec, now=now)
+    if new_store:
+        announce_new_store(config)
     record = created.record
     log_action(
         config,
@@ -85,7 +86,7 @@ def cmd_create(args: argparse.Namespace, config: Config) -> int:
         detail={"scopes": list(record.scopes), "models": list(record.models)},
     )
     if args.json:
-        print(json.dumps(created.as_dict()))
+        print(json.dumps(created.as_dict(now)))
         return 0
     print(f"Created key {record.name!r} (id {record.id}, {record.kind}).")
     models = ", ".join(record.models) or "all"
@@ -103,94 +104,41 @@ def cmd_create(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def cmd_list(args: argparse.Namespace, config: Config) -> int:
-    """List keys without secrets or hashes."""
-    path = store(config)
-    table = read_store(path) if path.exists() else KeyTable()
-    now = utc_now()
-    activity = _activity(config, now)
-    rows = [describe(r, now) for r in table.records]
-    if args.json:
-        for row in rows:
-            row["activity"] = (
-                activity.get(row["id"], Activity()).as_dict()
-                if activity is not None
-                else None
-            )
-        print(json.dumps({"keys": rows}))
-        return 0
-    headers: tuple[str, ...] = ("ID", "NAME", "KIND", "STATUS", "SCOPES", "MODELS")
-    headers += ("CREATED", "EXPIRES")
-    if activity is not None:
-        headers += ACTIVITY_HEADERS
-    lines = [(*headers, "FINGERPRINT")] + [
-        (
-            r["id"],
-            r["name"],
-            r["kind"],
-            r["status"],
-            ",".join(r["scopes"]),
-            ",".join(r["models"]) or "*",
-            r["created_at"],
-            r["expires_at"] or "-",
-            *(_activity_cells(activity, r["id"]) if activity is not None else ()),
-            r.get("fingerprint") or "-",
-        )
-        for r in rows
-    ]
-    cells = [[printable(v) for v in line] for line in lines]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(lines[0]))]
-    for line in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
-    return 0
-
-
-# Shown when the audit log can be read (see metering.activity).
-ACTIVITY_HEADERS: Final = (
-    "LAST_USED",
-    "REQ_TODAY",
-    "TOKENS_TODAY",
-    "REQ_30D",
-    "TOKENS_30D",
-)
-
-
-def _activity(config: Config, now: datetime) -> dict[str, Activity] | None:
-    """Read every key's activity in one pass; ``None``, with a note, if no log."""
-    problem = missing_log(None, config)
-    if problem is None:
-        try:
-            files = rotated_files(Path(config.audit.file))
-            return key_activity(read_records(files), now)
-        except OSError as err:
-            where = Path(str(err.filename)).absolute()
-            problem = f"cannot read {where}: {err.strerror or 'read error'}"
-    print(f"note: {printable(problem)}; activity columns left out", file=sys.stderr)
-    return None
-
-
-def _activity_cells(activity: dict[str, Activity], key_id: str) -> tuple[str, ...]:
-    data = activity.get(key_id, Activity()).as_dict()
-    return (
-        data["last_used_at"] or "never",
-        str(data["requests_today"]),
-        str(data["tokens_today"]),
-        str(data["requests_30d"]),
-        str(data["tokens_30d"]),
-    )
-
-
 def cmd_show(args: argparse.Namespace, config: Config) -> int:
-    """Show one key."""
-    record = find_key(read_store(store(config)), args.ref)
-    data = describe(record, utc_now())
-    print_result(args, data, "\n".join(f"{k}: {printable(v)}" for k, v in data.items()))
+    """Show one key: aligned fields, or with ``--json`` the admin API's object."""
+    data = describe(find_key(load_table(config), args.ref), utc_now())
+    first = ("id", "name", "kind", "status")
+    names = [*first, *(k for k in data if k not in first)]
+    width = max(len(k) for k in names) + 1
+    # Made printable per field: a note's newline must not start a line of its own.
+    lines = [f"{k + ':':<{width}} {printable(_shown(k, data[k]))}" for k in names]
+    print_result(args, data, "\n".join(line.rstrip() for line in lines))
     return 0
+
+
+def _shown(name: str, value: Any) -> str:
+    """Render one field of ``keys show`` for a person (never a Python repr)."""
+    if value is None or value == []:
+        return "all" if name == "models" else "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if name == "limits":
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+    if name == "previous":
+        # Secrets replaced by a rotation, still valid until their time.
+        return "; ".join(
+            " ".join(str(p[k]) for k in ("until", "fingerprint") if p.get(k))
+            for p in value
+        )
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
 
 
 def cmd_update(args: argparse.Namespace, config: Config) -> int:
     """Change a key's policy or state."""
     now = utc_now()
+    path = existing_store(config)
     changes: dict[str, Any] = {}
     if args.scopes is not None:
         changes["scopes"] = args.scopes
@@ -200,7 +148,7 @@ def cmd_update(args: argparse.Namespace, config: Config) -> int:
         changes["note"] = args.note
     limits = _limits(args)
     if limits is not None:
-        record = find_key(read_store(store(config)), args.ref)
+        record = find_key(load_table(config), args.ref)
         changes["limits"] = {**record.limits.as_dict(), **limits}
     if args.disable or args.enable:
         changes["disabled"] = bool(args.disable)
@@ -216,7 +164,7 @@ def cmd_update(args: argparse.Namespace, config: Config) -> int:
             "nothing to change: give --scopes, --models, a limit, --expires, "
             "--disable/--enable or --note"
         )
-    record = update_key(store(config), args.ref, changes, now=now)
+    record = update_key(path, args.ref, changes, now=now)
     log_action(
         config,
         "update",
@@ -230,15 +178,19 @@ def cmd_update(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _grace(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise KeyStoreError(f"--grace: {err}") from None
+
+
 def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
     """Give a key a new token, keeping the old one for the grace period."""
     now = utc_now()
-    try:
-        grace = parse_duration(args.grace)
-    except ValueError as err:
-        raise KeyStoreError(f"--grace: {err}") from None
+    grace = _grace(args.grace)
     rotated = rotate_key(
-        store(config),
+        existing_store(config),
         make_hasher(config.keys.argon2),
         args.ref,
         grace=grace,
@@ -254,7 +206,7 @@ def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
         detail={"grace_seconds": grace.total_seconds()},
     )
     if args.json:
-        print(json.dumps(rotated.as_dict()))
+        print(json.dumps(rotated.as_dict(now)))
         return 0
     until = format_when(now + grace) if grace else "now"
     print(f"Rotated key {record.name!r} (id {record.id}).")
@@ -267,10 +219,46 @@ def cmd_rotate(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_passwd(args: argparse.Namespace, config: Config) -> int:
+    """Give a password key a new password; the old one works for the grace period."""
+    now = utc_now()
+    grace = _grace(args.grace)
+    path = existing_store(config)
+    password = sys.stdin.readline().rstrip("\r\n")
+    changed = rotate_key(
+        path,
+        make_hasher(config.keys.argon2),
+        args.ref,
+        grace=grace,
+        now=now,
+        password=password,
+    )
+    record = changed.record
+    log_action(
+        config,
+        "passwd",
+        key_id=record.id,
+        key_name=record.name,
+        detail={"grace_seconds": grace.total_seconds()},
+    )
+    until = format_when(now + grace) if grace else None
+    print_result(
+        args,
+        changed.as_dict(now),
+        f"Changed the password of key {record.name!r} (id {record.id}).\n"
+        + (
+            f"The previous password works until {until}."
+            if until
+            else "The previous password no longer works."
+        ),
+    )
+    return 0
+
+
 def cmd_revoke(args: argparse.Namespace, config: Config) -> int:
     """Revoke a key by id or name."""
     now = utc_now()
-    record, changed = revoke_key(store(config), args.ref, now=now)
+    record, changed = revoke_key(existing_store(config), args.ref, now=now)
     if changed:
         log_action(config, "revoke", key_id=record.id, key_name=record.name)
     if args.json:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from authproxy.cli.common import print_result, printable, store
+from authproxy.cli.common import existing_store, print_result, printable
 from authproxy.config.load import ENV_PREFIX, as_dict, config_keys
 from authproxy.config.model import Config
 from authproxy.keys.store import LEGACY_VERSION, KeyTable, load_store, update_store
@@ -166,7 +166,7 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_check_keys(args: argparse.Namespace, config: Config) -> int:
     """Load the store as the server would; with ``--rewrite``, rewrite it."""
-    path = store(config)
+    path = existing_store(config)
     loaded = load_store(path)
     keys = len(loaded.table.records)
     if args.rewrite:

@@ -10,16 +10,15 @@ from typing import Any
 from authproxy.auth.minting import mint_admin_token, mint_key_token
 from authproxy.cli.common import (
     AddOptions,
+    load_table,
     log_action,
     print_result,
     split_list,
-    store,
 )
 from authproxy.config.model import Config, signing_key_file
 from authproxy.errors import KeyStoreError
 from authproxy.keys.lifecycle import find_key
 from authproxy.keys.signing import load_signing_keys, rotate_signing_key
-from authproxy.keys.store import read_store
 from authproxy.metering.trail import cli_actor
 from authproxy.times import parse_duration, utc_now
 
@@ -70,7 +69,7 @@ def add_token_commands(
 def cmd_token(args: argparse.Namespace, config: Config) -> int:
     """Mint a short-lived JWT for a key."""
     now = utc_now()
-    record = find_key(read_store(store(config)), args.ref)
+    record = find_key(load_table(config), args.ref)
     minted = mint_key_token(
         load_signing_keys(config.jwt, signing_key_file(config)),
         record,

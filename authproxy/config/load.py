@@ -17,6 +17,19 @@ from authproxy.errors import ConfigError
 ENV_PREFIX: Final = "AUTHPROXY_"
 CONFIG_ENV: Final = "AUTHPROXY_CONFIG"
 
+# File settings: a relative path written in a config file is read from that
+# file's directory; from a flag or variable, from the working directory.
+PATH_KEYS: Final = (
+    "keys.file",
+    "limits.state_file",
+    "tls.cert",
+    "tls.key",
+    "tls.client_ca",
+    "audit.file",
+    "audit.admin_file",
+    "jwt.key_file",
+)
+
 
 def config_keys() -> list[str]:
     """Return every dotted config key, in declaration order."""
@@ -57,6 +70,11 @@ def load_config(
 ) -> Config:
     """Load the YAML file, then environment variables, then flag overrides.
 
+    A relative file path written in the file (``keys.file``, ``tls.cert``, any
+    of ``PATH_KEYS``) is read from the file's directory, so the same file works
+    from any working directory; one from a variable or flag, and a default,
+    from the working directory.
+
     Args:
         path: the YAML file; ``None`` means embedded defaults.
         overrides: dotted keys from command-line flags, highest priority.
@@ -85,10 +103,30 @@ def load_config(
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: expected a mapping at the top")
         data = loaded or {}
+        _anchor_paths(data, Path(path).absolute().parent)
     merged = {**env_overrides(environ or {}), **(overrides or {})}
     for key, value in merged.items():
         set_dotted(data, key, value)
     return build(Config, data)
+
+
+def _anchor_paths(data: dict[str, Any], base: Path) -> None:
+    """Make the relative file paths of a config file's mapping start at ``base``.
+
+    ``base`` is made absolute but not resolved: a Kubernetes ConfigMap is a
+    symbolic link into a directory that changes on every update.
+    """
+    for key in PATH_KEYS:
+        *parents, leaf = key.split(".")
+        node: Any = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        value = node.get(leaf)
+        # "-" is standard output (audit.file); other types fail validation.
+        if isinstance(value, str) and value not in {"", "-"}:
+            node[leaf] = str(base / value)
 
 
 def _plain(items: list[tuple[str, Any]]) -> dict[str, Any]:

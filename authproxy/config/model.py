@@ -133,6 +133,13 @@ class LimitsConfig:
     default_output_reservation: int = option(4096, check=(lambda v: v >= 0, "int >= 0"))
 
 
+def _path(value: Any) -> str | None:
+    """Validate an optional file path; empty means unset."""
+    if not isinstance(value, str):
+        raise ValueError("expected a file path")
+    return value or None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditConfig:
     """The audit log: one sealed JSON line per request."""
@@ -144,7 +151,8 @@ class AuditConfig:
     backups: int = option(5, check=(_positive, "int > 0"))
     backlog: int = option(10000, check=(_positive, "int > 0"))
     openai_include_usage: bool = option(False)
-    admin_file: str = option("audit/admin.jsonl")
+    # None: admin.jsonl beside ``file`` (see ``admin_trail_file``).
+    admin_file: str | None = option(None, parse=_path)
 
 
 def _listen_address(value: Any) -> str:
@@ -202,13 +210,6 @@ class AdminConfig:
     listen: str = option("127.0.0.1:11436", parse=_listen_address)
     allowed_hosts: tuple[str, ...] = option((), parse=_host_patterns)
     idempotency_ttl: float = option(86400.0, parse=seconds)
-
-
-def _path(value: Any) -> str | None:
-    """Validate an optional file path; empty means unset."""
-    if not isinstance(value, str):
-        raise ValueError("expected a file path")
-    return value or None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -295,9 +296,23 @@ def signing_key_file(config: Config) -> Path:
     return Path(config.keys.file).with_name("jwt-signing.yaml")
 
 
+def _beside_audit_log(config: Config, name: str) -> Path:
+    base = config.audit.file if config.audit.file != "-" else config.keys.file
+    return Path(base).with_name(name)
+
+
 def limits_state_file(config: Config) -> Path:
     """Return ``limits.state_file``, by default beside the audit log (or key store)."""
     if config.limits.state_file:
         return Path(config.limits.state_file)
-    base = config.audit.file if config.audit.file != "-" else config.keys.file
-    return Path(base).with_name("limits-state.json")
+    return _beside_audit_log(config, "limits-state.json")
+
+
+def admin_trail_file(config: Config) -> Path:
+    """Return ``audit.admin_file``, by default ``admin.jsonl`` beside the audit log.
+
+    With ``audit.file: "-"`` (standard output) it goes beside the key store.
+    """
+    if config.audit.admin_file:
+        return Path(config.audit.admin_file)
+    return _beside_audit_log(config, "admin.jsonl")

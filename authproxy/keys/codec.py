@@ -43,6 +43,25 @@ def public_data(record: KeyRecord) -> dict[str, Any]:
     return data
 
 
+def key_status(record: KeyRecord, now: datetime) -> str:
+    """Describe a key's state: active, disabled, expired or revoked."""
+    if record.revoked_at is not None:
+        return "revoked"
+    if record.disabled:
+        return "disabled"
+    if record.expires_at is not None and record.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def describe(record: KeyRecord, now: datetime) -> dict[str, Any]:
+    """Return the public view of a record, with its status.
+
+    The one shape of a key in JSON: the admin API and the CLI's ``--json``.
+    """
+    return {**public_data(record), "status": key_status(record, now)}
+
+
 def record_to_data(record: KeyRecord) -> dict[str, Any]:
     """Return the record as plain data for the YAML store.
 

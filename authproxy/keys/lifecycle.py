@@ -15,7 +15,7 @@ from typing import Any, Final
 from argon2 import PasswordHasher
 
 from authproxy.errors import KeyNotFoundError, KeyStoreError
-from authproxy.keys.codec import public_data
+from authproxy.keys.codec import describe
 from authproxy.keys.record import (
     DEFAULT_SCOPES,
     PreviousSecret,
@@ -45,14 +45,26 @@ UPDATABLE: Final = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class CreatedKey:
-    """A record plus its new token, which exists only in this object."""
+    """A record plus its new token, which exists only in this object.
+
+    A rotation also says until when the previous secret works.
+    """
 
     record: KeyRecord
     token: str | None
+    rotated: bool = False
+    previous_valid_until: datetime | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        """Return the public record plus ``token`` (``None`` for passwords)."""
-        return {**public_data(self.record), "token": self.token}
+    def as_dict(self, now: datetime) -> dict[str, Any]:
+        """Return ``describe`` plus ``token`` (``None`` for password and ollama keys).
+
+        A rotation adds ``previous_valid_until`` (``None``: the old one stopped).
+        """
+        data = {**describe(self.record, now), "token": self.token}
+        if self.rotated:
+            until = self.previous_valid_until
+            data["previous_valid_until"] = format_timestamp(until) if until else None
+        return data
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,61 +103,50 @@ def create_key(
     validate_name(spec.name)
     _check_expiry(spec.expires_at, now)
     _check_note(spec.note)
+    policy: dict[str, Any] = {
+        "id": new_key_id(),
+        "name": spec.name,
+        "scopes": validate_scopes(list(spec.scopes)),
+        "models": validate_models(list(spec.models)),
+        "limits": validate_limits(spec.limits),
+        "note": spec.note,
+        "created_at": now,
+        "expires_at": spec.expires_at,
+    }
+    token = None
     if spec.ollama_public_key is not None:
-        return _create_ollama_key(path, spec, now)
-    password = spec.password
-    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
-        raise KeyStoreError(
-            f"password too short: use at least {MIN_PASSWORD_LENGTH} characters"
-        )
-    key_id = new_key_id()
-    secret = password if password is not None else new_secret()
-    record = KeyRecord(
-        id=key_id,
-        name=spec.name,
-        kind="password" if password is not None else "token",
-        scopes=validate_scopes(list(spec.scopes)),
-        models=validate_models(list(spec.models)),
-        limits=validate_limits(spec.limits),
-        note=spec.note,
-        created_at=now,
-        expires_at=spec.expires_at,
-        hash=hasher.hash(secret),
-        fingerprint=None if password is not None else fingerprint(secret),
-    )
+        if spec.password is not None:
+            raise KeyStoreError("a key has a password or a public key, not both")
+        blob = parse_public_key(spec.ollama_public_key)
+        proof: dict[str, Any] = {"kind": "ollama", "public_key": blob}
+        proof["fingerprint"] = fingerprint_of(blob)
+    elif spec.password is not None:
+        check_password(spec.password)
+        proof = {"kind": "password", "hash": hasher.hash(spec.password)}
+    else:
+        secret = new_secret()
+        token = format_token(policy["id"], secret)
+        proof = {"kind": "token", "hash": hasher.hash(secret)}
+        proof["fingerprint"] = fingerprint(secret)
+    record = KeyRecord(**policy, **proof)
 
     def change(table: KeyTable) -> tuple[KeyTable, None]:
         return table.add(record), None
 
     update_store(path, change)
-    token = None if password is not None else format_token(key_id, secret)
     return CreatedKey(record, token)
 
 
-def _create_ollama_key(path: Path, spec: KeySpec, now: datetime) -> CreatedKey:
-    """Add a key proved by signatures of an ed25519 key (the ``ollama`` CLI's)."""
-    if spec.password is not None:
-        raise KeyStoreError("a key has a password or a public key, not both")
-    blob = parse_public_key(spec.ollama_public_key or "")
-    record = KeyRecord(
-        id=new_key_id(),
-        name=spec.name,
-        kind="ollama",
-        scopes=validate_scopes(list(spec.scopes)),
-        models=validate_models(list(spec.models)),
-        limits=validate_limits(spec.limits),
-        note=spec.note,
-        created_at=now,
-        expires_at=spec.expires_at,
-        public_key=blob,
-        fingerprint=fingerprint_of(blob),
-    )
+def check_password(password: str) -> None:
+    """Refuse a chosen password that is too short.
 
-    def change(table: KeyTable) -> tuple[KeyTable, None]:
-        return table.add(record), None
-
-    update_store(path, change)
-    return CreatedKey(record, None)
+    Raises:
+        KeyStoreError: fewer than ``MIN_PASSWORD_LENGTH`` characters.
+    """
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise KeyStoreError(
+            f"password too short: use at least {MIN_PASSWORD_LENGTH} characters"
+        )
 
 
 def find_key(table: KeyTable, ref: str) -> KeyRecord:
@@ -214,34 +215,34 @@ def rotate_key(
     grace: timedelta,
     now: datetime,
     public_key: str | None = None,
+    password: str | None = None,
 ) -> CreatedKey:
     """Give a key a new secret; the old one works until ``now + grace``.
 
     A token key gets a new token. An ollama key is rotated by registering a
-    new ``public_key`` (an ``id_ed25519.pub`` line); it has no token. The key
-    id stays, so the record, its policy and its history stay too.
+    new ``public_key`` (an ``id_ed25519.pub`` line); it has no token. A
+    password key is given a new ``password`` (``keys passwd``). The key id
+    stays, so the record, its policy and its history stay too.
 
     Raises:
         KeyNotFoundError: no such key.
-        KeyStoreError: a password key, a revoked key, a missing or reused
-            public key, or I/O failure.
+        KeyStoreError: a revoked key, a proof for another kind of key (a
+            password for a token key, none for a password key), a reused
+            public key, a short password, or I/O failure.
     """
     blob = parse_public_key(public_key) if public_key is not None else None
-    secret = new_secret()
+    if password is not None:
+        check_password(password)
+    kind = "ollama" if blob else "password" if password is not None else "token"
+    secret = password if password is not None else new_secret()
     new_hash = hasher.hash(secret) if blob is None else ""
 
     def change(table: KeyTable) -> tuple[KeyTable, KeyRecord]:
         record = find_key(table, ref)
         if record.revoked_at is not None:
             raise KeyStoreError("a revoked key cannot be rotated")
-        if record.kind == "password":
-            raise KeyStoreError("only token and ollama keys can be rotated")
-        if (record.kind == "ollama") != (blob is not None):
-            raise KeyStoreError(
-                "an ollama key is rotated by registering a new public key"
-                if record.kind == "ollama"
-                else "a public key is only for an ollama key"
-            )
+        if record.kind != kind:
+            raise KeyStoreError(_wrong_kind(record.kind, kind))
         previous = tuple(p for p in record.previous if now < p.until)
         if grace > timedelta(0):
             old = PreviousSecret(
@@ -259,15 +260,30 @@ def rotate_key(
                 record, public_key=blob, fingerprint=fingerprint_of(blob)
             )
         else:
-            new = dataclasses.replace(
-                record, hash=new_hash, fingerprint=fingerprint(secret)
-            )
+            # Never a fingerprint of a chosen password: it would help guess it.
+            mark = fingerprint(secret) if kind == "token" else None
+            new = dataclasses.replace(record, hash=new_hash, fingerprint=mark)
         new = dataclasses.replace(new, previous=previous)
         return table.replace(new), new
 
     record = update_store(path, change)
-    token = format_token(record.id, secret) if blob is None else None
-    return CreatedKey(record, token)
+    token = format_token(record.id, secret) if kind == "token" else None
+    until = now + grace if grace > timedelta(0) else None
+    return CreatedKey(record, token, rotated=True, previous_valid_until=until)
+
+
+def _wrong_kind(kind: str, wanted: str) -> str:
+    """Say why a rotation's new proof does not fit a key of ``kind``."""
+    if wanted == "ollama":
+        return "a public key is only for an ollama key"
+    if wanted == "password":
+        return "only a password key has a password to change"
+    if kind == "ollama":
+        return "an ollama key is rotated by registering a new public key"
+    return (
+        "only token and ollama keys can be rotated; "
+        "change a password key's password with passwd"
+    )
 
 
 def revoke_key(path: Path, ref: str, *, now: datetime) -> tuple[KeyRecord, bool]:
@@ -291,22 +307,6 @@ def revoke_key(path: Path, ref: str, *, now: datetime) -> tuple[KeyRecord, bool]
         return table.replace(revoked), (revoked, True)
 
     return update_store(path, change)
-
-
-def key_status(record: KeyRecord, now: datetime) -> str:
-    """Describe a key's state: active, disabled, expired or revoked."""
-    if record.revoked_at is not None:
-        return "revoked"
-    if record.disabled:
-        return "disabled"
-    if record.expires_at is not None and record.expires_at <= now:
-        return "expired"
-    return "active"
-
-
-def describe(record: KeyRecord, now: datetime) -> dict[str, Any]:
-    """Return the public view of a record, with its status."""
-    return {**public_data(record), "status": key_status(record, now)}
 
 
 def format_when(value: datetime | None) -> str:

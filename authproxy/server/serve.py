@@ -103,7 +103,7 @@ def bootstrap_keys(config: Config, out: IO[str]) -> CreatedKey | None:
         now=utc_now(),
     )
     print(
-        f"authproxy: created key store {path} with key {FIRST_KEY_NAME!r} "
+        f"authproxy: created key store {path.absolute()} with key {FIRST_KEY_NAME!r} "
         f"(id {created.record.id}). Its token is shown only now:\n"
         f"{created.token}",
         file=out,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -21,12 +22,28 @@ _REGISTRY = Registry().with_resource(
 )
 
 
-def errors_of(instance: Any, pointer: str) -> list[str]:
-    """Return why ``instance`` does not match the document's schema at ``pointer``."""
-    validator = Draft202012Validator(
-        {"$ref": f"{DOCUMENT}#{pointer}"}, registry=_REGISTRY
-    )
+def errors_of(instance: Any, pointer: str, *, exact: bool = False) -> list[str]:
+    """Return why ``instance`` does not match the document's schema at ``pointer``.
+
+    ``exact`` also refuses a field the schema does not name.
+    """
+    schema: dict[str, Any] = {"$ref": f"{DOCUMENT}#{pointer}"}
+    if exact:
+        schema["unevaluatedProperties"] = False
+    validator = Draft202012Validator(schema, registry=_REGISTRY)
     return [error.message for error in validator.iter_errors(instance)]
+
+
+_STAMP = re.compile(r"\d{4}-\d\d-\d\dT")
+
+
+def stamps(value: Any) -> list[str]:
+    """Return every RFC 3339 time anywhere in a reply."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in stamps(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in stamps(v)]
+    return [value] if isinstance(value, str) and _STAMP.match(value) else []
 
 
 def _escaped(path: str) -> str:
@@ -88,21 +105,38 @@ async def test_every_reply_of_a_key_life_matches_its_schema(stack: Stack) -> Non
             "/admin/keys/{id}/rotate",
             {"grace": 60, "ollama_public_key": new_ollama},
         ),
+        (
+            "POST",
+            "/admin/keys",
+            "/admin/keys",
+            {"name": "human", "password": "a long password"},
+        ),
+        (
+            "POST",
+            "/admin/keys/human/passwd",
+            "/admin/keys/{id}/passwd",
+            {"password": "a longer password", "grace": "1h"},
+        ),
         ("POST", "/admin/keys/svc/tokens", "/admin/keys/{id}/tokens", {"ttl": "5m"}),
         ("POST", "/admin/keys/svc/revoke", "/admin/keys/{id}/revoke", None),
         ("GET", "/admin/usage?by=key,model", "/admin/usage", None),
         ("GET", "/admin/keys/nobody", "/admin/keys/{id}", None),
         ("POST", "/admin/keys", "/admin/keys", {"name": "svc"}),
     ]
+    stack.secrets.add("a long password", "a longer password")
     await stack.call(stack.admin_token, "POST", "/api/chat", CHAT)  # a usage row
     statuses = []
     for method, url, path, body in calls:
         status, data = await stack.api(method, url, body)
         statuses.append(status)
-        assert errors_of(data, response_schema(path, method, status)) == [], url
+        schema = response_schema(path, method, status)
+        # Exactly the documented fields, and every time in UTC with a Z.
+        assert errors_of(data, schema, exact=True) == [], url
+        assert [s for s in stamps(data) if not s.endswith("Z")] == [], url
         if body is not None and status < 400:
             assert errors_of(body, request_schema(path, method)) == [], url
-    assert statuses == [201, 201, 200, 200, 200, 200, 200, 201, 200, 200, 404, 400]
+    assert statuses[:7] == [201, 201, 200, 200, 200, 200, 200]
+    assert statuses[7:] == [201, 200, 201, 200, 200, 404, 400]
 
 
 @pytest.mark.parametrize(

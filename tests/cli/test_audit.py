@@ -19,7 +19,7 @@ from tests.support.audit import (
     write_n,
     writer_for,
 )
-from tests.support.cli import run, run_cli
+from tests.support.cli import run, run_cli, run_process
 from tests.support.payloads import CHAT, CONTROL, NASTY, NASTY_SHOWN, chat
 
 
@@ -85,6 +85,27 @@ def test_verify_messages_escape_file_names(tmp_path: Path, capsys) -> None:
     assert out == (
         f"FAILED after 0 good records: {tmp_path}/audit\\x1b[2J.jsonl:1: "
         "not a sealed audit record (no trailing hash)\n"
+    )
+
+
+def test_verify_names_a_missing_log_in_full(tmp_path: Path) -> None:
+    """A missing audit or admin log, given or configured, exits 1 naming its path."""
+    (tmp_path / "site").mkdir()
+    config = tmp_path / "site" / "authproxy.yaml"
+    config.write_text("audit: {file: audit/usage.jsonl}\n")
+    cases = [
+        (["--config", str(config)], tmp_path / "site" / "audit" / "usage.jsonl"),
+        (["admin.jsonl"], tmp_path / "admin.jsonl"),
+    ]
+    for args, missing in cases:
+        done = run_process(tmp_path, "audit", "verify", *args)
+        assert (done.returncode, done.stdout) == (1, "")
+        assert done.stderr == f"authproxy: no audit log at {missing}\n"
+    config.write_text("audit: {file: '-'}\n")
+    done = run_process(tmp_path, "audit", "verify", "--config", str(config))
+    assert (done.returncode, done.stderr) == (
+        1,
+        "authproxy: audit.file is '-' (standard output): no file to read\n",
     )
 
 

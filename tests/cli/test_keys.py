@@ -5,17 +5,14 @@ from __future__ import annotations
 import io
 import json
 import stat
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from authproxy.cli.main import main
 from authproxy.keys.store import TOKEN_RE, read_store
-from authproxy.times import format_timestamp, utc_now
-from tests.support.admin import Stack
-from tests.support.audit import write_records
-from tests.support.cli import run_cli
+from authproxy.times import utc_now
+from tests.support.cli import run_cli, shown_fields
 
 
 def test_create_prints_token_once_and_stores_only_a_hash(cli, keys_path: Path) -> None:
@@ -149,7 +146,7 @@ def test_show_update_rotate_token(cli, keys_path: Path, secrets_seen) -> None:
     assert (code, json.loads(out)["scopes"]) == (0, ["inference", "models:read"])
     code, out, _ = cli("keys", "show", created["id"])
     assert code == 0
-    assert f"id: {created['id']}" in out
+    assert shown_fields(out)["id"] == created["id"]
     code, out, _ = cli(
         "keys",
         "update",
@@ -269,103 +266,107 @@ def test_cli_sets_limits(
     )
 
 
-def test_list_shows_activity_from_the_audit_log(cli, audit_path: Path) -> None:
-    """keys list adds last use, requests and tokens (today, 30 days) per key id."""
-    _, out, _ = cli("keys", "create", "busy", "--json")
-    busy = json.loads(out)["id"]
-    cli("keys", "create", "idle")
-    now = utc_now()
-    today = format_timestamp(now)
-    older = format_timestamp(now - timedelta(days=10))
-    write_records(
-        audit_path,
-        [
-            {
-                "ts": older,
-                "key_id": busy,
-                "key_name": "busy",
-                "prompt_tokens": 70,
-                "completion_tokens": 30,
-                "outcome": "completed",
-            },
-            {
-                "ts": today,
-                "key_id": busy,
-                "key_name": "busy",
-                "prompt_tokens": 5,
-                "completion_tokens": 1,
-                "outcome": "completed",
-            },
-            {"ts": today, "key_id": busy, "key_name": None, "outcome": "denied"},
-        ],
-    )
-    code, out, err = cli("keys", "list")
-    assert (code, err) == (0, "")
-    lines = [line.split() for line in out.splitlines()]
-    assert lines[0][8:] == [
-        "LAST_USED",
-        "REQ_TODAY",
-        "TOKENS_TODAY",
-        "REQ_30D",
-        "TOKENS_30D",
-        "FINGERPRINT",
+def test_show_prints_fields_a_person_reads(cli) -> None:
+    """keys show aligns its fields and never prints None, False or a Python list."""
+    cli("keys", "create", "svc", "--scopes", "inference,embeddings", "--rpm", "60")
+    code, out, _ = cli("keys", "show", "svc")
+    assert code == 0
+    for repr_ in ("None", "False", "True", "[", "{", "'"):
+        assert repr_ not in out
+    lines = out.splitlines()
+    assert [line.split(":", 1)[0] for line in lines[:4]] == [
+        "id",
+        "name",
+        "kind",
+        "status",
     ]
-    by_name = {line[1]: line[8:13] for line in lines[1:]}
-    assert by_name == {
-        "busy": [today, "1", "6", "2", "106"],
-        "idle": ["never", "0", "0", "0", "0"],
-    }
-    code, out, err = cli("keys", "list", "--json")
-    assert (code, err) == (0, "")
-    activity = {k["name"]: k["activity"] for k in json.loads(out)["keys"]}
-    assert activity["busy"] == {
-        "last_used_at": today,
-        "requests_today": 1,
-        "tokens_today": 6,
-        "requests_30d": 2,
-        "tokens_30d": 106,
-    }
-    assert activity["idle"]["last_used_at"] is None
+    # Every value starts in the same column.
+    assert len({len(line) - len(line.split(":", 1)[1].lstrip()) for line in lines}) == 1
+    fields = shown_fields(out)
+    assert (fields["scopes"], fields["models"], fields["limits"]) == (
+        "inference, embeddings",
+        "all",
+        "requests_per_minute 60",
+    )
+    assert (fields["expires_at"], fields["disabled"], fields["previous"]) == (
+        "-",
+        "no",
+        "-",
+    )
+    cli("keys", "rotate", "svc", "--grace", "1h")
+    assert shown_fields(cli("keys", "show", "svc")[1])["previous"].endswith("Z")
 
 
-def test_list_without_an_audit_log_says_so(cli, audit_path: Path) -> None:
-    """Without an audit log keys list still works: a note, no activity columns."""
-    cli("keys", "create", "one")
-    note = f"note: no audit log at {audit_path}; activity columns left out\n"
-    code, out, err = cli("keys", "list")
-    assert (code, err) == (0, note)
-    assert out.splitlines()[0].split()[-2:] == ["EXPIRES", "FINGERPRINT"]
-    code, out, err = cli("keys", "list", "--json")
-    assert (code, err) == (0, note)
-    data = json.loads(out)
-    assert list(data) == ["keys"]
-    assert [(k["name"], k["activity"]) for k in data["keys"]] == [("one", None)]
-
-
-async def test_list_json_is_the_admin_api_key_object(
-    stack: Stack, config_file: Path, capsys
+async def test_show_json_is_the_admin_apis_object(
+    stack, config_file: Path, capsys
 ) -> None:
-    """keys list --json holds the admin API's key objects, plus their activity."""
-    status, api = await stack.api("GET", "/admin/keys")
-    assert status == 200
+    """keys show --json prints the very object GET /admin/keys/{id} answers."""
     code, out = await run_cli(
-        capsys, "keys", "list", "--json", "--config", str(config_file)
+        capsys, "keys", "show", "alice", "--json", "--config", str(config_file)
     )
-    assert code == 0
-    cli_keys = json.loads(out)["keys"]
-    assert [{k: v for k, v in key.items() if k != "activity"} for key in cli_keys] == (
-        api["keys"]
-    )
+    status, shown = await stack.api("GET", "/admin/keys/alice")
+    assert (code, status) == (0, 200)
+    assert json.loads(out) == shown
 
 
-def test_list_with_an_unreadable_audit_log_says_so(cli, audit_path: Path) -> None:
-    """An audit log that cannot be read (a directory here) is a note, not a failure."""
-    cli("keys", "create", "one")
-    audit_path.mkdir(parents=True)
-    code, out, err = cli("keys", "list")
-    audit_path.rmdir()  # the secrets check reads the log after each test
+def test_create_and_rotate_json_carry_status_and_times_in_z(cli) -> None:
+    """create --json has status; rotate --json says until when the old token works."""
+    _, out, _ = cli("keys", "create", "svc", "--json")
+    assert json.loads(out)["status"] == "active"
+    _, out, _ = cli("keys", "rotate", "svc", "--grace", "1d", "--json")
+    rotated = json.loads(out)
+    assert rotated["status"] == "active"
+    assert rotated["previous_valid_until"].endswith("Z")
+    assert rotated["previous"][0]["until"] == rotated["previous_valid_until"]
+    _, out, _ = cli("keys", "rotate", "svc", "--json")
+    assert json.loads(out)["previous_valid_until"] is None
+
+
+def test_passwd_changes_a_password_with_a_grace(
+    cli, monkeypatch, keys_path: Path, audit_path: Path, secrets_seen
+) -> None:
+    """keys passwd reads the new password; the old one stays for --grace; audited."""
+    secrets_seen.add("the first password", "the second password")
+    monkeypatch.setattr("sys.stdin", io.StringIO("the first password\n"))
+    cli("keys", "create", "human", "--password-stdin")
+    old = read_store(keys_path).by_name["human"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("the second password\n"))
+    code, out, _ = cli("keys", "passwd", "human", "--password-stdin", "--grace", "2h")
     assert code == 0
-    assert err == (
-        f"note: cannot read {audit_path}: Is a directory; activity columns left out\n"
-    )
-    assert out.splitlines()[1].split()[1] == "one"
+    lines = out.splitlines()
+    assert lines[0] == f"Changed the password of key 'human' (id {old.id})."
+    assert lines[1].startswith("The previous password works until ")
+    new = read_store(keys_path).by_name["human"]
+    assert [h for h, _ in new.hashes_at(utc_now())] == [new.hash, old.hash]
+    monkeypatch.setattr("sys.stdin", io.StringIO("the first password\n"))
+    code, out, _ = cli("keys", "passwd", "human", "--password-stdin", "--json")
+    changed = json.loads(out)
+    assert (code, changed["token"], changed["previous_valid_until"]) == (0, None, None)
+    text = audit_path.with_name("admin.jsonl").read_text()
+    passwd = [json.loads(line) for line in text.splitlines()][1:]
+    assert [(r["action"], r["detail"]) for r in passwd] == [
+        ("passwd", {"grace_seconds": 7200.0}),
+        ("passwd", {"grace_seconds": 0.0}),
+    ]
+    assert "the first password" not in text
+    assert "the second password" not in text
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["svc", "--password-stdin"], "a long new password\n", "only a password key"),
+        (["human", "--password-stdin"], "short\n", "password too short"),
+        (["human", "--password-stdin", "--grace", "soon"], "", "--grace: invalid"),
+    ],
+    ids=["token-key", "short", "bad-grace"],
+)
+def test_passwd_refuses(cli, monkeypatch, args, stdin: str, message: str) -> None:
+    """passwd on a token key, a short password or a bad grace: exit 1, clear words."""
+    cli("keys", "create", "svc")
+    monkeypatch.setattr("sys.stdin", io.StringIO("the first password\n"))
+    cli("keys", "create", "human", "--password-stdin")
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code, out, err = cli("keys", "passwd", *args)
+    assert (code, out) == (1, "")
+    assert message in err

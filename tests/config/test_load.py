@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,13 @@ import pytest
 import yaml
 
 from authproxy.cli.main import build_parser, overrides_from
-from authproxy.config.load import as_dict, config_keys, env_overrides, load_config
+from authproxy.config.load import (
+    PATH_KEYS,
+    as_dict,
+    config_keys,
+    env_overrides,
+    load_config,
+)
 from authproxy.config.model import AdminConfig, Config
 from authproxy.errors import ConfigError
 
@@ -162,7 +169,13 @@ def test_example_config_covers_every_key_with_its_default() -> None:
             assert isinstance(node, dict)
             assert part in node, f"{key} missing from the example"
             node = node[part]
-    assert load_config(path) == load_config()
+    loaded, defaults = load_config(path), load_config()
+    # Its relative paths are read from its own directory.
+    keys = dataclasses.replace(defaults.keys, file=str(path.parent / "keys/keys.yaml"))
+    audit = dataclasses.replace(
+        defaults.audit, file=str(path.parent / "audit/usage.jsonl")
+    )
+    assert loaded == dataclasses.replace(defaults, keys=keys, audit=audit)
 
 
 class TestConfig:
@@ -192,3 +205,67 @@ def test_allowed_hosts_from_the_environment() -> None:
         config = load_config(None, environ=environ).admin
         assert config.allowed_hosts == ("authproxy", "admin.internal")
     assert AdminConfig().allowed_hosts == ()
+
+
+class TestPaths:
+    def test_relative_paths_in_a_file_start_at_its_directory(
+        self, tmp_path: Path, monkeypatch
+    ) -> None:
+        """Every file setting written relative in the file is read from its folder."""
+        site = tmp_path / "site"
+        site.mkdir()
+        path = site / "c.yaml"
+        path.write_text(
+            "keys: {file: k/keys.yaml}\n"
+            "limits: {state_file: state.json}\n"
+            "tls: {cert: tls/c.pem, key: tls/k.pem, client_ca: ../ca.pem}\n"
+            "audit: {file: log/usage.jsonl, admin_file: /var/log/admin.jsonl}\n"
+            "jwt: {key_file: jwt.yaml}\n"
+        )
+        monkeypatch.chdir(tmp_path)
+        config = load_config("site/c.yaml")
+        assert (config.keys.file, config.limits.state_file, config.jwt.key_file) == (
+            str(site / "k/keys.yaml"),
+            str(site / "state.json"),
+            str(site / "jwt.yaml"),
+        )
+        assert (config.tls.cert, config.tls.key, config.tls.client_ca) == (
+            str(site / "tls/c.pem"),
+            str(site / "tls/k.pem"),
+            str(site / "../ca.pem"),
+        )
+        assert (config.audit.file, config.audit.admin_file) == (
+            str(site / "log/usage.jsonl"),
+            "/var/log/admin.jsonl",
+        )
+
+    def test_flags_variables_and_defaults_stay_relative_to_the_cwd(
+        self, tmp_path: Path
+    ) -> None:
+        """A path from a flag or variable, or a default, is left to the cwd."""
+        path = tmp_path / "c.yaml"
+        path.write_text("audit: {file: '-'}\ntls: {client_ca: ''}\n")
+        env = {"AUTHPROXY_JWT_KEY_FILE": "jwt.yaml"}
+        config = load_config(path, {"keys.file": "mine.yaml"}, env)
+        assert (config.keys.file, config.jwt.key_file) == ("mine.yaml", "jwt.yaml")
+        assert (config.audit.file, config.tls.client_ca) == ("-", None)
+        assert load_config(path).keys.file == "keys/keys.yaml"
+
+    def test_a_linked_config_directory_is_not_resolved(self, tmp_path: Path) -> None:
+        """Paths start at the link's folder: a ConfigMap's target changes on update."""
+        data = tmp_path / "..2026_12_01"
+        data.mkdir()
+        (data / "c.yaml").write_text("keys: {file: keys.yaml}\n")
+        mounted = tmp_path / "config"
+        mounted.mkdir()
+        (mounted / "c.yaml").symlink_to(data / "c.yaml")
+        assert load_config(mounted / "c.yaml").keys.file == str(mounted / "keys.yaml")
+
+    def test_every_file_setting_is_anchored(self) -> None:
+        """PATH_KEYS names every option that holds a file path, and nothing else."""
+        files = {
+            key
+            for key in config_keys()
+            if key.endswith(("file", ".cert", ".key", "_ca"))
+        }
+        assert set(PATH_KEYS) == files

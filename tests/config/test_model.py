@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from authproxy.config.load import load_config
-from authproxy.config.model import TLSConfig
+from authproxy.config.model import TLSConfig, admin_trail_file
 from authproxy.errors import ConfigError
 
 
@@ -99,3 +100,19 @@ def test_allowed_hosts_setting(value, expected) -> None:
     assert config.allowed_hosts == (
         expected or ("admin.internal", "*.svc.cluster.local", "10.0.0.0/8")
     )
+
+
+@pytest.mark.parametrize(
+    ("dotted", "expected"),
+    [
+        ({}, "audit/admin.jsonl"),
+        ({"audit.file": "/var/log/ap/usage.jsonl"}, "/var/log/ap/admin.jsonl"),
+        ({"audit.file": "-", "keys.file": "/etc/ap/keys.yaml"}, "/etc/ap/admin.jsonl"),
+        ({"audit.file": "/a/u.jsonl", "audit.admin_file": "/b/t.jsonl"}, "/b/t.jsonl"),
+        ({"audit.file": "/a/u.jsonl", "audit.admin_file": ""}, "/a/admin.jsonl"),
+    ],
+    ids=["default", "beside-audit", "stdout-audit", "explicit", "empty-is-unset"],
+)
+def test_admin_trail_goes_beside_the_audit_log(dotted, expected: str) -> None:
+    """audit.admin_file defaults to admin.jsonl beside audit.file (or the store)."""
+    assert admin_trail_file(load_config(None, dotted)) == Path(expected)

@@ -9,11 +9,10 @@ import pytest
 
 from authproxy.config.model import Argon2Config
 from authproxy.errors import KeyNotFoundError, KeyStoreError
+from authproxy.keys.codec import describe, key_status
 from authproxy.keys.lifecycle import (
     KeySpec,
     create_key,
-    describe,
-    key_status,
     revoke_key,
     rotate_key,
     update_key,
@@ -114,26 +113,78 @@ def test_rotating_an_ollama_key_keeps_the_old_key_for_the_grace(store: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("kind", "public_key", "message"),
+    ("kind", "proof", "message"),
     [
         ("ollama", None, "rotated by registering a new public key"),
-        ("token", "new", "a public key is only for an ollama key"),
-        ("password", None, "only token and ollama keys can be rotated"),
+        ("ollama", "password", "only a password key has a password to change"),
+        ("token", "public_key", "a public key is only for an ollama key"),
+        ("token", "password", "only a password key has a password to change"),
+        ("password", None, "only token and ollama keys can be rotated; change a"),
+        ("password", "public_key", "a public key is only for an ollama key"),
     ],
 )
 def test_each_kind_rotates_its_own_way(
-    store: Path, kind: str, public_key: str | None, message: str
+    store: Path, kind: str, proof: str | None, message: str
 ) -> None:
-    """An ollama key rotates to a new public key, a token key without one."""
+    """An ollama key rotates to a new public key, a password key to a new password."""
     spec = {
         "ollama": KeySpec(name="k", ollama_public_key=OllamaIdentity().pub_line),
         "token": KeySpec(name="k"),
         "password": KeySpec(name="k", password="a long password"),
     }[kind]
     create_key(store, HASHER, spec, now=NOW)
-    new = OllamaIdentity().pub_line if public_key else None
+    before = store.read_bytes()
+    new = {
+        "public_key": OllamaIdentity().pub_line,
+        "password": "another long password",
+    }
+    given = {proof: new[proof]} if proof else {}
     with pytest.raises(KeyStoreError, match=message):
-        rotate_key(store, HASHER, "k", grace=timedelta(0), now=NOW, public_key=new)
+        rotate_key(store, HASHER, "k", grace=timedelta(0), now=NOW, **given)
+    assert store.read_bytes() == before
+
+
+def test_a_new_password_keeps_the_old_one_for_the_grace(store: Path) -> None:
+    """The new password's hash is current; the old one verifies until now + grace."""
+    created = create_key(
+        store, HASHER, KeySpec(name="human", password="the first password"), now=NOW
+    )
+    changed = rotate_key(
+        store,
+        HASHER,
+        "human",
+        grace=timedelta(hours=1),
+        now=NOW,
+        password="the second password",
+    )
+    record = changed.record
+    assert (record.id, record.kind, changed.token) == (
+        created.record.id,
+        "password",
+        None,
+    )
+    assert (record.fingerprint, record.previous[0].fingerprint) == (None, None)
+    assert HASHER.verify(record.hash, "the second password")
+    assert [h for h, _ in record.hashes_at(NOW)] == [record.hash, created.record.hash]
+    assert [h for h, _ in record.hashes_at(NOW + timedelta(hours=1))] == [record.hash]
+    assert "the second password" not in store.read_text()
+    assert changed.as_dict(NOW)["previous_valid_until"] == "2026-11-01T01:00:00Z"
+
+
+def test_a_new_password_without_grace_ends_the_old_one(store: Path) -> None:
+    """With no grace only the new password verifies, and the reply says null."""
+    create_key(
+        store, HASHER, KeySpec(name="human", password="the first password"), now=NOW
+    )
+    changed = rotate_key(
+        store, HASHER, "human", grace=timedelta(0), now=NOW, password="a second one!"
+    )
+    assert len(changed.record.hashes_at(NOW)) == 1
+    assert changed.as_dict(NOW)["previous_valid_until"] is None
+    with pytest.raises(KeyStoreError, match="password too short"):
+        rotate_key(
+            store, HASHER, "human", grace=timedelta(0), now=NOW, password="short"
+        )
 
 
 def test_a_token_rotation_drops_expired_previous_secrets(store: Path) -> None:
@@ -185,6 +236,10 @@ def test_revocation_is_for_good(store: Path) -> None:
     assert revoke_key(store, "svc", now=NOW)[1] is False
     with pytest.raises(KeyStoreError, match="a revoked key cannot be rotated"):
         rotate_key(store, HASHER, "svc", grace=timedelta(0), now=NOW)
+    create_key(store, HASHER, KeySpec(name="hu", password="a long password"), now=NOW)
+    revoke_key(store, "hu", now=NOW)
+    with pytest.raises(KeyStoreError, match="a revoked key cannot be rotated"):
+        rotate_key(store, HASHER, "hu", grace=timedelta(0), now=NOW, password="x" * 12)
     with pytest.raises(KeyStoreError, match="cannot be enabled again"):
         update_key(store, "svc", {"disabled": False}, now=NOW)
     with pytest.raises(KeyNotFoundError, match="no key with id or name 'nobody'"):
@@ -204,3 +259,20 @@ def test_status_and_public_description(store: Path) -> None:
     assert shown["status"] == "disabled"
     assert "hash" not in shown
     assert record.hash not in str(shown)
+
+
+def test_create_and_rotate_replies_are_the_key_plus_its_token(store: Path) -> None:
+    """The reply is describe() plus token; a rotation's adds previous_valid_until."""
+    created = create_key(store, HASHER, KeySpec(name="svc"), now=NOW)
+    assert created.as_dict(NOW) == {
+        **describe(created.record, NOW),
+        "token": created.token,
+    }
+    assert created.as_dict(NOW)["status"] == "active"
+    later = NOW + timedelta(minutes=1, seconds=30)
+    rotated = rotate_key(store, HASHER, "svc", grace=timedelta(days=1), now=later)
+    assert rotated.as_dict(later) == {
+        **describe(rotated.record, later),
+        "token": rotated.token,
+        "previous_valid_until": "2026-11-02T00:01:30Z",
+    }

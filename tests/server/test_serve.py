@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import secrets
 import socket
 import sys
@@ -16,8 +17,8 @@ import yaml
 from aiohttp import web
 
 from authproxy.config.load import load_config
-from authproxy.server.serve import create_redirect_runner
-from tests.support.harness import nested
+from authproxy.server.serve import bootstrap_keys, create_redirect_runner
+from tests.support.harness import CHEAP_ARGON2, nested
 from tests.support.logs import LogCapture, Secrets
 from tests.support.rawhttp import connect, parse, send_raw
 
@@ -349,3 +350,19 @@ async def test_idle_keepalive_is_closed(start_redirect: StartRedirect) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 308 ")
         assert await asyncio.wait_for(reader.read(), 10) == b""
+
+
+def test_the_first_start_says_where_it_made_the_store_once(
+    tmp_path: Path, monkeypatch, secrets_seen: Secrets
+) -> None:
+    """The first start names the new store in full; later starts say nothing."""
+    monkeypatch.chdir(tmp_path)
+    config = load_config(None, {"keys.file": "keys/keys.yaml", **CHEAP_ARGON2})
+    first, second = io.StringIO(), io.StringIO()
+    created = bootstrap_keys(config, first)
+    assert created is not None
+    secrets_seen.add(created.token)
+    assert first.getvalue().startswith(
+        f"authproxy: created key store {tmp_path / 'keys' / 'keys.yaml'} with key "
+    )
+    assert (bootstrap_keys(config, second), second.getvalue()) == (None, "")

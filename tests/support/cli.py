@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +24,29 @@ async def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, 
     """Run the CLI off the loop (the server under test keeps serving); code, stdout."""
     code = await asyncio.to_thread(main, list(args))
     return code, capsys.readouterr().out
+
+
+def shown_fields(out: str) -> dict[str, str]:
+    """Read ``keys show`` output (``name:   value`` lines) into a mapping."""
+    pairs = (line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return {name: value.strip() for name, value in pairs}
+
+
+def run_process(
+    cwd: Path, *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m authproxy <args>`` as a child process in ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "authproxy", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        # The test says what it sets: no AUTHPROXY_* from the outer shell.
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("AUTHPROXY_")},
+            "PYTHONUNBUFFERED": "1",
+        },
+    )
