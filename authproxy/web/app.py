@@ -118,8 +118,11 @@ def upstream_of(config: Config) -> Upstream:
         body_idle_timeout=config.limits.body_idle_timeout,
         # sock_read bounds the wait for headers; the relay switches it to
         # idle_timeout.
+        # A request's timeout replaces the session's, so it repeats connect.
         client_timeout=aiohttp.ClientTimeout(
-            total=None, sock_read=config.upstream.response_timeout
+            total=None,
+            connect=config.upstream.connect_timeout,
+            sock_read=config.upstream.response_timeout,
         ),
         include_usage=config.audit.openai_include_usage,
         default_output=config.limits.default_output_reservation,
