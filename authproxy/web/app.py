@@ -106,7 +106,9 @@ def setup_limits(app: web.Application, config: Config, clock: Clock) -> None:
 
 def upstream_of(config: Config) -> Upstream:
     """Return the upstream settings the handler needs, computed once."""
-    origin = URL(config.upstream.url)
+    # A base path keeps its final slash: /readyz probes it, as Ollama's root.
+    base = config.upstream.url
+    origin = URL(base + "/" if URL(base).raw_path != "/" else base, encoded=True)
     host = config.upstream.host_header or origin.host_port_subcomponent or ""
     return Upstream(
         origin=origin,
@@ -165,7 +167,8 @@ def setup_upstream(app: web.Application, config: Config) -> None:
 def setup_routes(app: web.Application, config: Config) -> None:
     """Register /metrics (when public) and the catch-all proxy route, last."""
     if config.metrics.public:
-        app.router.add_get("/metrics", metrics_route, name="metrics")
+        path = config.server.root_path + "/metrics"
+        app.router.add_get(path, metrics_route, name="metrics")
     app.router.add_route(
         "*", "/{tail:.*}", proxy_route, name="proxy", expect_handler=defer_expect
     )
