@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from authproxy.config.schema import (
+    cors_origins,
     option,
     root_path,
     seconds,
@@ -97,6 +98,13 @@ class ServerConfig:
     # A prefix an ingress adds (/ollama): stripped before routing, like
     # uvicorn's --root-path; requests outside it get 404.
     root_path: str = option("", parse=root_path)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CorsConfig:
+    """Browser clients from other origins (empty: no CORS, Ollama's origins apply)."""
+
+    origins: str = option("", parse=cors_origins)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -265,6 +273,7 @@ class Config:
     upstream: UpstreamConfig = section(UpstreamConfig)
     keys: KeysConfig = section(KeysConfig)
     server: ServerConfig = section(ServerConfig)
+    cors: CorsConfig = section(CorsConfig)
     limits: LimitsConfig = section(LimitsConfig)
     tls: TLSConfig = section(TLSConfig)
     audit: AuditConfig = section(AuditConfig)

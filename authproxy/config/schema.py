@@ -5,7 +5,7 @@ Each dataclass field is read by its annotated type (``bool``, ``int``, ``float``
 metadata may carry ``parse`` (a converter raising ``ValueError``) and
 ``check`` (a predicate plus the expectation it states). The parsers of
 options with a syntax of their own live here too (durations, sizes, the
-upstream URL and its base path, ``server.root_path``).
+upstream URL and its base path, ``server.root_path``, ``cors.origins``).
 """
 
 from __future__ import annotations
@@ -126,6 +126,35 @@ def root_path(value: Any) -> str:
     if not isinstance(value, str) or (value and not value.startswith("/")):
         raise ValueError("expected a path such as /ollama, or empty")
     return _base_path(value)
+
+
+_ORIGIN_ENTRY: Final = re.compile(
+    r"[a-z][a-z0-9+.-]*://"
+    r"(?:\[[0-9a-f:.]+\]|(?=[a-z0-9.*-])[a-z0-9.-]*\*?[a-z0-9.-]*)"
+    r"(?::(?:[0-9]+|\*))?"
+)
+
+
+def cors_origins(value: Any) -> str:
+    """Validate ``cors.origins``; return the entries joined by commas.
+
+    A list, or one string of entries separated by commas or spaces (as in
+    ``AUTHPROXY_CORS_ORIGINS``): ``*``, or ``scheme://host[:port]`` with at most
+    one ``*`` standing for host name characters or a port
+    (``http://localhost:*``, ``https://*.example.com``), as ``OLLAMA_ORIGINS``.
+    """
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise ValueError("expected a list of origins such as https://app.example.com")
+    entries = [item.strip().lower() for item in items]
+    for entry in entries:
+        bad = entry.count("*") > 1 or not _ORIGIN_ENTRY.fullmatch(entry)
+        if entry != "*" and bad:
+            raise ValueError(
+                f"{entry!r} is not '*' or an origin such as https://app.example.com "
+                "or http://localhost:* (scheme://host[:port], no path, one '*')"
+            )
+    return ",".join(dict.fromkeys(entries))
 
 
 def build(cls: type[T], data: Any, path: str = "") -> T:

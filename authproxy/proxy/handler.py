@@ -78,6 +78,8 @@ async def forward(
         request_id=ex.request_id,
         trusted_peer=peer in upstream.trusted_proxies,
     )
+    if upstream.strip_origin:
+        headers.popall(hdrs.ORIGIN, None)
     limit = BodyLimit(upstream.max_body_size, upstream.body_idle_timeout)
     body, use = await _request_body(request, ex, headers, limit, upstream)
     require_models(

@@ -44,6 +44,8 @@ class Upstream:
     body_idle_timeout: float = 0.0
     include_usage: bool = False
     default_output: int = 0  # tokens reserved for a request that sets no cap
+    # With cors.origins the proxy answers CORS: Origin is not sent upstream.
+    strip_origin: bool = False
 
     client_timeout: aiohttp.ClientTimeout = aiohttp.ClientTimeout()
 

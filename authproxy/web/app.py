@@ -32,6 +32,7 @@ from authproxy.web.appkeys import (
     UPSTREAM_KEY,
     Lifecycle,
 )
+from authproxy.web.cors import setup_cors
 from authproxy.web.edge import edge_middleware
 from authproxy.web.health import setup_health
 from authproxy.web.keys import setup_keys
@@ -50,12 +51,15 @@ def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     app[CLOCK_KEY] = clock
     app[LIFECYCLE_KEY] = Lifecycle()
     app[STREAMS_KEY] = weakref.WeakSet()
-    # Order matters. Metrics come first: the other parts report into them.
+    # Order matters. CORS comes first: its middleware answers a preflight
+    # before the edge makes a record of it. Metrics next: the other parts
+    # report into them.
     # The cleanup contexts start in this order and stop in reverse, so the
     # audit log opens before anything can be served and closes after
     # everything else, with the last records; the key store and the limits
     # come next; the upstream session last, so it closes first. The proxy's
     # catch-all route must be registered after every route of its own.
+    setup_cors(app, config)
     setup_metrics(app, config)
     setup_audit(app, config)
     setup_keys(app, config, clock)
@@ -128,6 +132,7 @@ def upstream_of(config: Config) -> Upstream:
         ),
         include_usage=config.audit.openai_include_usage,
         default_output=config.limits.default_output_reservation,
+        strip_origin=bool(config.cors.origins),
     )
 
 

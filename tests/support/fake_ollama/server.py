@@ -35,6 +35,8 @@ class Behaviour:
     status: int | None = None
     # The model name replies carry instead of the requested one.
     reply_model: str | None = None
+    # Headers added to every reply (Ollama's own CORS headers, say).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +95,7 @@ async def _record(request: web.Request, handler: Any) -> web.StreamResponse:
 
 async def _no_server_header(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.popall("Server", None)
+    response.headers.update(request.app[FAKE_KEY].behaviour.headers)
 
 
 def _json(
