@@ -94,7 +94,8 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     app = request.app
     inside = below_root(request, app[CONFIG_KEY].server.root_path)
-    request = inside or request
+    if inside is not None:  # (a Request is falsy while it holds no state)
+        request = inside
     ex = Exchange(
         request_id=rid,
         method=request.method,

@@ -90,34 +90,60 @@ async def test_required_audit_refuses_requests_until_it_works(
 GATEWAY_BASE = "/olla/ollama"
 
 
+Mounted = tuple[TestClient[Any, Any], str, str]
+
+
+async def _mount(
+    aiohttp_server: AiohttpServer,
+    fake: FakeOllama,
+    start_proxy: StartProxy,
+    placing: str,
+) -> Mounted:
+    """Start the fake Ollama (maybe below a base path), the proxy (maybe below /ollama).
+
+    Returns the client, the prefix it sends before each Ollama path, and the
+    prefix the fake sees.
+    """
+    root = "" if placing == "base-path" else "/ollama"
+    base = "" if placing == "root-path" else GATEWAY_BASE
+    gateway = await aiohttp_server(
+        create_fake(fake, base_path=base), auto_decompress=False, access_log=None
+    )
+    url = str(gateway.make_url(base)).rstrip("/")
+    client = await start_proxy({"upstream.url": url, "server.root_path": root})
+    return client, root, base
+
+
 @pytest.fixture(params=["root-path", "root-path-and-base-path"])
 async def mounted(
     request: pytest.FixtureRequest,
     aiohttp_server: AiohttpServer,
     fake: FakeOllama,
     start_proxy: StartProxy,
-) -> tuple[TestClient[Any, Any], str]:
-    """The proxy under /ollama, in front of Ollama at its root or under a base path.
+) -> Mounted:
+    """The proxy below /ollama, Ollama at its root or below a base path."""
+    return await _mount(aiohttp_server, fake, start_proxy, request.param)
 
-    Returns the client and the prefix the fake sees before each Ollama path.
-    """
-    base = GATEWAY_BASE if request.param == "root-path-and-base-path" else ""
-    gateway = await aiohttp_server(
-        create_fake(fake, base_path=base), auto_decompress=False, access_log=None
-    )
-    url = str(gateway.make_url(base)).rstrip("/")
-    client = await start_proxy({"upstream.url": url, "server.root_path": "/ollama"})
-    return client, base
+
+@pytest.fixture(params=["root-path", "base-path", "root-path-and-base-path"])
+async def placed(
+    request: pytest.FixtureRequest,
+    aiohttp_server: AiohttpServer,
+    fake: FakeOllama,
+    start_proxy: StartProxy,
+) -> Mounted:
+    """The proxy below /ollama, Ollama below a base path, or both."""
+    return await _mount(aiohttp_server, fake, start_proxy, request.param)
 
 
 async def test_root_path_is_stripped_before_routing(
-    mounted: tuple[TestClient[Any, Any], str],
+    mounted: Mounted,
     bearer,
     fake: FakeOllama,
     audit_path: Path,
 ) -> None:
     """/ollama/v1/models/… is Ollama's /v1/models/…: upstream, in the audit record."""
-    client, base = mounted
+    client, _, base = mounted
     raw = "/ollama/v1/models/a%2Fb?x=%2F&y=a%20b"  # sent as is, re-encoded by no one
     reply = await send_raw(
         client.port, build_request(*header_lines(bearer), target=raw)
@@ -136,13 +162,13 @@ async def test_root_path_is_stripped_before_routing(
     ["/api/tags", "/", "/ollamax/api/tags", "/ollama%2Fapi/tags", "/Ollama/api/tags"],
 )
 async def test_outside_the_root_path_is_404(
-    mounted: tuple[TestClient[Any, Any], str],
+    mounted: Mounted,
     fake: FakeOllama,
     audit_path: Path,
     target: str,
 ) -> None:
     """Outside server.root_path: 404 JSON before authentication, nothing upstream."""
-    client, _ = mounted
+    client, _, _ = mounted
     reply = await send_raw(client.port, build_request(target=target))
     assert status_and_json(reply) == (404, {"error": "not found"})
     assert fake.received == []
@@ -152,19 +178,19 @@ async def test_outside_the_root_path_is_404(
 
 
 async def test_probes_answer_outside_the_root_path(
-    mounted: tuple[TestClient[Any, Any], str],
+    mounted: Mounted,
 ) -> None:
     """/healthz and /readyz stay where the orchestrator calls the pod directly."""
-    client, _ = mounted
+    client, _, _ = mounted
     assert (await client.get("/healthz")).status == HTTPStatus.OK
     assert (await client.get("/readyz")).status == HTTPStatus.OK
 
 
 async def test_dot_segments_cannot_leave_the_root_path(
-    mounted: tuple[TestClient[Any, Any], str], bearer, fake: FakeOllama
+    mounted: Mounted, bearer, fake: FakeOllama
 ) -> None:
     """/ollama/../x and its encodings are refused, never resolved by anyone."""
-    client, _ = mounted
+    client, _, _ = mounted
     for target in ["/ollama/../api/pull", "/ollama/%2e%2e/api/pull", "/ollama//x"]:
         reply = await send_raw(
             client.port, build_request(*header_lines(bearer), target=target)
@@ -173,26 +199,26 @@ async def test_dot_segments_cannot_leave_the_root_path(
     assert fake.received == []
 
 
-async def test_scopes_models_and_metering_hold_below_the_root_path(
-    mounted: tuple[TestClient[Any, Any], str],
+async def test_scopes_models_and_metering_hold_below_either_path(
+    placed: Mounted,
     make_key: MakeKey,
     fake: FakeOllama,
     audit_path: Path,
 ) -> None:
-    """A key's scopes and models are judged on the stripped path; usage is metered."""
-    client, base = mounted
+    """Scopes and models are judged on the Ollama path, and usage is metered by it."""
+    client, root, base = placed
     team = make_key("team", models=["llama3.2"])  # default scopes: no models:manage
     await client.app[WATCHER_KEY].reload(force=True)
     auth = bearer_auth(team.token)
-    pull = await client.post("/ollama/api/pull", json={"model": "x"}, headers=auth)
+    pull = await client.post(f"{root}/api/pull", json={"model": "x"}, headers=auth)
     assert pull.status == HTTPStatus.FORBIDDEN
     other = await client.post(
-        "/ollama/api/chat", json=chat(model="qwen3:8b"), headers=auth
+        f"{root}/api/chat", json=chat(model="qwen3:8b"), headers=auth
     )
     assert other.status == HTTPStatus.FORBIDDEN
     assert fake.received == []
     chat_reply = await client.post(
-        "/ollama/v1/chat/completions", json=CHAT, headers=auth
+        f"{root}/v1/chat/completions", json=CHAT, headers=auth
     )
     assert chat_reply.status == HTTPStatus.OK
     assert fake.last.path_qs == f"{base}/v1/chat/completions"
@@ -208,10 +234,10 @@ async def test_scopes_models_and_metering_hold_below_the_root_path(
 
 
 async def test_a_signature_covers_the_path_below_the_root_path(
-    mounted: tuple[TestClient[Any, Any], str], make_key: MakeKey
+    mounted: Mounted, make_key: MakeKey
 ) -> None:
     """The ollama CLI signs its API path (OLLAMA_HOST=…/ollama): it verifies."""
-    client, _ = mounted
+    client, _, _ = mounted
     identity = OllamaIdentity()
     make_key("laptop", ollama_public_key=identity.pub_line, scopes=["models:read"])
     await client.app[WATCHER_KEY].reload(force=True)
