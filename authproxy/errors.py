@@ -28,14 +28,26 @@ class UpstreamError(AuthProxyError):
 
     The edge answers ``{"error": message}`` with ``status`` (502 or 504) and,
     when given, notes ``outcome`` (``upstream_error``, ``upstream_timeout``) in
-    the record.
+    the record. ``reason`` says why for the operator's log (``connect
+    refused``, ``read timeout``); the client never sees it.
     """
 
-    def __init__(self, status: int, message: str, outcome: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        outcome: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.outcome = outcome
         self.message = message
+        self.reason = reason
+
+
+class ListenError(AuthProxyError):
+    """A listener cannot bind its address; the message names it and its setting."""
 
 
 class VerifyBusyError(AuthProxyError):

@@ -67,3 +67,12 @@ def test_upstream_error_carries_its_status_and_outcome() -> None:
         "upstream timed out",
     )
     assert UpstreamError(502, "upstream unavailable").outcome is None
+    assert UpstreamError(502, "upstream unavailable").reason is None
+
+
+def test_upstream_error_keeps_the_operators_reason_apart() -> None:
+    """The reason is for the log; the message, which the client sees, stays generic."""
+    err = UpstreamError(
+        502, "upstream unavailable", "upstream_error", "connect refused"
+    )
+    assert (err.reason, str(err)) == ("connect refused", "upstream unavailable")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Final, Protocol
 
 from authproxy.errors import AuthenticationError
 from authproxy.keys.record import KeyRecord
@@ -62,16 +62,30 @@ class Gate(Protocol):
         """Release the reservation once the check has finished (failed or not)."""
 
 
+# Refusals of a key whose credential verified: its 401 may say which.
+KEY_STATE_MESSAGES: Final = {
+    "key_revoked": "key revoked",
+    "key_disabled": "key disabled",
+    "key_expired": "key expired",
+}
+
+
 def check_usable(record: KeyRecord, now: datetime) -> None:
-    """Refuse a disabled or expired key.
+    """Refuse a revoked, disabled or expired key.
+
+    Warning:
+        Call it only once the credential verified: its reasons (answered to
+        the client, see ``KEY_STATE_MESSAGES``) tell the key's state.
 
     Raises:
-        VerifyFailedError: the key is disabled or not usable at ``now``.
+        VerifyFailedError: ``key_revoked``, ``key_disabled`` or ``key_expired``.
     """
+    if record.revoked_at is not None:
+        raise VerifyFailedError("key_revoked", record.id)
     if record.disabled:
-        raise VerifyFailedError("disabled", record.id)
+        raise VerifyFailedError("key_disabled", record.id)
     if not record.usable_at(now):
-        raise VerifyFailedError("expired", record.id)
+        raise VerifyFailedError("key_expired", record.id)
 
 
 @dataclass(slots=True)

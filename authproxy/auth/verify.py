@@ -4,6 +4,11 @@ argon2 runs in a bounded pool (authproxy/argon2pool.py). Successful
 verifications are cached under a keyed BLAKE2b MAC of the credential (never
 the credential itself) and re-checked against the live record on every hit, so a
 disabled, expired, deleted or changed key stops working at once.
+
+A revoked, disabled or expired key is refused with a reason of its own only
+once the caller proved its secret (``principal.check_usable``): it holds the
+key already, so telling it why is no oracle. A secret rotated out and past its
+grace is no secret of the key any more: a wrong secret, like any other.
 """
 
 from __future__ import annotations
@@ -157,15 +162,10 @@ class Verifier:
             and entry.expires > tick
             and _still_valid(record, entry.hash, now)
         ):
-            check_usable(record, now)
+            check_usable(record, now)  # the entry proves the secret
             self.stats.cache_hits += 1
             return Principal.of(record, credential.scheme)
         self.stats.cache_misses += 1
-        try:
-            check_usable(record, now)
-        except VerifyFailedError as err:
-            await self._decoy(credential, err, gate)
-            raise
         candidates = record.hashes_at(now)
         if record.kind == "token":
             # A token's fingerprint picks its hash; a mismatch costs no argon2.
@@ -184,6 +184,7 @@ class Verifier:
         if current is None or not _still_valid(current, matched, self._clock()):
             raise VerifyFailedError("changed", record.id)
         self._remember(digest, record.id, matched, tick)
+        check_usable(current, self._clock())  # proved: it may say why
         if matched == current.hash:
             self._maybe_rehash(current, secret)
         return Principal.of(current, credential.scheme)
@@ -192,15 +193,15 @@ class Verifier:
         """Verify an ``ollama`` CLI signature; no argon2, one Ed25519 check.
 
         Raises:
-            VerifyFailedError: an unknown or retired public key, a disabled or
-                expired key, a wrong signature, or a replay.
+            VerifyFailedError: an unknown or retired public key, a wrong
+                signature, a replay, or (once the signature verified) a
+                revoked, disabled or expired key.
         """
         blob, challenge = credential.username or "", credential.challenge
         record = self.table.by_public_key.get(blob)
         if record is None or challenge is None or credential.signed_at is None:
             raise VerifyFailedError("unknown_key")
         now = self._clock()
-        check_usable(record, now)
         if blob not in record.public_keys_at(now):
             raise VerifyFailedError("wrong_secret", record.id)  # past its grace
         self.stats.signature_verifications += 1
@@ -210,6 +211,7 @@ class Verifier:
             credential.secret, credential.signed_at, now.timestamp()
         ):
             raise VerifyFailedError("replayed", record.id)
+        check_usable(record, now)
         return Principal.of(record, SCHEME)
 
     def _digest(self, *parts: str) -> bytes:

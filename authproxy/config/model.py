@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from yarl import URL
-
 from authproxy.config.schema import (
+    cors_origins,
     option,
+    root_path,
     seconds,
     section,
     size,
+    upstream_url,
 )
 from authproxy.errors import ConfigError
 
@@ -25,23 +26,6 @@ def _port(value: int) -> bool:
 
 def _positive(value: float) -> bool:
     return value > 0
-
-
-def _origin(value: Any) -> str:
-    """Validate an upstream URL and return its normalised origin."""
-    if not isinstance(value, str):
-        raise ValueError("expected an http(s) URL")
-    try:
-        url = URL(value)
-    except ValueError:
-        raise ValueError("expected an http(s) URL") from None
-    if url.scheme not in {"http", "https"} or not url.host:
-        raise ValueError("expected an http(s) URL such as http://127.0.0.1:11434")
-    if url.user or url.password or url.query_string or url.fragment:
-        raise ValueError("expected a URL without credentials, query or fragment")
-    if url.path not in {"", "/"}:
-        raise ValueError("expected an origin without a path")
-    return str(url.origin())
 
 
 def _networks(value: Any) -> tuple[str, ...]:
@@ -67,7 +51,7 @@ class ListenConfig:
 class UpstreamConfig:
     """The one Ollama server requests are forwarded to."""
 
-    url: str = option("http://127.0.0.1:11434", parse=_origin)
+    url: str = option("http://127.0.0.1:11434", parse=upstream_url)
     host_header: str | None = option(None)
     connect_timeout: float = option(10.0, parse=seconds)
     response_timeout: float = option(600.0, parse=seconds)
@@ -111,6 +95,16 @@ class ServerConfig:
         "auto",
         check=(lambda v: v in {"auto", "uvloop", "asyncio"}, "auto|uvloop|asyncio"),
     )
+    # A prefix an ingress adds (/ollama): stripped before routing, like
+    # uvicorn's --root-path; requests outside it get 404.
+    root_path: str = option("", parse=root_path)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CorsConfig:
+    """Browser clients from other origins (empty: no CORS, Ollama's origins apply)."""
+
+    origins: str = option("", parse=cors_origins)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -280,6 +274,7 @@ class Config:
     upstream: UpstreamConfig = section(UpstreamConfig)
     keys: KeysConfig = section(KeysConfig)
     server: ServerConfig = section(ServerConfig)
+    cors: CorsConfig = section(CorsConfig)
     limits: LimitsConfig = section(LimitsConfig)
     tls: TLSConfig = section(TLSConfig)
     audit: AuditConfig = section(AuditConfig)

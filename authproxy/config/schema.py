@@ -3,7 +3,9 @@
 Each dataclass field is read by its annotated type (``bool``, ``int``, ``float``,
 ``str``, ``tuple[str, ...]``, a nested dataclass, or ``X | None``). A field's
 metadata may carry ``parse`` (a converter raising ``ValueError``) and
-``check`` (a predicate plus the expectation it states).
+``check`` (a predicate plus the expectation it states). The parsers of
+options with a syntax of their own live here too (durations, sizes, the
+upstream URL and its base path, ``server.root_path``, ``cors.origins``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from yarl import URL
 
 from authproxy.errors import ConfigError
 from authproxy.times import parse_duration, seconds_to_duration
@@ -75,6 +80,81 @@ def size(value: Any) -> int:
             unit = (match.group(2) or "b").lower()
             return int(match.group(1)) * _SIZE_UNITS[unit]
     raise ValueError("expected a byte count or a size such as 100MiB")
+
+
+_PATH_CHARS: Final = re.compile(
+    r"(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})+)*"
+)
+_DOT_SEGMENT: Final = re.compile(r"(?:^|/)\.{1,2}(?:/|$)")
+
+
+def _base_path(raw: str) -> str:
+    """Validate a base path (``/olla/ollama``); return it without a final ``/``.
+
+    No dot segments (also encoded), no empty segments, no encoded slash or
+    backslash: every target is joined below it, so it must mean one path.
+    """
+    path = raw.rstrip("/")
+    if not _PATH_CHARS.fullmatch(path) or _DOT_SEGMENT.search(unquote(path)):
+        raise ValueError(
+            "expected a path of plain segments such as /olla/ollama "
+            "(no '.', '..' or empty segments)"
+        )
+    if re.search(r"%(?:2f|5c)", path, re.IGNORECASE):
+        raise ValueError("expected a path without encoded '/' or '\\'")
+    return path
+
+
+def upstream_url(value: Any) -> str:
+    """Validate an upstream URL: an origin, optionally with a base path."""
+    if not isinstance(value, str):
+        raise ValueError("expected an http(s) URL")
+    try:
+        url = URL(value)
+        parts = urlsplit(value)
+    except ValueError:
+        raise ValueError("expected an http(s) URL") from None
+    if url.scheme not in {"http", "https"} or not url.host:
+        raise ValueError("expected an http(s) URL such as http://127.0.0.1:11434")
+    if url.user or url.password or parts.query or parts.fragment or "?" in value:
+        raise ValueError("expected a URL without credentials, query or fragment")
+    return str(url.origin()) + _base_path(parts.path)
+
+
+def root_path(value: Any) -> str:
+    """Validate ``server.root_path``: empty, or a base path such as ``/ollama``."""
+    if not isinstance(value, str) or (value and not value.startswith("/")):
+        raise ValueError("expected a path such as /ollama, or empty")
+    return _base_path(value)
+
+
+_ORIGIN_ENTRY: Final = re.compile(
+    r"[a-z][a-z0-9+.-]*://"
+    r"(?:\[[0-9a-f:.]+\]|(?=[a-z0-9.*-])[a-z0-9.-]*\*?[a-z0-9.-]*)"
+    r"(?::(?:[0-9]+|\*))?"
+)
+
+
+def cors_origins(value: Any) -> str:
+    """Validate ``cors.origins``; return the entries joined by commas.
+
+    A list, or one string of entries separated by commas or spaces (as in
+    ``AUTHPROXY_CORS_ORIGINS``): ``*``, or ``scheme://host[:port]`` with at most
+    one ``*`` standing for host name characters or a port
+    (``http://localhost:*``, ``https://*.example.com``), as ``OLLAMA_ORIGINS``.
+    """
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise ValueError("expected a list of origins such as https://app.example.com")
+    entries = [item.strip().lower() for item in items]
+    for entry in entries:
+        bad = entry.count("*") > 1 or not _ORIGIN_ENTRY.fullmatch(entry)
+        if entry != "*" and bad:
+            raise ValueError(
+                f"{entry!r} is not '*' or an origin such as https://app.example.com "
+                "or http://localhost:* (scheme://host[:port], no path, one '*')"
+            )
+    return ",".join(dict.fromkeys(entries))
 
 
 def build(cls: type[T], data: Any, path: str = "") -> T:

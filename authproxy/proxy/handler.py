@@ -27,7 +27,13 @@ from authproxy.proxy.body import BodyLimit, read_body, read_model_body, send_con
 from authproxy.proxy.headers import forward_request_headers
 from authproxy.proxy.listing import is_listing, relay_listing
 from authproxy.proxy.relay import relay
-from authproxy.proxy.upstream import Forwarding, Upstream, resolve_target
+from authproxy.proxy.upstream import (
+    Forwarding,
+    Upstream,
+    failure_reason,
+    public_url,
+    resolve_target,
+)
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -72,6 +78,8 @@ async def forward(
         request_id=ex.request_id,
         trusted_peer=peer in upstream.trusted_proxies,
     )
+    if upstream.strip_origin:
+        headers.popall(hdrs.ORIGIN, None)
     limit = BodyLimit(upstream.max_body_size, upstream.body_idle_timeout)
     body, use = await _request_body(request, ex, headers, limit, upstream)
     require_models(
@@ -115,11 +123,22 @@ async def _send(  # noqa: PLR0917 - one request's parts, passed once
         ex.bytes_in = limit.seen or ex.bytes_in
         if limit.refusal is not None:
             raise limit.refusal from None
+        reason = failure_reason(err)
+        where = public_url(url)
         if isinstance(err, TimeoutError):
-            log.warning("upstream_timeout", phase="response_headers")
-            raise UpstreamError(504, "upstream timed out", "upstream_timeout") from None
-        log.warning("upstream_failed", error=type(err).__name__)
-        raise UpstreamError(502, "upstream unavailable", "upstream_error") from None
+            log.warning(
+                "upstream_timeout",
+                upstream=where,
+                reason=reason,
+                phase="response_headers",
+            )
+            raise UpstreamError(
+                504, "upstream timed out", "upstream_timeout", reason
+            ) from None
+        log.warning("upstream_failed", upstream=where, reason=reason, phase="connect")
+        raise UpstreamError(
+            502, "upstream unavailable", "upstream_error", reason
+        ) from None
 
 
 async def _request_body(

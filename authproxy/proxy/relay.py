@@ -15,6 +15,7 @@ from authproxy.metering.exchange import Exchange
 from authproxy.metering.usage import UsageParser
 from authproxy.policy.routes import is_metered
 from authproxy.proxy.headers import REQUEST_ID_HEADER, filter_response_headers
+from authproxy.proxy.upstream import failure_reason, public_url
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -98,6 +99,11 @@ def _abort(
 ) -> None:
     """End the client's stream without its terminator so it can tell it was cut."""
     reply.close()
-    log.warning("upstream_failed", error=type(err).__name__, phase="body")
+    log.warning(
+        "upstream_failed",
+        upstream=public_url(reply.url),
+        reason=failure_reason(err),
+        phase="body",
+    )
     if request.transport is not None:
         request.transport.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from authproxy.admin.app import create_admin_app
 from authproxy.config.model import Config
-from authproxy.errors import ConfigError
+from authproxy.errors import ConfigError, ListenError
 from authproxy.keys.lifecycle import CreatedKey, KeySpec, create_key
 from authproxy.keys.store import make_hasher
 from authproxy.metering.audit import AuditWriter
@@ -33,6 +34,44 @@ GC_THRESHOLD: Final = 10_000  # allocations between young-generation passes
 FIRST_KEY_NAME = "default"
 
 
+async def start_site(
+    runner: web.BaseRunner,
+    host: str,
+    port: int,
+    *,
+    name: str,
+    setting: str,
+    **kwargs: Any,
+) -> web.TCPSite:
+    """Listen on ``host:port`` for ``runner``.
+
+    Args:
+        runner: the set-up runner to serve.
+        host: the address to bind, as configured (IPv6 without brackets).
+        port: the port.
+        name: the listener as the message names it (``listen``).
+        setting: where its address is set (``listen / --listen``).
+        **kwargs: passed on to ``web.TCPSite`` (``ssl_context``, ``backlog``).
+
+    Raises:
+        ListenError: the address cannot be bound (in use, not permitted, not
+            an address of this host), with one line naming both.
+
+    Returns:
+        The started site.
+    """
+    site = web.TCPSite(runner, host, port, **kwargs)
+    try:
+        await site.start()
+    except OSError as err:
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        why = os.strerror(err.errno).lower() if err.errno else "cannot listen"
+        raise ListenError(
+            f"{name}: cannot bind {address}: {why} (setting {setting})"
+        ) from None
+    return site
+
+
 async def _start_admin(app: web.Application, config: Config) -> web.AppRunner | None:
     """Start the admin API on its own listener (``admin.listen``; empty = off)."""
     if not config.admin.listen:
@@ -45,7 +84,17 @@ async def _start_admin(app: web.Application, config: Config) -> web.AppRunner | 
         **server_kwargs(config),
     )
     await runner.setup()
-    await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+    try:
+        await start_site(
+            runner,
+            host.strip("[]"),
+            int(port),
+            name="admin.listen",
+            setting="admin.listen / --admin-listen",
+        )
+    except ListenError:
+        await runner.cleanup()
+        raise
     return runner
 
 
@@ -73,7 +122,17 @@ async def _start_redirect(config: Config, https_port: int) -> web.AppRunner | No
     host, _, port = config.tls.redirect_listen.rpartition(":")
     runner = create_redirect_runner(config, https_port)
     await runner.setup()
-    await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+    try:
+        await start_site(
+            runner,
+            host.strip("[]"),
+            int(port),
+            name="tls.redirect_listen",
+            setting="tls.redirect_listen",
+        )
+    except ListenError:
+        await runner.cleanup()
+        raise
     return runner
 
 
@@ -131,6 +190,9 @@ def serve(config: Config) -> int:
     with asyncio.Runner(loop_factory=_loop_factory(config.server.event_loop)) as runner:
         try:
             runner.run(_run(config, tls))
+        except ListenError as err:
+            print(f"authproxy: {err}", file=sys.stderr)
+            return 1
         except OSError as err:
             # Typically a port in use or not permitted: say which, no traceback.
             print(f"authproxy: cannot start: {err.strerror or err}", file=sys.stderr)
@@ -174,16 +236,25 @@ async def _run(config: Config, tls: CertificateReloader | None) -> None:
         **server_kwargs(config),
     )
     await runner.setup()
-    site = web.TCPSite(
-        runner,
-        config.listen.host,
-        config.listen.port,
-        ssl_context=tls.context if tls else None,
-        backlog=config.server.backlog,
-    )
-    await site.start()
-    admin_runner = await _start_admin(app, config)
-    redirect_runner = await _start_redirect(config, runner.addresses[0][1])
+    admin_runner: web.AppRunner | None = None
+    try:
+        await start_site(
+            runner,
+            config.listen.host,
+            config.listen.port,
+            name="listen",
+            setting="listen / --listen",
+            ssl_context=tls.context if tls else None,
+            backlog=config.server.backlog,
+        )
+        admin_runner = await _start_admin(app, config)
+        redirect_runner = await _start_redirect(config, runner.addresses[0][1])
+    except ListenError:
+        # Close what did start (the audit log with it) before saying why.
+        if admin_runner is not None:
+            await admin_runner.cleanup()
+        await runner.cleanup()
+        raise
     _settle_gc()
     stop = asyncio.Event()
     tasks: set[asyncio.Task[Any]] = set()

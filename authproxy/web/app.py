@@ -32,6 +32,7 @@ from authproxy.web.appkeys import (
     UPSTREAM_KEY,
     Lifecycle,
 )
+from authproxy.web.cors import setup_cors
 from authproxy.web.edge import edge_middleware
 from authproxy.web.health import setup_health
 from authproxy.web.keys import setup_keys
@@ -50,12 +51,15 @@ def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     app[CLOCK_KEY] = clock
     app[LIFECYCLE_KEY] = Lifecycle()
     app[STREAMS_KEY] = weakref.WeakSet()
-    # Order matters. Metrics come first: the other parts report into them.
+    # Order matters. CORS comes first: its middleware answers a preflight
+    # before the edge makes a record of it. Metrics next: the other parts
+    # report into them.
     # The cleanup contexts start in this order and stop in reverse, so the
     # audit log opens before anything can be served and closes after
     # everything else, with the last records; the key store and the limits
     # come next; the upstream session last, so it closes first. The proxy's
     # catch-all route must be registered after every route of its own.
+    setup_cors(app, config)
     setup_metrics(app, config)
     setup_audit(app, config)
     setup_keys(app, config, clock)
@@ -106,7 +110,9 @@ def setup_limits(app: web.Application, config: Config, clock: Clock) -> None:
 
 def upstream_of(config: Config) -> Upstream:
     """Return the upstream settings the handler needs, computed once."""
-    origin = URL(config.upstream.url)
+    # A base path keeps its final slash: /readyz probes it, as Ollama's root.
+    base = config.upstream.url
+    origin = URL(base + "/" if URL(base).raw_path != "/" else base, encoded=True)
     host = config.upstream.host_header or origin.host_port_subcomponent or ""
     return Upstream(
         origin=origin,
@@ -118,11 +124,15 @@ def upstream_of(config: Config) -> Upstream:
         body_idle_timeout=config.limits.body_idle_timeout,
         # sock_read bounds the wait for headers; the relay switches it to
         # idle_timeout.
+        # A request's timeout replaces the session's, so it repeats connect.
         client_timeout=aiohttp.ClientTimeout(
-            total=None, sock_read=config.upstream.response_timeout
+            total=None,
+            connect=config.upstream.connect_timeout,
+            sock_read=config.upstream.response_timeout,
         ),
         include_usage=config.audit.openai_include_usage,
         default_output=config.limits.default_output_reservation,
+        strip_origin=bool(config.cors.origins),
     )
 
 
@@ -162,7 +172,8 @@ def setup_upstream(app: web.Application, config: Config) -> None:
 def setup_routes(app: web.Application, config: Config) -> None:
     """Register /metrics (when public) and the catch-all proxy route, last."""
     if config.metrics.public:
-        app.router.add_get("/metrics", metrics_route, name="metrics")
+        path = config.server.root_path + "/metrics"
+        app.router.add_get(path, metrics_route, name="metrics")
     app.router.add_route(
         "*", "/{tail:.*}", proxy_route, name="proxy", expect_handler=defer_expect
     )

@@ -2,7 +2,9 @@
 
 The edge middleware runs first and finishes last. For every request it
 assigns the request id and binds the log context. For every request but the
-health probes it creates the ``Exchange``, answers ``Denied`` and
+health probes it strips ``server.root_path`` (the rest of the pipeline sees
+the request as if sent without it; outside it, 404), creates the ``Exchange``,
+answers ``Denied`` and
 ``UpstreamError`` with ``{"error": ...}``, turns an unexpected exception into
 a logged JSON 500 (a bug, never routine), and in its ``finally`` feeds the
 one finished record to the audit log and the metrics.
@@ -16,6 +18,7 @@ from typing import Final
 
 import structlog
 from aiohttp import web
+from yarl import URL
 
 from authproxy.errors import Denied, UpstreamError
 from authproxy.metering.audit import AuditWriter
@@ -26,6 +29,7 @@ from authproxy.responses import Handler, json_error
 from authproxy.web.appkeys import (
     AUDIT_KEY,
     CLOCK_KEY,
+    CONFIG_KEY,
     EXCHANGE_KEY,
     LIFECYCLE_KEY,
     METRICS_KEY,
@@ -52,6 +56,27 @@ def bind_request(request: web.Request) -> str:
     return rid
 
 
+def below_root(request: web.Request, root: str) -> web.Request | None:
+    """Return the request as sent without ``root``, or ``None`` if outside it.
+
+    Like uvicorn's ``--root-path``: ``/ollama/api/tags`` is seen as
+    ``/api/tags`` by routing, policy, metering and the signature check;
+    ``/ollama`` alone is ``/``. The prefix is matched on the raw path, so
+    ``/ollama%2Fapi`` or ``/ollamax`` is outside it.
+    """
+    if not root:
+        return request
+    raw = request.raw_path
+    if not raw.startswith(root):
+        return None
+    rest = raw[len(root) :]
+    if rest[:1] not in {"", "/", "?"}:
+        return None
+    path, _, query = rest.partition("?")
+    url = URL.build(path=path or "/", query_string=query, encoded=True)
+    return request.clone(rel_url=url)
+
+
 def _client(request: web.Request) -> str:
     """Return the client address (X-Forwarded-For believed from trusted peers)."""
     peer = request.remote or ""
@@ -68,6 +93,9 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.match_info.route.name in PUBLIC_ROUTES:
         return await handler(request)
     app = request.app
+    inside = below_root(request, app[CONFIG_KEY].server.root_path)
+    if inside is not None:  # (a Request is falsy while it holds no state)
+        request = inside
     ex = Exchange(
         request_id=rid,
         method=request.method,
@@ -81,6 +109,11 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     writer = app.get(AUDIT_KEY)
     response: web.StreamResponse | None = None
     try:
+        if inside is None:
+            response = await _denied(
+                request, ex, Denied(404, "outside_root_path", "not found")
+            )
+            return response
         response = await _answer(request, handler, ex)
         return response
     finally:

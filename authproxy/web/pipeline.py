@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from authproxy.auth.admission import AuthRefused, Target, authenticate
-from authproxy.auth.principal import Principal
+from authproxy.auth.principal import KEY_STATE_MESSAGES, Principal
 from authproxy.errors import Denied
 from authproxy.keys.record import KeyLimits
 from authproxy.limits.admission import admit, reserve, settle
@@ -55,7 +55,7 @@ async def admitted(
         )
     except AuthRefused as err:
         ex.scheme, ex.presented_key_id = err.scheme, err.key_id
-        raise
+        raise _explained(err) from None
     ex.principal = principal
     record = verifier.table.by_id.get(principal.key_id)
     limits = record.limits if record is not None else KeyLimits()
@@ -65,6 +65,20 @@ async def admitted(
         yield principal, ticket
     finally:
         settle(limiter, ticket, ex)
+
+
+def _explained(err: AuthRefused) -> AuthRefused:
+    """Say in the 401 why a proved key is refused; any other refusal stays as is.
+
+    Only ``check_usable`` reasons name a key's state, and it runs once the
+    credential verified: the caller holds the key, so this is no oracle.
+    """
+    message = KEY_STATE_MESSAGES.get(err.reason)
+    if err.status != 401 or message is None:
+        return err
+    return AuthRefused(
+        Denied(401, err.reason, message, err.headers), err.scheme, err.key_id
+    )
 
 
 async def proxy_route(request: web.Request) -> web.StreamResponse:

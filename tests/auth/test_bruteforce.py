@@ -298,7 +298,7 @@ class TestConcurrentGuesses:
                 "alice", format_token("aaaaaaaaaaaa", "A" * 43)
             ),
             "token key's name, wrong token": basic_auth("alice", wrong_token),
-            "revoked password key": basic_auth("gone", PASSWORD),
+            "revoked password key, wrong password": basic_auth("gone", "wrong"),
         }
         client = await start_proxy()
         stats = client.app[VERIFIER_KEY].stats

@@ -52,15 +52,16 @@ def test_a_key_without_an_allow_list_has_no_model_rules() -> None:
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
-        ({"disabled": True}, "disabled"),
-        ({"expires_at": NOW}, "expired"),
-        ({"expires_at": NOW - timedelta(seconds=1)}, "expired"),
-        ({"disabled": True, "expires_at": NOW}, "disabled"),
+        ({"disabled": True}, "key_disabled"),
+        ({"expires_at": NOW}, "key_expired"),
+        ({"expires_at": NOW - timedelta(seconds=1)}, "key_expired"),
+        ({"disabled": True, "expires_at": NOW}, "key_disabled"),
+        ({"disabled": True, "revoked_at": NOW}, "key_revoked"),
     ],
-    ids=["disabled", "expires-now", "expired", "both"],
+    ids=["disabled", "expires-now", "expired", "both", "revoked"],
 )
 def test_unusable_keys_are_refused_with_a_reason(fields, reason: str) -> None:
-    """A disabled or expired key fails with a reason and its id, safe to log."""
+    """A revoked, disabled or expired key fails with a reason and its id."""
     with pytest.raises(VerifyFailedError) as info:
         check_usable(record(**fields), NOW)
     assert (info.value.reason, info.value.key_id) == (reason, "abcdefghijkl")

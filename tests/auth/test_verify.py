@@ -25,10 +25,10 @@ from tests.support.polling import poll_until
 async def test_disabled_key_is_rejected(
     proxy, fake: FakeOllama, key, keys_path: Path, bearer
 ) -> None:
-    """A key revoked in the store is rejected like any other failure."""
+    """A key revoked in the store is rejected; its own secret is told so."""
     revoke_key(keys_path, "alice", now=utc_now())
     await proxy.app[WATCHER_KEY].reload(force=True)
-    await assert_rejected(proxy, fake, bearer)
+    await assert_rejected(proxy, fake, bearer, error="key revoked")
 
 
 async def test_password_key_works_with_basic_only(
@@ -94,7 +94,7 @@ async def test_cache_entry_dies_with_its_key(
     revoke_key(keys_path, "alice", now=utc_now())
     await proxy.app[WATCHER_KEY].reload()
     fake.received.clear()
-    await assert_rejected(proxy, fake, bearer)
+    await assert_rejected(proxy, fake, bearer, error="key revoked")
 
 
 async def test_cache_ttl_expires(start_proxy, bearer) -> None:
@@ -116,7 +116,7 @@ async def test_expiry_applies_to_cached_credentials(
     assert (await client.get("/api/tags", headers=headers)).status == HTTPStatus.OK
     clock.advance(hours=2)
     fake.received.clear()
-    await assert_rejected(client, fake, headers)
+    await assert_rejected(client, fake, headers, error="key expired")
 
 
 async def test_outdated_hash_is_upgraded(

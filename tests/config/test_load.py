@@ -100,8 +100,30 @@ class TestSources:
             "upstream.url: expected a URL without credentials",
         ),
         (
-            {"upstream.url": "http://h/api"},
-            "upstream.url: expected an origin without a path",
+            {"upstream.url": "http://h/olla/../api"},
+            "upstream.url: expected a path of plain segments such as /olla/ollama "
+            "(no '.', '..' or empty segments), got 'http://h/olla/../api'",
+        ),
+        (
+            {"upstream.url": "http://h/olla//ollama"},
+            "upstream.url: expected a path of plain segments",
+        ),
+        (
+            {"upstream.url": "http://h/olla%2Fx"},
+            "upstream.url: expected a path without encoded '/' or '\\'",
+        ),
+        (
+            {"upstream.url": "http://h/%2e%2e"},
+            "upstream.url: expected a path of plain segments",
+        ),
+        (
+            {"upstream.url": "http://h/a?b"},
+            "upstream.url: expected a URL without credentials, query or fragment",
+        ),
+        ({"server.root_path": "ollama"}, "server.root_path: expected a path such as"),
+        (
+            {"server.root_path": "/a/./b"},
+            "server.root_path: expected a path of plain segments",
         ),
         (
             {"upstream.connect_timeout": "soon"},
@@ -145,6 +167,27 @@ def test_invalid_values_name_the_key(overrides, message) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, overrides)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "kept"),
+    [
+        ("upstream.url", "http://ollama:11434/", "http://ollama:11434"),
+        (
+            "upstream.url",
+            "http://olla:40114/olla/ollama/",
+            "http://olla:40114/olla/ollama",
+        ),
+        ("upstream.url", "https://gw/a~b/%41pi", "https://gw/a~b/%41pi"),
+        ("server.root_path", "/ollama/", "/ollama"),
+        ("server.root_path", "/", ""),
+    ],
+)
+def test_base_paths_are_kept_without_a_final_slash(key, value, kept) -> None:
+    """An upstream base path and a root path are accepted and normalised."""
+    config = load_config(None, {key: value})
+    section, name = key.split(".")
+    assert getattr(getattr(config, section), name) == kept
 
 
 def test_unreadable_file(tmp_path: Path) -> None:

@@ -112,10 +112,10 @@ async def test_pull_needs_models_manage(start_proxy, make_key, identity, fake) -
     assert fake.received == []
 
 
-async def refused(resp: Any, fake: FakeOllama) -> None:
-    """Assert the one 401 every bad credential gets, and that nothing went up."""
+async def refused(resp: Any, fake: FakeOllama, error: str = "unauthorized") -> None:
+    """Assert the 401 (the one every bad credential gets), and that nothing went up."""
     assert resp.status == HTTPStatus.UNAUTHORIZED
-    assert await resp.json() == {"error": "unauthorized"}
+    assert await resp.json() == {"error": error}
     assert resp.headers.getall("WWW-Authenticate") == CHALLENGES
     assert fake.received == []
 
@@ -152,7 +152,7 @@ async def test_the_window_is_a_setting(start_proxy, laptop, identity, fake) -> N
 async def test_revoked_disabled_and_expired_keys(
     start_proxy, laptop, identity, keys_path: Path, fake
 ) -> None:
-    """Disable, revoke and expiry act at once on an ollama key."""
+    """Disable, revoke and expiry act at once; a valid signature is told which."""
     clock = WallClock()
     proxy = await start_proxy(clock=clock)
     watcher = proxy.app[WATCHER_KEY]
@@ -163,14 +163,18 @@ async def test_revoked_disabled_and_expired_keys(
     fake.received.clear()
     clock.advance(days=400)
     ts = int(clock.now.timestamp())
-    await refused(await signed(proxy, identity, "GET", "/api/tags", ts=ts), fake)
+    resp = await signed(proxy, identity, "GET", "/api/tags", ts=ts)
+    await refused(resp, fake, "key expired")
     clock.advance(days=-400)
     update_key(keys_path, "laptop", {"disabled": True}, now=utc_now())
     await watcher.reload(force=True)
-    await refused(await signed(proxy, identity, "GET", "/api/ps"), fake)
+    await refused(await signed(proxy, identity, "GET", "/api/ps"), fake, "key disabled")
     revoke_key(keys_path, "laptop", now=utc_now())
     await watcher.reload(force=True)
-    await refused(await signed(proxy, identity, "GET", "/"), fake)
+    await refused(await signed(proxy, identity, "GET", "/"), fake, "key revoked")
+    stranger = OllamaIdentity()  # a signature that does not verify learns nothing
+    resp = await signed(proxy, stranger, "GET", "/api/tags")
+    await refused(resp, fake)
 
 
 async def test_bad_signatures_count_as_guesses(

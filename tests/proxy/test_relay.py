@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from authproxy.web.appkeys import UPSTREAM_KEY
 from tests.support.fake_ollama.server import FakeOllama
 from tests.support.harness import HOP_BY_HOP
 from tests.support.payloads import GENERATE, SAY_HI, blob_path
@@ -265,7 +266,9 @@ async def test_client_disconnect_closes_upstream(
     assert not [line for line in log_capture.lines() if line["level"] == "error"]
 
 
-async def test_idle_stream_is_cut(start_proxy, key, fake: FakeOllama) -> None:
+async def test_idle_stream_is_cut(
+    start_proxy, key, fake: FakeOllama, log_capture
+) -> None:
     """A stream silent past upstream.idle_timeout is cut, visibly truncated."""
     fake.behaviour.chunk_delay = 2
     client = await start_proxy({"upstream.idle_timeout": 0.3})
@@ -275,17 +278,26 @@ async def test_idle_stream_is_cut(start_proxy, key, fake: FakeOllama) -> None:
     assert resp.status == HTTPStatus.OK
     with pytest.raises(aiohttp.ClientPayloadError):
         await resp.read()
+    [event] = log_capture.events("upstream_failed")
+    assert (event["reason"], event["phase"]) == ("read timeout", "body")
 
 
 async def test_upstream_dying_mid_stream_truncates(
-    proxy, bearer, fake: FakeOllama
+    proxy, bearer, fake: FakeOllama, log_capture
 ) -> None:
-    """If the upstream dies mid-stream, the client's stream ends unterminated."""
+    """If the upstream dies mid-stream, the client's stream ends unterminated.
+
+    The log says which upstream and why, in words (no exception class).
+    """
     fake.behaviour.abort_after = 2
     resp = await proxy.post("/api/chat", json=SAY_HI, headers=bearer)
     assert resp.status == HTTPStatus.OK
     with pytest.raises(aiohttp.ClientPayloadError):
         await resp.read()
+    [event] = log_capture.events("upstream_failed")
+    origin = proxy.app[UPSTREAM_KEY].origin
+    assert event["upstream"] == f"{origin}/api/chat"
+    assert (event["reason"], event["phase"]) == ("upstream closed connection", "body")
 
 
 async def test_error_line_passes_through(proxy, bearer, fake: FakeOllama) -> None:

@@ -103,16 +103,53 @@ async def test_serve_refuses_an_empty_store(config_file: Path, keys_path: Path) 
     assert keys_path.read_bytes() == b""
 
 
-async def test_port_in_use_is_a_clean_error(
-    tmp_path: Path, overrides: dict[str, Any]
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("listen", "listen: cannot bind {addr}: {why} (setting listen / --listen)"),
+        (
+            "admin.listen",
+            "admin.listen: cannot bind {addr}: {why} "
+            "(setting admin.listen / --admin-listen)",
+        ),
+        (
+            "tls.redirect_listen",
+            "tls.redirect_listen: cannot bind {addr}: {why} "
+            "(setting tls.redirect_listen)",
+        ),
+    ],
+    ids=["listen", "admin", "redirect"],
+)
+@pytest.mark.parametrize("cause", ["in-use", "not-here"])
+async def test_a_listener_that_cannot_bind_names_itself(
+    tmp_path: Path,
+    tls_overrides: dict[str, Any],
+    setting: str,
+    message: str,
+    cause: str,
 ) -> None:
-    """A listener that cannot bind stops serve with exit 1 and one clear line."""
+    """A port in use (or an address not of this host) stops serve: exit 1.
+
+    One line names the listener, the address, the reason in words and the
+    setting to change; no traceback.
+    """
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
+        if cause == "in-use":
+            addr, why = f"127.0.0.1:{port}", "address already in use"
+        else:  # TEST-NET-1, never an address of this host
+            addr, why = "192.0.2.1:8080", "cannot assign requested address"
+        config = {**tls_overrides, "tls.redirect_listen": "127.0.0.1:0"}
+        config["listen.port"] = 0
+        if setting == "listen":
+            host, _, bind_port = addr.rpartition(":")
+            config.update({"listen.host": host, "listen.port": int(bind_port)})
+        else:
+            config[setting] = addr
         path = tmp_path / "c.yaml"
-        path.write_text(yaml.safe_dump(nested(overrides)))
+        path.write_text(yaml.safe_dump(nested(config)))
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -120,20 +157,13 @@ async def test_port_in_use_is_a_clean_error(
             "serve",
             "--config",
             str(path),
-            "--listen",
-            f"127.0.0.1:{port}",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
-    assert (
-        err.decode()
-        .strip()
-        .endswith(
-            f"authproxy: cannot start: error while attempting to bind on address "
-            f"('127.0.0.1', {port}): address already in use"
-        )
+    assert err.decode().splitlines()[-1] == "authproxy: " + message.format(
+        addr=addr, why=why
     )
     assert "Traceback" not in err.decode()
 

@@ -39,12 +39,20 @@ def basic_auth(user: str, password: str) -> dict[str, str]:
 
 
 async def assert_rejected(
-    proxy: Any, fake: FakeOllama, headers: Any, path: str = "/api/tags"
+    proxy: Any,
+    fake: FakeOllama,
+    headers: Any,
+    path: str = "/api/tags",
+    error: str = "unauthorized",
 ) -> None:
-    """Assert the request gets the one 401 (both challenges) and reaches nothing."""
+    """Assert the request gets a 401 (both challenges) and reaches nothing.
+
+    ``error`` is the one answer every bad credential gets, unless the test
+    expects a proved key's state (``key revoked``).
+    """
     resp = await proxy.get(path, headers=headers)
     assert resp.status == HTTPStatus.UNAUTHORIZED
-    assert await resp.read() == b'{"error":"unauthorized"}'
+    assert await resp.read() == b'{"error":"%s"}' % error.encode()
     assert resp.headers.getall("WWW-Authenticate") == CHALLENGES
     assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
     assert fake.received == []

@@ -35,6 +35,8 @@ class Behaviour:
     status: int | None = None
     # The model name replies carry instead of the requested one.
     reply_model: str | None = None
+    # Headers added to every reply (Ollama's own CORS headers, say).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,6 +95,7 @@ async def _record(request: web.Request, handler: Any) -> web.StreamResponse:
 
 async def _no_server_header(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.popall("Server", None)
+    response.headers.update(request.app[FAKE_KEY].behaviour.headers)
 
 
 def _json(
@@ -447,11 +450,21 @@ async def not_found(request: web.Request) -> web.Response:
     )
 
 
-def create_fake(fake: FakeOllama | None = None) -> web.Application:
-    """Build the fake Ollama app around ``fake`` state."""
+def create_fake(
+    fake: FakeOllama | None = None, *, base_path: str = ""
+) -> web.Application:
+    """Build the fake Ollama app around ``fake`` state.
+
+    With ``base_path`` (``/olla/ollama``) it answers only below that prefix,
+    as Ollama behind a gateway route does; every request is still recorded,
+    with its full path, so a test sees one that left the prefix.
+    """
+    state = fake or FakeOllama()
     # Ollama has no request size limit of its own (§8).
-    app = web.Application(middlewares=[_record], client_max_size=1024**3)
-    app[FAKE_KEY] = fake or FakeOllama()
+    app = web.Application(
+        middlewares=[] if base_path else [_record], client_max_size=1024**3
+    )
+    app[FAKE_KEY] = state
     r = app.router
     r.add_get("/", root)
     r.add_get("/api/version", version)
@@ -476,4 +489,11 @@ def create_fake(fake: FakeOllama | None = None) -> web.Application:
     r.add_post("/v1/messages", v1_messages)
     r.add_route("*", "/{tail:.*}", not_found)
     app.on_response_prepare.append(_no_server_header)
-    return app
+    if not base_path:
+        return app
+    gateway = web.Application(middlewares=[_record], client_max_size=1024**3)
+    gateway[FAKE_KEY] = state
+    gateway.add_subapp(base_path, app)
+    gateway.router.add_route("*", "/{tail:.*}", not_found)
+    gateway.on_response_prepare.append(_no_server_header)
+    return gateway
