@@ -134,7 +134,9 @@ def cmd_healthcheck(args: argparse.Namespace, config: Config) -> int:
         status = err.code
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        print(f"unhealthy: {printable(url)}: {printable(reason)}", file=sys.stderr)
+        # "connection refused", not "[Errno 111] Connection refused".
+        words = getattr(reason, "strerror", None) or str(reason)
+        print(f"unhealthy: {printable(url)}: {printable(words)}", file=sys.stderr)
         return 1
     if status != 200:
         print(f"unhealthy: {printable(url)}: HTTP {status}", file=sys.stderr)
