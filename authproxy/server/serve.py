@@ -76,21 +76,26 @@ async def _start_admin(app: web.Application, config: Config) -> web.AppRunner | 
     """Start the admin API on its own listener (``admin.listen``; empty = off)."""
     if not config.admin.listen:
         return None
-    host, _, port = config.admin.listen.rpartition(":")
     # The proxy's HTTP limits (line and header sizes, keep-alive) apply here too.
     runner = GuardedAppRunner(
         create_admin_app(app),
         header_timeout=config.limits.header_timeout,
         **server_kwargs(config),
     )
+    return await _listen_on(
+        runner, config.admin.listen, "admin.listen", "admin.listen / --admin-listen"
+    )
+
+
+async def _listen_on(
+    runner: GuardedAppRunner, listen: str, name: str, setting: str
+) -> GuardedAppRunner:
+    """Set up ``runner`` and serve it on ``listen`` (``host:port``); see start_site."""
+    host, _, port = listen.rpartition(":")
     await runner.setup()
     try:
         await start_site(
-            runner,
-            host.strip("[]"),
-            int(port),
-            name="admin.listen",
-            setting="admin.listen / --admin-listen",
+            runner, host.strip("[]"), int(port), name=name, setting=setting
         )
     except ListenError:
         await runner.cleanup()
@@ -119,21 +124,10 @@ async def _start_redirect(config: Config, https_port: int) -> web.AppRunner | No
     """Start the plain-HTTP redirect listener (``tls.redirect_listen``; empty = off)."""
     if not config.tls.redirect_listen:
         return None
-    host, _, port = config.tls.redirect_listen.rpartition(":")
     runner = create_redirect_runner(config, https_port)
-    await runner.setup()
-    try:
-        await start_site(
-            runner,
-            host.strip("[]"),
-            int(port),
-            name="tls.redirect_listen",
-            setting="tls.redirect_listen",
-        )
-    except ListenError:
-        await runner.cleanup()
-        raise
-    return runner
+    return await _listen_on(
+        runner, config.tls.redirect_listen, "tls.redirect_listen", "tls.redirect_listen"
+    )
 
 
 def _addresses(runner: web.AppRunner | None) -> list[str]:
