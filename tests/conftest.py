@@ -42,6 +42,7 @@ from tests.support.harness import (
     nested,
 )
 from tests.support.logs import LogCapture, Secrets
+from tests.support.redis import RedisServer
 from tests.support.tls import write_pair
 
 # --- secrets and logs ------------------------------------------------------------
@@ -292,3 +293,28 @@ def start_https(
         )
 
     return start
+
+
+# --- Redis (state.backend: redis) ----------------------------------------------------
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free port, killed after the test."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_overrides(
+    overrides: dict[str, Any], redis_server: RedisServer
+) -> dict[str, Any]:
+    """The test's overrides with the key store in ``redis_server``."""
+    return {
+        **overrides,
+        "state.backend": "redis",
+        "state.redis_url": redis_server.url,
+        "state.stale_after": 0.5,
+    }

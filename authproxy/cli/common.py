@@ -12,6 +12,8 @@ from typing import Any, Final
 
 from authproxy.config.model import Config
 from authproxy.errors import KeyStoreError
+from authproxy.keys.backend import key_backend
+from authproxy.keys.store import StoreRef
 from authproxy.metering.trail import cli_actor, record_action
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
@@ -68,9 +70,9 @@ def read_public_key(source: str | None) -> str | None:
         ) from None
 
 
-def store(config: Config) -> Path:
-    """Return the key store path."""
-    return Path(config.keys.file)
+def store(config: Config) -> StoreRef:
+    """Return the key store: its file, or Redis (``state.backend``)."""
+    return key_backend(config).store
 
 
 def log_action(config: Config, action: str, **fields: Any) -> None:

@@ -31,7 +31,7 @@ from authproxy.keys.lifecycle import (
     update_key,
 )
 from authproxy.keys.record import DEFAULT_SCOPES
-from authproxy.keys.store import KeyTable, make_hasher, read_store
+from authproxy.keys.store import make_hasher, read_or_empty, read_store
 from authproxy.times import parse_duration, parse_when, utc_now
 
 LIMIT_FLAGS = (
@@ -99,8 +99,7 @@ def cmd_create(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
     """List keys without secrets or hashes."""
-    path = store(config)
-    table = read_store(path) if path.exists() else KeyTable()
+    table = read_or_empty(store(config))
     now = utc_now()
     rows = [describe(r, now) for r in table.records]
     if args.json:

@@ -16,6 +16,7 @@ from authproxy.config.schema import (
     section,
     size,
 )
+from authproxy.config.state import StateConfig
 from authproxy.errors import ConfigError
 
 
@@ -286,6 +287,7 @@ class Config:
     jwt: JWTConfig = section(JWTConfig)
     metrics: MetricsConfig = section(MetricsConfig)
     log: LogConfig = section(LogConfig)
+    state: StateConfig = section(StateConfig)
 
 
 def signing_key_file(config: Config) -> Path:

@@ -16,6 +16,8 @@ from aiohttp import web
 from authproxy.auth.bruteforce import FailureLimiter
 from authproxy.auth.verify import Verifier
 from authproxy.config.model import Config
+from authproxy.keys.backend import KeyBackend
+from authproxy.keys.feed import KeyFeed
 from authproxy.keys.watch import KeyStoreWatcher
 from authproxy.limits.quotas import KeyLimiter
 from authproxy.metering.audit import AuditWriter
@@ -37,7 +39,9 @@ CLOCK_KEY: Final = web.AppKey[Clock]("clock")
 UPSTREAM_KEY: Final = web.AppKey("upstream", Upstream)
 FORWARDING_KEY: Final = web.AppKey("forwarding", Forwarding)
 VERIFIER_KEY: Final = web.AppKey("verifier", Verifier)
-WATCHER_KEY: Final = web.AppKey("keystore_watcher", KeyStoreWatcher)
+# The file's watcher, or the Redis change feed (state.backend: redis).
+WATCHER_KEY: Final = web.AppKey[KeyStoreWatcher | KeyFeed]("keystore_watcher")
+KEY_BACKEND_KEY: Final = web.AppKey("key_backend", KeyBackend)
 AUDIT_KEY: Final = web.AppKey("audit", AuditWriter)
 BRUTE_FORCE_KEY: Final = web.AppKey("brute_force", FailureLimiter)
 KEY_LIMITS_KEY: Final = web.AppKey("key_limits", KeyLimiter)
