@@ -20,6 +20,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from authproxy.admin.app import create_admin_app
 from authproxy.config.load import load_config
 from authproxy.config.model import Config
+from authproxy.keys.backend import key_backend
 from authproxy.keys.lifecycle import CreatedKey, KeySpec, create_key
 from authproxy.keys.record import ALL_SCOPES
 from authproxy.keys.store import TOKEN_RE, make_hasher
@@ -318,3 +319,21 @@ def redis_overrides(
         "state.redis_url": redis_server.url,
         "state.stale_after": 0.5,
     }
+
+
+@pytest.fixture
+def make_redis_key(redis_overrides: dict[str, Any], secrets_seen: Secrets) -> MakeKey:
+    """Create a key in Redis through the same code path as the CLI."""
+    config = load_config(None, redis_overrides)
+
+    def make(name: str, **kwargs: Any) -> CreatedKey:
+        created = create_key(
+            key_backend(config).store,
+            make_hasher(config.keys.argon2),
+            KeySpec(name=name, **kwargs),
+            now=utc_now(),
+        )
+        secrets_seen.add(created.token, created.record.hash)
+        return created
+
+    return make

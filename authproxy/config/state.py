@@ -69,6 +69,7 @@ class StateConfig:
     redis_password_env: str | None = option(None, parse=_env_name)
     prefix: str = option("authproxy:", parse=_prefix)
     stale_after: float = option(2.0, parse=seconds, check=(lambda v: v > 0, "> 0"))
+    lease_ttl: float = option(30.0, parse=seconds, check=(lambda v: v >= 1, ">= 1s"))
 
     def __post_init__(self) -> None:
         # Checked here, not by the option's parser, whose message would quote

@@ -19,7 +19,9 @@ from authproxy.config.model import Config
 from authproxy.keys.backend import KeyBackend
 from authproxy.keys.feed import KeyFeed
 from authproxy.keys.watch import KeyStoreWatcher
+from authproxy.limits.admission import LocalAdmission
 from authproxy.limits.quotas import KeyLimiter
+from authproxy.limits.shared import SharedAdmission
 from authproxy.metering.audit import AuditWriter
 from authproxy.metering.exchange import Exchange
 from authproxy.metering.metrics import Metrics
@@ -45,6 +47,8 @@ KEY_BACKEND_KEY: Final = web.AppKey("key_backend", KeyBackend)
 AUDIT_KEY: Final = web.AppKey("audit", AuditWriter)
 BRUTE_FORCE_KEY: Final = web.AppKey("brute_force", FailureLimiter)
 KEY_LIMITS_KEY: Final = web.AppKey("key_limits", KeyLimiter)
+# The per-key limits the pipeline admits by: this process's, or Redis's.
+ADMISSION_KEY: Final = web.AppKey[LocalAdmission | SharedAdmission]("admission")
 METRICS_KEY: Final = web.AppKey("metrics", Metrics)
 LIFECYCLE_KEY: Final = web.AppKey("lifecycle", Lifecycle)
 STREAMS_KEY: Final = web.AppKey("streams", weakref.WeakSet[web.StreamResponse])

@@ -57,6 +57,7 @@ def test_a_password_in_the_url_is_refused_without_showing_it(url: str) -> None:
         ({"state.redis_password_env": "NOT A NAME"}, "name of an environment"),
         ({"state.prefix": ""}, "state.prefix: expected 1-64"),
         ({"state.stale_after": 0}, "state.stale_after: expected > 0"),
+        ({"state.lease_ttl": "500ms"}, "state.lease_ttl: expected >= 1s"),
     ],
 )
 def test_bad_values_name_the_key(dotted: dict[str, object], message: str) -> None:

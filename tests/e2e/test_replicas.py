@@ -11,27 +11,28 @@ import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, Final
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from authproxy.admin.app import create_admin_app
 from authproxy.config.load import load_config
-from authproxy.keys.backend import key_backend
-from authproxy.keys.lifecycle import CreatedKey, KeySpec, create_key
-from authproxy.keys.store import make_hasher
-from authproxy.times import utc_now
 from authproxy.web.app import create_app
 from authproxy.web.appkeys import VERIFIER_KEY
 from tests.support.admin import Stack
 from tests.support.auth import bearer_auth
 from tests.support.clock import WallClock
-from tests.support.harness import ProxyTestServer
+from tests.support.fake_ollama.server import FakeOllama
+from tests.support.harness import MakeKey, ProxyTestServer
 from tests.support.logs import Secrets
+from tests.support.payloads import CHAT
 from tests.support.polling import poll_until
 from tests.support.redis import RedisServer
+from tests.support.serving import ServeProcess
 
 # The issue's bound: a change on one replica is in force on every replica
 # within a second. Polls stop there, so a slower replica fails the test.
@@ -50,35 +51,12 @@ class Replicas:
     redis: RedisServer
 
 
-MakeRedisKey = Callable[..., CreatedKey]
-
-
-@pytest.fixture
-def make_redis_key(
-    redis_overrides: dict[str, Any], secrets_seen: Secrets
-) -> MakeRedisKey:
-    """Create a key in Redis through the same code path as the CLI."""
-    config = load_config(None, redis_overrides)
-
-    def make(name: str, **kwargs: Any) -> CreatedKey:
-        created = create_key(
-            key_backend(config).store,
-            make_hasher(config.keys.argon2),
-            KeySpec(name=name, **kwargs),
-            now=utc_now(),
-        )
-        secrets_seen.add(created.token, created.record.hash)
-        return created
-
-    return make
-
-
 @pytest.fixture
 async def replicas(
     aiohttp_client: AiohttpClient,
     redis_overrides: dict[str, Any],
     redis_server: RedisServer,
-    make_redis_key: MakeRedisKey,
+    make_redis_key: MakeKey,
     secrets_seen: Secrets,
 ) -> Replicas:
     """Two replicas and an admin key named ops, all in one Redis."""
@@ -121,7 +99,7 @@ async def test_a_key_created_on_one_replica_works_on_the_other(
 
 
 async def test_a_revoke_on_one_replica_is_refused_by_the_other_within_a_second(
-    replicas: Replicas, make_redis_key: MakeRedisKey
+    replicas: Replicas, make_redis_key: MakeKey
 ) -> None:
     """B refuses a key revoked through A's admin API, though B had it cached."""
     token = make_redis_key("dave").token
@@ -147,7 +125,7 @@ async def _accepts(client: TestClient[Any, Any], token: str) -> bool:
 
 
 async def test_without_redis_every_replica_refuses_until_it_returns(
-    replicas: Replicas, make_redis_key: MakeRedisKey
+    replicas: Replicas, make_redis_key: MakeKey
 ) -> None:
     """Redis down: 503 "key store unavailable" within stale_after, then service."""
     token = make_redis_key("erin").token
@@ -190,7 +168,7 @@ async def test_an_admin_write_while_redis_is_down_is_a_503(
     aiohttp_client: AiohttpClient,
     redis_overrides: dict[str, Any],
     redis_server: RedisServer,
-    make_redis_key: MakeRedisKey,
+    make_redis_key: MakeKey,
     secrets_seen: Secrets,
 ) -> None:
     """Within stale_after the admin key still passes, but the write answers 503."""
@@ -212,3 +190,50 @@ async def test_an_admin_write_while_redis_is_down_is_a_503(
     assert resp.status == HTTPStatus.SERVICE_UNAVAILABLE
     assert await resp.json() == {"error": "key store unavailable"}
     assert resp.headers["Retry-After"] == "1"
+
+
+async def test_a_replica_killed_with_kill_9_frees_its_slots_by_lease_expiry(
+    replicas: Replicas,
+    make_redis_key: MakeKey,
+    tmp_path: Path,
+    fake: FakeOllama,
+) -> None:
+    """`authproxy serve` holding a key's one slot dies by SIGKILL; the slot frees."""
+    lease_ttl = 2.0
+    token = make_redis_key("grace", limits={"concurrent": 1}).token
+    assert token is not None
+    config = {
+        **replicas.overrides,
+        "state.lease_ttl": lease_ttl,
+        "audit.file": str(tmp_path / "killed" / "usage.jsonl"),
+        "audit.admin_file": str(tmp_path / "killed" / "admin.jsonl"),
+        "admin.listen": "",
+        "log.format": "json",
+    }
+    victim = await ServeProcess.spawn(config, tmp_path / "killed.yaml")
+    try:
+        await victim.until_started()
+        fake.behaviour.tokens = [f"t{i}" for i in range(100)]
+        fake.behaviour.chunk_delay = 0.2
+        async with aiohttp.ClientSession() as session:
+            resp = await session.post(
+                f"{victim.url}/api/chat", json=CHAT, headers=bearer_auth(token)
+            )
+            assert resp.status == HTTPStatus.OK
+            await resp.content.readline()  # admitted: it holds the slot
+            victim.proc.kill()
+            await victim.proc.wait()
+            resp.close()
+    finally:
+        if victim.proc.returncode is None:
+            victim.proc.kill()
+            await victim.proc.wait()
+    fake.behaviour.chunk_delay = 0.0
+    survivor = replicas.b.proxy
+    assert await _status(survivor, token) == HTTPStatus.TOO_MANY_REQUESTS
+
+    async def slot_free() -> bool:
+        return await _accepts(survivor, token)
+
+    # The lease lives lease_ttl from its last renewal; half a second of slack.
+    assert await _until(slot_free, lease_ttl + 0.5), "the dead replica's slot stayed"
