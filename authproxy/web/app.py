@@ -14,6 +14,7 @@ from aiohttp.http import SERVER_SOFTWARE
 from yarl import URL
 
 from authproxy.auth.bruteforce import FailureLimiter
+from authproxy.auth.fleet import SharedFailures
 from authproxy.config.model import Config, limits_state_file
 from authproxy.limits.admission import LocalAdmission
 from authproxy.limits.quotas import KeyLimiter
@@ -124,15 +125,21 @@ def _shared_limits(
         shared = SharedAdmission(
             async_client(state), state.prefix, clock, lease_ttl=state.lease_ttl
         )
+        failures = SharedFailures(
+            async_client(state), state.prefix, app[BRUTE_FORCE_KEY]
+        )
         app[ADMISSION_KEY] = shared
-        task = asyncio.create_task(shared.run())
+        tasks = [asyncio.create_task(shared.run()), asyncio.create_task(failures.run())]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await shared.close()
+            await failures.client.aclose()
 
     return shared_ctx
 
