@@ -16,18 +16,21 @@ from typing import Any, Final
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from authproxy.admin.app import create_admin_app
 from authproxy.config.load import load_config
+from authproxy.keys.feed import NOT_INITIALISED
 from authproxy.web.app import create_app
 from authproxy.web.appkeys import VERIFIER_KEY
 from tests.support.admin import Stack
 from tests.support.auth import bearer_auth
+from tests.support.cli import run
 from tests.support.clock import WallClock
 from tests.support.fake_ollama.server import FakeOllama
-from tests.support.harness import MakeKey, ProxyTestServer
+from tests.support.harness import MakeKey, ProxyTestServer, nested
 from tests.support.logs import Secrets
 from tests.support.payloads import CHAT
 from tests.support.polling import poll_until
@@ -237,3 +240,43 @@ async def test_a_replica_killed_with_kill_9_frees_its_slots_by_lease_expiry(
 
     # The lease lives lease_ttl from its last renewal; half a second of slack.
     assert await _until(slot_free, lease_ttl + 0.5), "the dead replica's slot stayed"
+
+
+async def test_a_redis_killed_and_back_empty_stays_refused_until_an_import(
+    replicas: Replicas,
+    make_redis_key: MakeKey,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """kill -9 without persistence: the keys are gone, so no replica serves them.
+
+    The replicas refuse (503) rather than take the empty server as an empty
+    store; `authproxy keys import` of an earlier export brings service back.
+    """
+    token = make_redis_key("heidi").token
+    assert token is not None
+    b = replicas.b.proxy
+    assert await _until(functools.partial(_accepts, b, token), PROPAGATION)
+    config_file = tmp_path / "cli.yaml"
+    config_file.write_text(yaml.safe_dump(nested(replicas.overrides)))
+    backup = tmp_path / "backup.yaml"
+    code, _, _ = run(
+        capsys, "keys", "export", str(backup), "--config", str(config_file)
+    )
+    assert code == 0
+
+    replicas.redis.kill()
+    await asyncio.to_thread(replicas.redis.start)  # empty: no persistence
+
+    async def missing() -> bool:
+        ready = await b.get("/readyz")
+        return (await ready.json()).get("detail") == NOT_INITIALISED
+
+    assert await _until(missing, replicas.overrides["state.stale_after"] + 5.0)
+    assert await _status(b, token) == HTTPStatus.SERVICE_UNAVAILABLE
+
+    code, _, _ = await asyncio.to_thread(
+        run, capsys, "keys", "import", str(backup), "--config", str(config_file)
+    )
+    assert code == 0
+    assert await _until(functools.partial(_accepts, b, token), PROPAGATION)
