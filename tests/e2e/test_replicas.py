@@ -270,7 +270,7 @@ async def test_a_redis_killed_and_back_empty_stays_refused_until_an_import(
 
     async def missing() -> bool:
         ready = await b.get("/readyz")
-        return (await ready.json()).get("detail") == NOT_INITIALISED
+        return bool((await ready.json()).get("detail") == NOT_INITIALISED)
 
     assert await _until(missing, replicas.overrides["state.stale_after"] + 5.0)
     assert await _status(b, token) == HTTPStatus.SERVICE_UNAVAILABLE
