@@ -15,6 +15,10 @@ class KeyStoreError(AuthProxyError):
     """The key store cannot be read, parsed or written."""
 
 
+class KeyStoreUnavailableError(KeyStoreError):
+    """The shared key store (Redis) cannot be reached or refused the command."""
+
+
 class KeyNotFoundError(KeyStoreError):
     """No key has the given id or name."""
 

@@ -20,6 +20,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from authproxy.admin.app import create_admin_app
 from authproxy.config.load import load_config
 from authproxy.config.model import Config
+from authproxy.keys.backend import key_backend
 from authproxy.keys.lifecycle import CreatedKey, KeySpec, create_key
 from authproxy.keys.record import ALL_SCOPES
 from authproxy.keys.store import TOKEN_RE, make_hasher
@@ -42,6 +43,7 @@ from tests.support.harness import (
     nested,
 )
 from tests.support.logs import LogCapture, Secrets
+from tests.support.redis import RedisServer
 from tests.support.tls import write_pair
 
 # --- secrets and logs ------------------------------------------------------------
@@ -292,3 +294,46 @@ def start_https(
         )
 
     return start
+
+
+# --- Redis (state.backend: redis) ----------------------------------------------------
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free port, killed after the test."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_overrides(
+    overrides: dict[str, Any], redis_server: RedisServer
+) -> dict[str, Any]:
+    """The test's overrides with the key store in ``redis_server``."""
+    return {
+        **overrides,
+        "state.backend": "redis",
+        "state.redis_url": redis_server.url,
+        "state.stale_after": 0.5,
+    }
+
+
+@pytest.fixture
+def make_redis_key(redis_overrides: dict[str, Any], secrets_seen: Secrets) -> MakeKey:
+    """Create a key in Redis through the same code path as the CLI."""
+    config = load_config(None, redis_overrides)
+
+    def make(name: str, **kwargs: Any) -> CreatedKey:
+        created = create_key(
+            key_backend(config).store,
+            make_hasher(config.keys.argon2),
+            KeySpec(name=name, **kwargs),
+            now=utc_now(),
+        )
+        secrets_seen.add(created.token, created.record.hash)
+        return created
+
+    return make

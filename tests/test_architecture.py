@@ -12,7 +12,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "authproxy"
 # docs/architecture.md: a package may import its own modules and those of
-# packages ranked below it; policy may use keys' record (scope names).
+# packages ranked below it; policy may use keys' record (scope names), and
+# keys the Redis connection of state.
 RANK = {
     "errors": 0,
     "times": 1,
@@ -21,6 +22,7 @@ RANK = {
     "config": 2,
     "keys": 3,
     "policy": 3,
+    "state": 3,
     "auth": 4,
     "metering": 5,
     "limits": 6,
@@ -30,7 +32,7 @@ RANK = {
     "server": 9,
     "cli": 10,
 }
-SIDEWAYS = {("policy", "keys")}
+SIDEWAYS = {("policy", "keys"), ("keys", "state")}
 HEAVY = ("argon2", "jwt", "yaml", "prometheus_client", "zstandard")
 LIGHT = [
     "errors",

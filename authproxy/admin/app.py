@@ -37,7 +37,6 @@ from authproxy.admin.guard import (
 from authproxy.admin.idempotency import IdempotencyCache
 from authproxy.admin.openapi import OPENAPI
 from authproxy.auth.minting import mint_key_token
-from authproxy.config.model import signing_key_file
 from authproxy.keys.codec import describe
 from authproxy.keys.lifecycle import (
     create_key,
@@ -46,13 +45,18 @@ from authproxy.keys.lifecycle import (
     rotate_key,
     update_key,
 )
-from authproxy.keys.signing import load_signing_keys
-from authproxy.keys.store import make_hasher
+from authproxy.keys.store import StoreRef, make_hasher
 from authproxy.metering.audit import rotated_files
 from authproxy.metering.report import aggregate, as_rows, read_records
 from authproxy.proxy.body import defer_expect
 from authproxy.times import Clock, utc_now
-from authproxy.web.appkeys import CONFIG_KEY, METRICS_KEY, VERIFIER_KEY, WATCHER_KEY
+from authproxy.web.appkeys import (
+    CONFIG_KEY,
+    KEY_BACKEND_KEY,
+    METRICS_KEY,
+    VERIFIER_KEY,
+    WATCHER_KEY,
+)
 from authproxy.web.metrics import metrics_response
 
 log = structlog.stdlib.get_logger(__name__)
@@ -258,7 +262,7 @@ async def token(request: web.Request) -> web.Response:
     config = _main(request)[CONFIG_KEY]
     now = request.app[CLOCK_KEY]()
     record_ = find_key(_main(request)[VERIFIER_KEY].table, request.match_info["id"])
-    keys = await _blocking(load_signing_keys, config.jwt, signing_key_file(config))
+    keys = await _blocking(_main(request)[KEY_BACKEND_KEY].load_signing)
     scopes, models = body.get("scopes"), body.get("models")
     minted = mint_key_token(
         keys,
@@ -295,8 +299,8 @@ async def usage(request: web.Request) -> web.Response:
     return web.json_response({"by": by, "rows": rows})
 
 
-def _store(request: web.Request) -> Path:
-    return Path(_main(request)[CONFIG_KEY].keys.file)
+def _store(request: web.Request) -> StoreRef:
+    return _main(request)[KEY_BACKEND_KEY].store
 
 
 __all__ = ["ACTOR_KEY", "create_admin_app"]

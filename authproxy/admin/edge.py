@@ -14,7 +14,12 @@ import structlog
 from aiohttp import hdrs, web
 
 from authproxy.admin.body import BadRequestError
-from authproxy.errors import Denied, KeyNotFoundError, KeyStoreError
+from authproxy.errors import (
+    Denied,
+    KeyNotFoundError,
+    KeyStoreError,
+    KeyStoreUnavailableError,
+)
 from authproxy.proxy.headers import REQUEST_ID_HEADER
 from authproxy.responses import Handler, json_error
 from authproxy.web.edge import bind_request
@@ -43,6 +48,8 @@ async def admin_edge_middleware(
         response = json_error(400, str(err))
     except KeyNotFoundError:
         response = json_error(404, "key not found")
+    except KeyStoreUnavailableError:  # Redis down: retry, not a bad request
+        response = json_error(503, "key store unavailable", (("Retry-After", "1"),))
     except KeyStoreError as err:
         response = json_error(400, str(err))
     except Exception:

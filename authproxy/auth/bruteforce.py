@@ -60,6 +60,8 @@ class FailureLimiter:
         self.cooldown = cooldown
         self.max_clients = max_clients
         self.blocks = 0
+        # Told of every counted failure (the Redis backend shares them: auth.fleet).
+        self.on_failure: Callable[[str], None] | None = None
         self._monotonic = monotonic
         self._clients: collections.OrderedDict[str, _Client] = collections.OrderedDict()
 
@@ -117,7 +119,10 @@ class FailureLimiter:
         if self.threshold <= 0:
             return False
         now = self._monotonic()
-        entry = self._track(client_bucket(address))
+        bucket = client_bucket(address)
+        entry = self._track(bucket)
+        if self.on_failure is not None:
+            self.on_failure(bucket)
         failures = entry.failures
         failures.append(now)
         self._slide(entry, now)
@@ -129,6 +134,16 @@ class FailureLimiter:
             self.blocks += 1
             return True
         return False
+
+    def block(self, bucket: str, seconds: float) -> None:
+        """Block a client bucket for ``seconds`` (a block another replica decided)."""
+        if self.threshold <= 0 or seconds <= 0:
+            return
+        entry = self._track(bucket)
+        until = self._monotonic() + seconds
+        if until > entry.blocked_until:
+            entry.blocked_until = until
+            entry.failures.clear()
 
     def guess(self, address: str) -> Guess:
         """Return the gate for one request's authentication from ``address``."""

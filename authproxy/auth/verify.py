@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 import structlog
 from argon2 import PasswordHasher
@@ -36,6 +37,7 @@ from authproxy.auth.principal import (
     check_usable,
 )
 from authproxy.auth.signature import SCHEME, SeenSignatures, signature_valid
+from authproxy.errors import Denied
 from authproxy.keys.record import fingerprint
 from authproxy.keys.signing import SigningKeys, looks_like_jwt
 from authproxy.keys.store import KeyRecord, KeyTable, parse_token
@@ -45,6 +47,9 @@ log = structlog.stdlib.get_logger(__name__)
 
 
 PersistHash = Callable[[str, str, str], None]
+# A replica whose shared key table may be behind (keys.feed) answers this
+# rather than trust a table that could still list a revoked key.
+STALE_RETRY: Final = (("Retry-After", "1"),)
 
 
 def _still_valid(record: KeyRecord, stored_hash: str, now: datetime) -> bool:
@@ -78,6 +83,8 @@ class Verifier:
         signature_window: float = 300.0,
     ) -> None:
         self.table = KeyTable()
+        # Whether ``table`` is current; the Redis backend's feed says.
+        self.available: Callable[[], bool] = lambda: True
         self.signature_window = signature_window
         self._seen = SeenSignatures(signature_window)
         self.signing_keys = signing_keys
@@ -133,11 +140,14 @@ class Verifier:
         Raises:
             VerifyFailedError: unknown key, wrong secret, disabled or expired.
             GuessRefusedError: ``gate`` refused the argon2 check.
+            Denied: 503, the key table may be behind (see ``available``).
             VerifyBusyError: the verification queue is full.
 
         Returns:
             The principal the credential belongs to.
         """
+        if not self.available():
+            raise Denied(503, "keystore_stale", "key store unavailable", STALE_RETRY)
         if credential.scheme == SCHEME:
             return self._signed(credential)
         if credential.scheme != "basic" and looks_like_jwt(credential.secret):

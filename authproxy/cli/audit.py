@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from authproxy.cli.common import printable, store
+from authproxy.cli.common import printable, store, store_exists
 from authproxy.config.model import Config
 from authproxy.errors import ConfigError, KeyStoreError
 from authproxy.keys.store import read_store
@@ -108,9 +108,9 @@ def missing_log(given: list[str] | None, config: Config) -> str | None:
 def _key_names(config: Config) -> dict[str, str]:
     """Map key ids to their names in the key store (empty without a store)."""
     path = store(config)
-    if not path.exists():
-        return {}
     try:
+        if not store_exists(path):
+            return {}
         table = read_store(path)
     except KeyStoreError:
         return {}  # names then come from the records

@@ -12,7 +12,9 @@ from typing import Any, Final
 
 from authproxy.config.model import Config, admin_trail_file
 from authproxy.errors import KeyStoreError
-from authproxy.keys.store import KeyTable, read_store
+from authproxy.keys.backend import key_backend
+from authproxy.keys.redisstore import RedisKeyStore
+from authproxy.keys.store import KeyTable, StoreRef, read_store
 from authproxy.metering.trail import cli_actor, record_action
 
 AddOptions = Callable[[argparse.ArgumentParser], None]
@@ -69,22 +71,42 @@ def read_public_key(source: str | None) -> str | None:
         ) from None
 
 
-def store(config: Config) -> Path:
-    """Return the key store path."""
-    return Path(config.keys.file)
+def store(config: Config) -> StoreRef:
+    """Return the key store: its file, or Redis (``state.backend``)."""
+    return key_backend(config).store
 
 
-def existing_store(config: Config) -> Path:
-    """Return the key store path of a command that needs the store to exist.
+def store_exists(path: StoreRef) -> bool:
+    """Tell whether the store holds a table yet (a file, or a Redis version).
+
+    Raises:
+        KeyStoreError: Redis cannot be reached.
+    """
+    if isinstance(path, Path):
+        return path.exists()
+    return not isinstance(path, RedisKeyStore) or path.version() is not None
+
+
+def existing_store(config: Config) -> StoreRef:
+    """Return the key store of a command that needs the store to exist.
 
     Without this, a command run from the wrong directory would read a missing
     store as an empty one and answer as if there were no keys.
 
     Raises:
-        KeyStoreError: there is no file at the path; the message names it in
-            full and says how to get one.
+        KeyStoreError: there is no file at the path (the message names it in
+            full and says how to get one), or no store in Redis yet.
     """
     path = store(config)
+    if isinstance(path, RedisKeyStore):
+        if path.version() is None:
+            raise KeyStoreError(
+                "no key store in Redis yet (state.backend: redis): create a key "
+                "with `authproxy keys create NAME` or `authproxy keys import FILE`"
+            )
+        return path
+    if not isinstance(path, Path):
+        return path
     if not path.exists():
         raise KeyStoreError(
             f"no key store at {path.absolute()}: create one with "
@@ -106,8 +128,9 @@ def load_table(config: Config) -> KeyTable:
 def announce_new_store(config: Config) -> None:
     """Say on stderr where a command that made the store first has put it."""
     path, trail = store(config), admin_trail_file(config)
+    where = path.absolute() if isinstance(path, Path) else "Redis (state.backend)"
     print(
-        f"authproxy: created a new key store at {printable(path.absolute())} "
+        f"authproxy: created a new key store at {printable(where)} "
         f"(admin trail: {printable(trail.absolute())})",
         file=sys.stderr,
     )

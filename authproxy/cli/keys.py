@@ -21,6 +21,7 @@ from authproxy.cli.common import (
     printable,
     read_public_key,
     store,
+    store_exists,
 )
 from authproxy.config.model import Config
 from authproxy.errors import KeyStoreError
@@ -73,8 +74,9 @@ def cmd_create(args: argparse.Namespace, config: Config) -> int:
         password=password,
         ollama_public_key=read_public_key(args.ollama_public_key),
     )
-    new_store = not store(config).exists()
-    created = create_key(store(config), make_hasher(config.keys.argon2), spec, now=now)
+    path = store(config)
+    new_store = not store_exists(path)
+    created = create_key(path, make_hasher(config.keys.argon2), spec, now=now)
     if new_store:
         announce_new_store(config)
     record = created.record

@@ -13,6 +13,7 @@ from authproxy.cli.audit import add_audit_commands
 from authproxy.cli.common import printable
 from authproxy.cli.keyargs import add_keys_commands
 from authproxy.cli.ops import add_ops_commands
+from authproxy.cli.transfer import add_transfer_commands
 from authproxy.config.load import CONFIG_ENV, load_config
 from authproxy.config.model import Config
 from authproxy.errors import ConfigError, KeyStoreError
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     add_keys_commands(commands, add_config_options)
+    add_transfer_commands(commands.choices["keys"], add_config_options)
     add_ops_commands(commands, add_config_options, add_serve_options)
     add_audit_commands(commands, add_config_options)
     return parser

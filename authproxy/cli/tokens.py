@@ -15,10 +15,10 @@ from authproxy.cli.common import (
     print_result,
     split_list,
 )
-from authproxy.config.model import Config, signing_key_file
+from authproxy.config.model import Config
 from authproxy.errors import KeyStoreError
+from authproxy.keys.backend import key_backend
 from authproxy.keys.lifecycle import find_key
-from authproxy.keys.signing import load_signing_keys, rotate_signing_key
 from authproxy.metering.trail import cli_actor
 from authproxy.times import parse_duration, utc_now
 
@@ -71,7 +71,7 @@ def cmd_token(args: argparse.Namespace, config: Config) -> int:
     now = utc_now()
     record = find_key(load_table(config), args.ref)
     minted = mint_key_token(
-        load_signing_keys(config.jwt, signing_key_file(config)),
+        key_backend(config).load_signing(),
         record,
         ttl=_ttl(args.ttl),
         max_ttl=timedelta(seconds=config.jwt.max_ttl),
@@ -98,7 +98,7 @@ def cmd_admin_token(args: argparse.Namespace, config: Config) -> int:
     """Mint an admin JWT."""
     actor = args.actor or cli_actor().removeprefix("cli:")
     minted = mint_admin_token(
-        load_signing_keys(config.jwt, signing_key_file(config)),
+        key_backend(config).load_signing(),
         actor=actor,
         ttl=_ttl(args.ttl),
         max_ttl=timedelta(seconds=config.jwt.max_ttl),
@@ -111,7 +111,7 @@ def cmd_admin_token(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_rotate_signing_key(args: argparse.Namespace, config: Config) -> int:
     """Start signing JWTs with a new key."""
-    keys = rotate_signing_key(config.jwt, signing_key_file(config), utc_now())
+    keys = key_backend(config).rotate_signing(utc_now())
     log_action(config, "signing_key_rotated", detail={"kid": keys.current.kid})
     data = {"kid": keys.current.kid, "verifying_kids": [k.kid for k in keys.keys]}
     print_result(

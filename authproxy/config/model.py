@@ -17,6 +17,7 @@ from authproxy.config.schema import (
     size,
     upstream_url,
 )
+from authproxy.config.state import StateConfig
 from authproxy.errors import ConfigError
 
 
@@ -282,6 +283,7 @@ class Config:
     jwt: JWTConfig = section(JWTConfig)
     metrics: MetricsConfig = section(MetricsConfig)
     log: LogConfig = section(LogConfig)
+    state: StateConfig = section(StateConfig)
 
 
 def signing_key_file(config: Config) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Final
 
 from argon2 import PasswordHasher
@@ -28,6 +27,7 @@ from authproxy.keys.sshkey import fingerprint_of, parse_public_key
 from authproxy.keys.store import (
     KeyRecord,
     KeyTable,
+    StoreRef,
     format_token,
     new_key_id,
     new_secret,
@@ -82,7 +82,7 @@ class KeySpec:
 
 
 def create_key(
-    path: Path, hasher: PasswordHasher, spec: KeySpec, *, now: datetime
+    path: StoreRef, hasher: PasswordHasher, spec: KeySpec, *, now: datetime
 ) -> CreatedKey:
     """Add a key to the store and return it with its one-time token.
 
@@ -162,7 +162,7 @@ def find_key(table: KeyTable, ref: str) -> KeyRecord:
 
 
 def update_key(
-    path: Path, ref: str, changes: dict[str, Any], *, now: datetime
+    path: StoreRef, ref: str, changes: dict[str, Any], *, now: datetime
 ) -> KeyRecord:
     """Change scopes, models, expires_at, disabled and/or note of a key.
 
@@ -208,7 +208,7 @@ def update_key(
 
 
 def rotate_key(
-    path: Path,
+    path: StoreRef,
     hasher: PasswordHasher,
     ref: str,
     *,
@@ -286,7 +286,7 @@ def _wrong_kind(kind: str, wanted: str) -> str:
     )
 
 
-def revoke_key(path: Path, ref: str, *, now: datetime) -> tuple[KeyRecord, bool]:
+def revoke_key(path: StoreRef, ref: str, *, now: datetime) -> tuple[KeyRecord, bool]:
     """Disable a key for good, by id or name; its JWTs die with it.
 
     Raises:

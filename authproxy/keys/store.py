@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import yaml
 from argon2 import PasswordHasher, Type
@@ -30,7 +30,14 @@ from authproxy.keys.record import (
     validate_name,
 )
 
-__all__ = ["TOKEN_RE", "KeyRecord", "KeyTable", "validate_name"]
+__all__ = [
+    "TOKEN_RE",
+    "KeyRecord",
+    "KeySource",
+    "KeyTable",
+    "StoreRef",
+    "validate_name",
+]
 
 T = TypeVar("T")
 
@@ -89,6 +96,28 @@ class KeyTable:
         if record.public_key and record.public_key in self.by_public_key:
             raise KeyStoreError("this public key already belongs to a key")
         return KeyTable((*self.records, record))
+
+
+class KeySource(Protocol):
+    """A key store that is not a file (Redis: ``keys.redisstore``)."""
+
+    def read(self) -> KeyTable:
+        """Return the whole table.
+
+        Raises:
+            KeyStoreError: the store cannot be read.
+        """
+
+    def update(self, change: Callable[[KeyTable], tuple[KeyTable, T]]) -> T:
+        """Apply ``change`` atomically; return its result.
+
+        Raises:
+            KeyStoreError: the store cannot be used, or ``change`` refused.
+        """
+
+
+# Where the life-cycle functions read and write: the YAML file, or a source.
+StoreRef = Path | KeySource
 
 
 def make_hasher(params: Argon2Config) -> PasswordHasher:
@@ -222,13 +251,26 @@ def dump_store(table: KeyTable) -> str:
     return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
 
-def read_store(path: Path) -> KeyTable:
-    """Read and parse the store at ``path``.
+def read_store(path: StoreRef) -> KeyTable:
+    """Read and parse the store at ``path`` (or read the source).
 
     Raises:
         KeyStoreError: the file cannot be read or parsed.
     """
+    if not isinstance(path, Path):
+        return path.read()
     return load_store(path).table
+
+
+def read_or_empty(path: StoreRef) -> KeyTable:
+    """Read the store; a file that does not exist yet is an empty table.
+
+    Raises:
+        KeyStoreError: the store cannot be read or parsed.
+    """
+    if isinstance(path, Path) and not path.exists():
+        return KeyTable()
+    return read_store(path)
 
 
 def load_store(path: Path) -> StoreFile:
@@ -255,8 +297,10 @@ def write_store(path: Path, table: KeyTable) -> None:
     write_file_atomically(path, dump_store(table).encode("utf-8"))
 
 
-def update_store(path: Path, change: Callable[[KeyTable], tuple[KeyTable, T]]) -> T:
+def update_store(path: StoreRef, change: Callable[[KeyTable], tuple[KeyTable, T]]) -> T:
     """Read, change and atomically rewrite the store under its lock.
+
+    A source (Redis) applies the change in its own atomic way.
 
     A missing file counts as an empty store.
 
@@ -266,6 +310,8 @@ def update_store(path: Path, change: Callable[[KeyTable], tuple[KeyTable, T]]) -
     Returns:
         Whatever ``change`` returned beside the new table.
     """
+    if not isinstance(path, Path):
+        return path.update(change)
     with store_lock(path):
         table = read_store(path) if path.exists() else KeyTable()
         new_table, result = change(table)

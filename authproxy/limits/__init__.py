@@ -3,6 +3,10 @@
 ``quotas`` holds the counters; ``admission`` is the pipeline's admit,
 reserve and settle; ``state`` keeps the counters across restarts.
 
-May import: ``metering``, ``auth``, ``policy``, ``keys``, ``config``,
+With ``state.backend: redis``, ``shared`` counts them in Redis (its Lua in
+``scripts``), exact across replicas; ``admission.LocalAdmission`` and
+``shared.SharedAdmission`` are the pipeline's two interchangeable gates.
+
+May import: ``metering``, ``auth``, ``policy``, ``keys``, ``state``, ``config``,
 ``errors``, ``files``, ``times``.
 """

@@ -20,7 +20,8 @@ from authproxy.policy.routes import RouteClass, is_metered
 log = structlog.stdlib.get_logger(__name__)
 
 
-def _denied(refusal: Refusal, ex: Exchange) -> Denied:
+def log_refusal(refusal: Refusal, ex: Exchange) -> Denied:
+    """Log a refusal and return the 429 that answers it."""
     key_id = ex.principal.key_id if ex.principal else None
     log.info("request_limited", reason=refusal.reason, key_id=key_id)
     return Denied(
@@ -43,7 +44,7 @@ def admit(limiter: KeyLimiter, limits: KeyLimits, ex: Exchange) -> Ticket | None
         ex.principal.key_id, limits, metered=is_metered(ex.route_class)
     )
     if isinstance(ticket, Refusal):
-        raise _denied(ticket, ex)
+        raise log_refusal(ticket, ex)
     return ticket
 
 
@@ -78,7 +79,7 @@ def reserve(
         return
     refusal = limiter.reserve(ticket, token_estimate(ex, default_output))
     if refusal is not None:
-        raise _denied(refusal, ex)
+        raise log_refusal(refusal, ex)
 
 
 def settle(limiter: KeyLimiter, ticket: Ticket | None, ex: Exchange) -> None:
@@ -86,3 +87,28 @@ def settle(limiter: KeyLimiter, ticket: Ticket | None, ex: Exchange) -> None:
     if ticket is not None:
         prompt, completion, _ = ex.tokens()
         limiter.settle(ticket, prompt + completion)
+
+
+class LocalAdmission:
+    """This process's limits (``KeyLimiter``) behind the pipeline's three steps.
+
+    The shared limits (``limits.shared``) have the same three methods, so the
+    pipeline does not tell them apart.
+    """
+
+    def __init__(self, limiter: KeyLimiter) -> None:
+        self.limiter = limiter
+
+    async def admit(self, limits: KeyLimits, ex: Exchange) -> Ticket | None:
+        """See ``admit``."""
+        return admit(self.limiter, limits, ex)
+
+    async def reserve(
+        self, ticket: Ticket | None, ex: Exchange, default_output: int
+    ) -> None:
+        """See ``reserve``."""
+        reserve(self.limiter, ticket, ex, default_output)
+
+    def settle(self, ticket: Ticket | None, ex: Exchange) -> None:
+        """See ``settle``."""
+        settle(self.limiter, ticket, ex)

@@ -82,7 +82,8 @@ def _periods(now: datetime) -> tuple[str, str]:
     return now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
 
 
-def _seconds_to_next_day(now: datetime) -> int:
+def seconds_to_next_day(now: datetime) -> int:
+    """Return the whole seconds until the next UTC midnight (at least one)."""
     now = now.astimezone(UTC)
     tomorrow = (now + timedelta(days=1)).replace(
         hour=0, minute=0, second=0, microsecond=0
@@ -90,7 +91,8 @@ def _seconds_to_next_day(now: datetime) -> int:
     return max(1, math.ceil((tomorrow - now).total_seconds()))
 
 
-def _seconds_to_next_month(now: datetime) -> int:
+def seconds_to_next_month(now: datetime) -> int:
+    """Return the whole seconds until the first of the next UTC month (at least one)."""
     now = now.astimezone(UTC)
     first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     following = (first + timedelta(days=32)).replace(day=1)
@@ -205,8 +207,8 @@ class KeyLimiter:
     ) -> Refusal | None:
         day_limit, month_limit = limits.tokens_per_day, limits.tokens_per_month
         for period, used, limit, until in (
-            ("day", state.day_tokens, day_limit, _seconds_to_next_day),
-            ("month", state.month_tokens, month_limit, _seconds_to_next_month),
+            ("day", state.day_tokens, day_limit, seconds_to_next_day),
+            ("month", state.month_tokens, month_limit, seconds_to_next_month),
         ):
             if limit is not None and used + pending >= limit:
                 reset = until(now)

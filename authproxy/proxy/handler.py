@@ -9,7 +9,7 @@ raised to the edge (``web.edge``), which answers them.
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
 import aiohttp
@@ -40,7 +40,7 @@ log = structlog.stdlib.get_logger(__name__)
 SMALL_BODY: Final = 64 * 1024
 LARGE_BODY: Final = 1024 * 1024
 Body = bytes | io.BytesIO | AsyncIterator[bytes] | None
-Reserve = Callable[[Exchange], None]
+Reserve = Callable[[Exchange], Awaitable[None]]
 
 
 async def forward(
@@ -85,7 +85,7 @@ async def forward(
     require_models(
         principal.scopes, principal.model_rules, request.path, ex.route_class, use
     )
-    reserve(ex)
+    await reserve(ex)
     return await _send(request, ex, url, headers, body, limit, principal, fwd)
 
 

@@ -147,7 +147,7 @@ def bootstrap_keys(config: Config, out: IO[str]) -> CreatedKey | None:
         KeyStoreError: the store cannot be created.
     """
     path = Path(config.keys.file)
-    if path.exists():
+    if path.exists() or config.state.backend == "redis":  # Redis: keys create/import
         return None
     created = create_key(
         path,

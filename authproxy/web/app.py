@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import structlog
@@ -12,15 +14,20 @@ from aiohttp.http import SERVER_SOFTWARE
 from yarl import URL
 
 from authproxy.auth.bruteforce import FailureLimiter
+from authproxy.auth.fleet import SharedFailures
 from authproxy.config.model import Config, limits_state_file
+from authproxy.limits.admission import LocalAdmission
 from authproxy.limits.quotas import KeyLimiter
+from authproxy.limits.shared import SharedAdmission
 from authproxy.limits.state import kept_counters
 from authproxy.metering.audit import AuditWriter
 from authproxy.proxy.body import defer_expect
 from authproxy.proxy.headers import TrustedProxies, parse_networks
 from authproxy.proxy.upstream import Forwarding, Upstream
+from authproxy.state.connection import async_client
 from authproxy.times import Clock, utc_now
 from authproxy.web.appkeys import (
+    ADMISSION_KEY,
     AUDIT_KEY,
     BRUTE_FORCE_KEY,
     CLOCK_KEY,
@@ -100,12 +107,45 @@ def setup_limits(app: web.Application, config: Config, clock: Clock) -> None:
     )
     limiter = KeyLimiter(clock, limits_state_file(config))
     app[KEY_LIMITS_KEY] = limiter
+    if config.state.backend == "redis":
+        app.cleanup_ctx.append(_shared_limits(config, clock))
+        return
+    app[ADMISSION_KEY] = LocalAdmission(limiter)
 
     async def counters_ctx(app: web.Application) -> AsyncIterator[None]:
         async with kept_counters(limiter, config):
             yield
 
     app.cleanup_ctx.append(counters_ctx)
+
+
+def _shared_limits(
+    config: Config, clock: Clock
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Count the per-key limits in Redis, exact across replicas (limits.shared)."""
+
+    async def shared_ctx(app: web.Application) -> AsyncIterator[None]:
+        state = config.state
+        shared = SharedAdmission(
+            async_client(state), state.prefix, clock, lease_ttl=state.lease_ttl
+        )
+        failures = SharedFailures(
+            async_client(state), state.prefix, app[BRUTE_FORCE_KEY]
+        )
+        app[ADMISSION_KEY] = shared
+        tasks = [asyncio.create_task(shared.run()), asyncio.create_task(failures.run())]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await shared.close()
+            await failures.client.aclose()
+
+    return shared_ctx
 
 
 def upstream_of(config: Config) -> Upstream:

@@ -16,8 +16,12 @@ from aiohttp import web
 from authproxy.auth.bruteforce import FailureLimiter
 from authproxy.auth.verify import Verifier
 from authproxy.config.model import Config
+from authproxy.keys.backend import KeyBackend
+from authproxy.keys.feed import KeyFeed
 from authproxy.keys.watch import KeyStoreWatcher
+from authproxy.limits.admission import LocalAdmission
 from authproxy.limits.quotas import KeyLimiter
+from authproxy.limits.shared import SharedAdmission
 from authproxy.metering.audit import AuditWriter
 from authproxy.metering.exchange import Exchange
 from authproxy.metering.metrics import Metrics
@@ -37,10 +41,14 @@ CLOCK_KEY: Final = web.AppKey[Clock]("clock")
 UPSTREAM_KEY: Final = web.AppKey("upstream", Upstream)
 FORWARDING_KEY: Final = web.AppKey("forwarding", Forwarding)
 VERIFIER_KEY: Final = web.AppKey("verifier", Verifier)
-WATCHER_KEY: Final = web.AppKey("keystore_watcher", KeyStoreWatcher)
+# The file's watcher, or the Redis change feed (state.backend: redis).
+WATCHER_KEY: Final = web.AppKey[KeyStoreWatcher | KeyFeed]("keystore_watcher")
+KEY_BACKEND_KEY: Final = web.AppKey("key_backend", KeyBackend)
 AUDIT_KEY: Final = web.AppKey("audit", AuditWriter)
 BRUTE_FORCE_KEY: Final = web.AppKey("brute_force", FailureLimiter)
 KEY_LIMITS_KEY: Final = web.AppKey("key_limits", KeyLimiter)
+# The per-key limits the pipeline admits by: this process's, or Redis's.
+ADMISSION_KEY: Final = web.AppKey[LocalAdmission | SharedAdmission]("admission")
 METRICS_KEY: Final = web.AppKey("metrics", Metrics)
 LIFECYCLE_KEY: Final = web.AppKey("lifecycle", Lifecycle)
 STREAMS_KEY: Final = web.AppKey("streams", weakref.WeakSet[web.StreamResponse])

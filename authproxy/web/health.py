@@ -11,8 +11,9 @@ from typing import Final
 import aiohttp
 from aiohttp import web
 
+from authproxy.keys.feed import KeyFeed
 from authproxy.responses import dumps
-from authproxy.web.appkeys import FORWARDING_KEY, VERIFIER_KEY
+from authproxy.web.appkeys import FORWARDING_KEY, VERIFIER_KEY, WATCHER_KEY
 
 READY_TIMEOUT: Final = 2.0
 # Probes come from every kubelet, load balancer and monitor; one upstream
@@ -80,7 +81,18 @@ def setup_health(app: web.Application) -> CachedProbe:
     probe = CachedProbe(READY_CACHE_SECONDS)
 
     async def readyz(request: web.Request) -> web.Response:
-        """Answer 200 when the key store is loaded and the upstream answers."""
+        """Answer 200 when the key store is loaded and current, and Ollama answers."""
+        watcher = request.app[WATCHER_KEY]
+        if isinstance(watcher, KeyFeed) and not watcher.fresh():
+            return web.json_response(
+                {
+                    "status": "unready",
+                    "error": "key store unavailable",
+                    "detail": watcher.state(),
+                },
+                status=503,
+                dumps=dumps,
+            )
         if not request.app[VERIFIER_KEY].table.records:
             return web.json_response(
                 {"status": "unready", "error": "no keys loaded"},

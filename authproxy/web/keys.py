@@ -1,4 +1,8 @@
-"""The key store in the proxy application: the verifier and the store watcher."""
+"""The key store in the proxy application: the verifier and the store watcher.
+
+With ``state.backend: redis`` the watcher is the Redis change feed
+(``keys.feed``), and the verifier refuses credentials while the feed is stale.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import structlog
@@ -14,11 +18,19 @@ from aiohttp import web
 
 from authproxy.auth.verify import Verifier
 from authproxy.config.model import Config, signing_key_file
-from authproxy.keys.signing import SigningKeys, load_signing_keys
+from authproxy.keys.backend import KeyBackend, key_backend
+from authproxy.keys.feed import KeyFeed
+from authproxy.keys.signing import SigningKeys
 from authproxy.keys.store import KeyTable, make_hasher, update_store
 from authproxy.keys.watch import KeyStoreWatcher
+from authproxy.state.connection import StateNames, async_client
 from authproxy.times import Clock
-from authproxy.web.appkeys import METRICS_KEY, VERIFIER_KEY, WATCHER_KEY
+from authproxy.web.appkeys import (
+    KEY_BACKEND_KEY,
+    METRICS_KEY,
+    VERIFIER_KEY,
+    WATCHER_KEY,
+)
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -34,8 +46,9 @@ def usable_cpus() -> int:
 def setup_keys(app: web.Application, config: Config, clock: Clock) -> None:
     """Create the verifier and the store watcher, started in ``cleanup_ctx``."""
     keys = config.keys
-    path = Path(keys.file)
     workers = keys.verify_workers or usable_cpus()
+    backend = key_backend(config)
+    app[KEY_BACKEND_KEY] = backend
 
     def persist_hash(key_id: str, old_hash: str, new_hash: str) -> None:
         def change(table: KeyTable) -> tuple[KeyTable, None]:
@@ -44,7 +57,7 @@ def setup_keys(app: web.Application, config: Config, clock: Clock) -> None:
                 return table, None
             return table.replace(dataclasses.replace(record, hash=new_hash)), None
 
-        update_store(path, change)
+        update_store(backend.store, change)
 
     async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
         verifier = Verifier(
@@ -58,24 +71,12 @@ def setup_keys(app: web.Application, config: Config, clock: Clock) -> None:
             on_verify=app[METRICS_KEY].argon2_seconds.observe,
             signature_window=keys.signature_window,
         )
-        jwt_config, jwt_path = config.jwt, signing_key_file(config)
-
-        def use_signing(signing: SigningKeys) -> None:
-            verifier.signing_keys = signing
-
-        watcher = KeyStoreWatcher(
-            path,
-            verifier.set_table,
-            keys.reload_interval,
-            signing=lambda: load_signing_keys(jwt_config, jwt_path),
-            on_signing=use_signing,
-            signing_path=None if jwt_config.key_env else jwt_path,
-        )
-        table = await asyncio.get_running_loop().run_in_executor(
-            None, watcher.load_initial
-        )
-        log.info("keystore_loaded", path=str(path), keys=len(table.records))
         app[VERIFIER_KEY] = verifier
+        watcher: KeyStoreWatcher | KeyFeed
+        if backend.redis is None:
+            watcher = await _file_watcher(config, backend, verifier)
+        else:
+            watcher = await _redis_feed(config, backend, verifier)
         app[WATCHER_KEY] = watcher
         task = asyncio.create_task(watcher.run())
         try:
@@ -85,5 +86,55 @@ def setup_keys(app: web.Application, config: Config, clock: Clock) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await verifier.close()
+            if isinstance(watcher, KeyFeed):
+                await watcher.client.aclose()
+            if backend.redis is not None:
+                backend.redis.client.close()
 
     app.cleanup_ctx.append(keys_ctx)
+
+
+def _use_signing(verifier: Verifier) -> Callable[[SigningKeys], None]:
+    def use(signing: SigningKeys) -> None:
+        verifier.signing_keys = signing
+
+    return use
+
+
+async def _file_watcher(
+    config: Config, backend: KeyBackend, verifier: Verifier
+) -> KeyStoreWatcher:
+    """Load the key file and watch it (the file backend)."""
+    path = Path(config.keys.file)
+    watcher = KeyStoreWatcher(
+        path,
+        verifier.set_table,
+        config.keys.reload_interval,
+        signing=backend.load_signing,
+        on_signing=_use_signing(verifier),
+        signing_path=None if config.jwt.key_env else signing_key_file(config),
+    )
+    table = await asyncio.get_running_loop().run_in_executor(None, watcher.load_initial)
+    log.info("keystore_loaded", path=str(path), keys=len(table.records))
+    return watcher
+
+
+async def _redis_feed(
+    config: Config, backend: KeyBackend, verifier: Verifier
+) -> KeyFeed:
+    """Load the table from Redis and follow its change feed (the redis backend)."""
+    state = config.state
+    feed = KeyFeed(
+        async_client(state),
+        StateNames(state.prefix),
+        verifier.set_table,
+        stale_after=state.stale_after,
+        signing=backend.load_signing,
+        on_signing=_use_signing(verifier),
+    )
+    verifier.available = feed.fresh
+    table = await feed.load_initial()
+    log.info(
+        "keystore_loaded", backend="redis", keys=len(table.records), error=feed.state()
+    )
+    return feed

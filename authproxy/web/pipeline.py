@@ -18,15 +18,14 @@ from authproxy.auth.admission import AuthRefused, Target, authenticate
 from authproxy.auth.principal import KEY_STATE_MESSAGES, Principal
 from authproxy.errors import Denied
 from authproxy.keys.record import KeyLimits
-from authproxy.limits.admission import admit, reserve, settle
 from authproxy.limits.quotas import Ticket
 from authproxy.metering.exchange import Exchange
 from authproxy.proxy.handler import forward
 from authproxy.web.appkeys import (
+    ADMISSION_KEY,
     BRUTE_FORCE_KEY,
     EXCHANGE_KEY,
     FORWARDING_KEY,
-    KEY_LIMITS_KEY,
     METRICS_KEY,
     VERIFIER_KEY,
 )
@@ -59,12 +58,12 @@ async def admitted(
     ex.principal = principal
     record = verifier.table.by_id.get(principal.key_id)
     limits = record.limits if record is not None else KeyLimits()
-    limiter = app[KEY_LIMITS_KEY]
-    ticket = admit(limiter, limits, ex)
+    gate = app[ADMISSION_KEY]
+    ticket = await gate.admit(limits, ex)
     try:
         yield principal, ticket
     finally:
-        settle(limiter, ticket, ex)
+        gate.settle(ticket, ex)
 
 
 def _explained(err: AuthRefused) -> AuthRefused:
@@ -85,11 +84,11 @@ async def proxy_route(request: web.Request) -> web.StreamResponse:
     """Every path that is not the proxy's own: forward it to Ollama."""
     app = request.app
     fwd = app[FORWARDING_KEY]
-    limiter = app[KEY_LIMITS_KEY]
+    gate = app[ADMISSION_KEY]
     async with admitted(request) as (principal, ticket):
 
-        def reserve_tokens(ex: Exchange) -> None:
-            reserve(limiter, ticket, ex, fwd.upstream.default_output)
+        async def reserve_tokens(ex: Exchange) -> None:
+            await gate.reserve(ticket, ex, fwd.upstream.default_output)
 
         return await forward(
             request, request[EXCHANGE_KEY], principal, fwd, reserve_tokens
