@@ -143,6 +143,8 @@ class FleetUsage:
                     await self._write(batch, names)
                 except (RedisError, OSError) as err:
                     self._lost(held, err)
+                except Exception as err:  # noqa: BLE001 - counting must never break serving
+                    self._lost(held, err)
                 else:
                     if self._failing:
                         log.info("usage_counters_recovered")
