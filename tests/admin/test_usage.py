@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -85,3 +86,39 @@ async def test_redis_gone_is_a_503_not_a_local_answer(
     redis_server.stop()
     status, data = await redis_stack.api("GET", "/admin/usage")
     assert (status, data) == (503, {"error": "usage counters unavailable"})
+
+
+async def test_a_request_counted_while_redis_is_gone_is_served_and_counted_lost(
+    redis_stack: Stack, redis_server: RedisServer, make_redis_key: MakeKey
+) -> None:
+    """Redis down: a key without limits is served; the counters miss it, metered."""
+    token = make_redis_key("alice").token
+    assert token is not None
+
+    async def known() -> bool:
+        return await redis_stack.call(token) == 200
+
+    assert await poll_until(known)
+    assert await poll_until(functools.partial(_alice_requests, redis_stack, 1))
+    redis_server.stop()
+    assert await redis_stack.call(token) == 200  # never failed by counting
+
+    async def lost() -> bool:
+        resp = await redis_stack.admin.get("/metrics")
+        text = await resp.text()
+        return "authproxy_usage_counter_failures_total 1.0" in text
+
+    assert await poll_until(lost, within=10.0)
+    redis_server.start()
+    assert await redis_stack.call(token) == 200
+
+    # The first and the last request: short by the one counted while Redis was gone.
+    counted = functools.partial(_alice_requests, redis_stack, 2)
+    assert await poll_until(counted, within=10.0)
+
+
+async def _alice_requests(stack: Stack, count: int) -> bool:
+    """Tell whether the fleet's counters hold ``count`` requests of alice."""
+    status, data = await stack.api("GET", "/admin/usage?by=key")
+    rows = [r for r in data.get("rows", []) if r["key"] == "alice"]
+    return status == 200 and [r["requests"] for r in rows] == [count]
