@@ -6,7 +6,6 @@ import asyncio
 import functools
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import structlog
@@ -26,7 +25,6 @@ from authproxy.admin.body import (
     parse_rotation,
     parse_ttl,
     parse_update,
-    parse_usage_query,
 )
 from authproxy.admin.edge import admin_edge_middleware
 from authproxy.admin.guard import (
@@ -36,6 +34,7 @@ from authproxy.admin.guard import (
 )
 from authproxy.admin.idempotency import IdempotencyCache
 from authproxy.admin.openapi import OPENAPI
+from authproxy.admin.usage import usage_report
 from authproxy.auth.minting import mint_key_token
 from authproxy.keys.codec import describe
 from authproxy.keys.lifecycle import (
@@ -46,8 +45,6 @@ from authproxy.keys.lifecycle import (
     update_key,
 )
 from authproxy.keys.store import StoreRef, make_hasher
-from authproxy.metering.audit import rotated_files
-from authproxy.metering.report import aggregate, as_rows, read_records
 from authproxy.proxy.body import defer_expect
 from authproxy.times import Clock, utc_now
 from authproxy.web.appkeys import (
@@ -283,20 +280,8 @@ async def token(request: web.Request) -> web.Response:
 
 
 async def usage(request: web.Request) -> web.Response:
-    """GET /admin/usage?since=&until=&by=: the audit log's numbers."""
-    now = request.app[CLOCK_KEY]()
-    by, since, until = parse_usage_query(request.query, now)
-    config = _main(request)[CONFIG_KEY]
-    names = {r.id: r.name for r in _main(request)[VERIFIER_KEY].table.records}
-
-    def compute() -> list[dict[str, Any]]:
-        files = [p for p in rotated_files(Path(config.audit.file)) if p.exists()]
-        return as_rows(
-            aggregate(read_records(files), by=by, since=since, until=until), by, names
-        )
-
-    rows = await _blocking(compute)
-    return web.json_response({"by": by, "rows": rows})
+    """GET /admin/usage?since=&until=&by=: the audit log's numbers (admin.usage)."""
+    return await usage_report(_main(request), request.query, request.app[CLOCK_KEY]())
 
 
 def _store(request: web.Request) -> StoreRef:

@@ -100,7 +100,9 @@ def setup_admin_auth(app: web.Application) -> None:
     """Store the aggregated trail of failed authentications; flushed at cleanup."""
     config = app[MAIN_APP_KEY][CONFIG_KEY]
     app[DENIALS_KEY] = DenialTrail(
-        admin_trail_file(config), window=config.limits.auth_window
+        admin_trail_file(config),
+        window=config.limits.auth_window,
+        replica=config.server.replica,
     )
     app.cleanup_ctx.append(_denials_ctx)
 
@@ -141,5 +143,6 @@ async def _trail(
             detail=detail,
             request_id=request.get(REQUEST_ID_KEY),
             client=request.remote,
+            replica=config.server.replica,
         ),
     )

@@ -43,8 +43,10 @@ class DenialTrail:
         window: float,
         max_windows: int = MAX_WINDOWS,
         clock: Clock = utc_now,
+        replica: str | None = None,
     ) -> None:
         self.path = path
+        self.replica = replica
         self.window = window
         self.max_windows = max_windows
         self._clock = clock
@@ -114,6 +116,7 @@ class DenialTrail:
                 detail=detail,
                 request_id=request_id,
                 client=client,
+                replica=self.replica,
             ),
         )
 

@@ -26,6 +26,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         415: "a write without Content-Type: application/json (even with no body)",
         421: "the Host is not loopback, the admin.listen host or in "
         "admin.allowed_hosts (DNS rebinding)",
+        503: "state.backend redis: the fleet's usage counters cannot be read",
     }
     return {str(c): _json(ref("Error"), text[c]) for c in codes}
 
@@ -210,14 +211,15 @@ PATHS: Final[dict[str, Any]] = {
     "/admin/usage": {
         "get": {
             "operationId": "usage",
-            "summary": "Token usage from the audit log",
+            "summary": "Token usage: the audit log, or the fleet's counters in Redis",
             "parameters": [
                 {"name": "since", "in": "query", "schema": {"type": "string"}},
                 {"name": "until", "in": "query", "schema": {"type": "string"}},
                 {
                     "name": "by",
                     "in": "query",
-                    "description": "key, model and/or day (repeat or comma-separate)",
+                    "description": "key, model, day and/or replica (repeat or "
+                    "comma-separate)",
                     "schema": {"type": "string"},
                 },
             ],
@@ -228,11 +230,20 @@ PATHS: Final[dict[str, Any]] = {
                         "properties": {
                             "by": STRINGS,
                             "rows": {"type": "array", "items": ref("UsageRow")},
+                            "source": {"enum": ["audit", "redis"]},
+                            "days": {
+                                "type": "object",
+                                "description": "redis: the whole UTC days read",
+                                "properties": {
+                                    "from": {"type": "string"},
+                                    "to": {"type": "string"},
+                                },
+                            },
                         },
                     },
                     "usage rows",
                 ),
-                **_errors(400, 401, 403, 421),
+                **_errors(400, 401, 403, 421, 503),
             },
         }
     },

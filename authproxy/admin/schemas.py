@@ -190,6 +190,7 @@ SCHEMAS: Final[dict[str, Any]] = {
             "key": {"type": ["string", "null"], "description": "the key's name"},
             "model": {"type": "string"},
             "day": {"type": "string"},
+            "replica": {"type": "string"},
             "requests": {"type": "integer"},
             "denied": {"type": "integer"},
             "prompt_tokens": {"type": "integer"},

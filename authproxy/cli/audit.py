@@ -15,7 +15,7 @@ from authproxy.config.model import Config
 from authproxy.errors import ConfigError, KeyStoreError
 from authproxy.keys.store import read_store
 from authproxy.metering.audit import rotated_files
-from authproxy.metering.chain import verify_files
+from authproxy.metering.chain import split_chains, verify_files
 from authproxy.metering.report import DIMENSIONS, aggregate, as_rows, read_records
 from authproxy.times import parse_when, utc_now
 
@@ -37,16 +37,19 @@ def add_audit_commands(commands: Any, add_options: AddOptions) -> None:
     verify = sub.add_parser(
         "verify",
         help="verify the hash chain of audit files",
-        description="Verify audit files, oldest first, as one hash chain. Reports "
-        "the first broken, missing or edited line and exits 1. Torn lines left by "
-        "a full disk, whose record was written whole after them, are warnings.",
+        description="Verify the hash chain of audit files. A file and its numbered "
+        "backups (a.jsonl.2 a.jsonl.1 a.jsonl) are one chain; the files of other "
+        "replicas (b.jsonl) are chains of their own, each verified and reported "
+        "apart. Reports the first broken, missing or edited line of a chain and "
+        "exits 1. Torn lines left by a full disk, whose record was written whole "
+        "after them, are warnings.",
     )
     add_options(verify)
     verify.add_argument(
         "files",
         nargs="*",
         metavar="FILE",
-        help="audit files, oldest first (default: audit.file and its backups)",
+        help="audit files, any replicas' (default: audit.file and its backups)",
     )
     verify.set_defaults(handler=cmd_verify)
 
@@ -55,7 +58,10 @@ def add_audit_commands(commands: Any, add_options: AddOptions) -> None:
         help="report token usage from the audit log",
         description="Sum requests and tokens per key (by id, shown with its "
         "current name), model (as Ollama resolves the name: llama3.2 is "
-        "llama3.2:latest) and/or day (UTC). " + "; ".join(LEGEND) + ".",
+        "llama3.2:latest), day (UTC) and/or replica (server.replica), over "
+        "every file given: several replicas' files are summed. "
+        + "; ".join(LEGEND)
+        + ".",
     )
     add_options(usage)
     usage.add_argument(
@@ -63,7 +69,8 @@ def add_audit_commands(commands: Any, add_options: AddOptions) -> None:
         metavar="FILE",
         action="append",
         dest="audit_files",
-        help="audit file (repeatable; default: audit.file and its backups)",
+        help="audit file (repeatable, e.g. one per replica; backups are read only "
+        "when given; default: audit.file and its backups)",
     )
     usage.add_argument(
         "--since", metavar="T", help="RFC 3339 time, or a duration ago (7d)"
@@ -73,7 +80,7 @@ def add_audit_commands(commands: Any, add_options: AddOptions) -> None:
         "--by",
         action="append",
         default=[],
-        metavar="key|model|day",
+        metavar="key|model|day|replica",
         help="group by a dimension (repeatable, or comma-separated)",
     )
     usage.add_argument("--json", action="store_true", help="print JSON")
@@ -123,16 +130,32 @@ def cmd_verify(args: argparse.Namespace, config: Config) -> int:
     if problem is not None:
         print(f"authproxy: {printable(problem)}", file=sys.stderr)
         return 1
-    files = _files(args.files, config)
+    chains = split_chains(_files(args.files, config))
+    if len(chains) == 1:
+        return 0 if _verify_chain(chains[0], "") else 1
+    # Several replicas' files: each file with its backups is its own chain.
+    failed = [c for c in chains if not _verify_chain(c, f"{c[-1]}: ")]
+    total = len(chains)
+    if failed:
+        print(f"FAILED: {len(failed)} of {total} chains")
+        return 1
+    print(f"ok: {total} chains")
+    return 0
+
+
+def _verify_chain(files: list[Path], label: str) -> bool:
+    """Verify one chain and print its result, prefixed by ``label``."""
     report = verify_files(files)
     for warning in report.warnings:
         print(f"warning: {printable(warning)}")
     if not report.ok:
-        print(f"FAILED after {report.records} good records: {printable(report.error)}")
-        return 1
+        head = f"FAILED: {printable(label)}after" if label else "FAILED after"
+        print(f"{head} {report.records} good records: {printable(report.error)}")
+        return False
     torn = f", {report.torn} torn line(s) skipped" if report.torn else ""
-    print(f"ok: {report.records} records in {report.files} file(s){torn}")
-    return 0
+    where = printable(label)
+    print(f"ok: {where}{report.records} records in {report.files} file(s){torn}")
+    return True
 
 
 def parse_point(text: str | None, now: datetime) -> datetime | None:
@@ -154,7 +177,9 @@ def cmd_usage(args: argparse.Namespace, config: Config) -> int:
     by = [d.strip() for item in args.by for d in item.split(",") if d.strip()]
     unknown = [d for d in by if d not in DIMENSIONS]
     if unknown:
-        raise ConfigError(f"--by: unknown dimension {unknown[0]!r} (key, model, day)")
+        raise ConfigError(
+            f"--by: unknown dimension {unknown[0]!r} (key, model, day, replica)"
+        )
     now = utc_now()
     since, until = parse_point(args.since, now), parse_point(args.until, now)
     problem = missing_log(args.audit_files, config)

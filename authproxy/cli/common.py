@@ -143,6 +143,7 @@ def log_action(config: Config, action: str, **fields: Any) -> None:
         actor=cli_actor(),
         action=action,
         source="cli",
+        replica=config.server.replica,
         **fields,
     )
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from authproxy.config.replica import replica_option
 from authproxy.config.schema import (
     cors_origins,
     option,
@@ -87,6 +88,9 @@ class KeysConfig:
 class ServerConfig:
     """HTTP server behaviour of the public listener."""
 
+    # The name audit records and the admin trail give this replica; None:
+    # the host name (in Kubernetes, the pod name).
+    replica: str | None = option(None, parse=replica_option)
     max_body_size: int = option(100 * 1024**2, parse=size)
     shutdown_timeout: float = option(30.0, parse=seconds)
     keepalive_timeout: float = option(75.0, parse=seconds)

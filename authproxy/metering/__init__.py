@@ -5,6 +5,9 @@ the pipeline and turned into the one audit record at the end; ``usage``
 reads token counts from responses; ``chain``/``audit``/``trail`` write the
 sealed logs; ``report`` sums them; ``metrics`` counts them.
 
-May import: ``auth`` (the principal), ``policy``, ``keys``, ``config``,
+With ``state.backend: redis``, ``fleet`` keeps the fleet's usage counters in
+Redis for ``GET /admin/usage``.
+
+May import: ``auth`` (the principal), ``policy``, ``keys``, ``state``, ``config``,
 ``errors``, ``files``, ``times``.
 """

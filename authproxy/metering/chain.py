@@ -201,6 +201,29 @@ def verify_files(paths: Iterable[Path]) -> VerifyReport:
     return report()
 
 
+def split_chains(paths: Iterable[Path]) -> list[list[Path]]:
+    """Group audit files into chains: a file with its numbered backups.
+
+    Each replica writes its own chain, so ``a.jsonl``, ``a.jsonl.1`` and
+    ``a.jsonl.2`` are one chain and ``b.jsonl`` another. A chain's files are
+    put oldest first (the highest backup number first, the live file last);
+    chains keep the order in which their first file was given.
+    """
+    chains: dict[Path, list[tuple[int, Path]]] = {}
+    for path in paths:
+        stem, dot, suffix = path.name.rpartition(".")
+        if dot and stem and suffix.isdigit():
+            base, age = path.with_name(stem), int(suffix)
+        else:
+            base, age = path, 0
+        files = chains.setdefault(base, [])
+        if all(p != path for _, p in files):
+            files.append((age, path))
+    return [
+        [p for _, p in sorted(files, key=lambda f: -f[0])] for files in chains.values()
+    ]
+
+
 def read_last_record(path: Path) -> bytes | None:
     """Return the last line of a file that ends in a seal, or ``None``.
 

@@ -89,8 +89,12 @@ class Exchange:
         return self.prompt_estimate, usage.chunks if usage else 0, False
 
 
-def build_record(ex: Exchange, now: float) -> dict[str, Any]:
+def build_record(
+    ex: Exchange, now: float, replica: str | None = None
+) -> dict[str, Any]:
     """Return the audit record of a finished request, secrets excluded.
+
+    ``replica`` names the replica that served it (``server.replica``).
 
     Strings the client chooses are cut to the bounds in ``authproxy.metering.bounds``,
     so one request adds at most a few KB to the log.
@@ -102,6 +106,7 @@ def build_record(ex: Exchange, now: float) -> dict[str, Any]:
     return {
         "ts": format_timestamp(ex.started_at),
         "request_id": ex.request_id,
+        "replica": replica,
         "key_id": principal.key_id if principal else ex.presented_key_id,
         "key_name": principal.key_name if principal else None,
         "scheme": principal.scheme if principal else ex.scheme,

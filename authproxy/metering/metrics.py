@@ -125,6 +125,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.usage_count_failures = Counter(
+            "authproxy_usage_counter_failures",
+            "Requests the fleet's usage counters in Redis missed (Redis failed).",
+            registry=r,
+        )
         self.argon2_seconds = Histogram(
             "authproxy_argon2_verify_seconds",
             "Time of one argon2 verification.",

@@ -1,4 +1,4 @@
-"""Usage reports: aggregate audit records by key, model and/or day.
+"""Usage reports: aggregate audit records by key, model, day and/or replica.
 
 A record counts to the key id it names, never to a name: a denied request
 carries only the id its credential claimed, while an admitted one carries the
@@ -23,7 +23,7 @@ import orjson
 from authproxy.policy.names import ModelNameError, parse_model
 from authproxy.times import parse_timestamp
 
-DIMENSIONS: Final = ("key", "model", "day")
+DIMENSIONS: Final = ("key", "model", "day", "replica")
 # The key id an admin JWT's principal carries (``auth.jwt``); real key ids are
 # twelve base32 characters, so it never collides with one.
 ADMIN_PRINCIPAL_ID: Final = "admin"
@@ -130,6 +130,11 @@ def model_name(value: Any) -> str:
         return value
 
 
+def record_replica(value: Any) -> str:
+    """Return the replica a record names, ``-`` for records from before names."""
+    return value if isinstance(value, str) and value else "-"
+
+
 def group_key(record: dict[str, Any], by: Sequence[str]) -> tuple[str, ...]:
     """Return the record's values for the chosen dimensions (``""``: no key)."""
     values = []
@@ -138,6 +143,8 @@ def group_key(record: dict[str, Any], by: Sequence[str]) -> tuple[str, ...]:
             values.append(record_key_id(record) or "")
         elif dimension == "model":
             values.append(model_name(record.get("model")))
+        elif dimension == "replica":
+            values.append(record_replica(record.get("replica")))
         else:
             values.append(str(record.get("ts", ""))[:10])
     return tuple(values)

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from authproxy.config.replica import replica_name
 from authproxy.files import store_lock
 from authproxy.metering.audit import open_private
 from authproxy.metering.chain import ChainState, seal, tail_state
@@ -34,6 +35,7 @@ def record_action(
     detail: dict[str, Any] | None = None,
     request_id: str | None = None,
     client: str | None = None,
+    replica: str | None = None,
 ) -> bool:
     """Append one admin record; never raises (a failure is logged and reported).
 
@@ -49,6 +51,7 @@ def record_action(
         detail: non-secret particulars (changed fields, grace, ttl, reason).
         request_id: the API request id.
         client: the API client address.
+        replica: ``server.replica``; ``None``: the host name.
 
     Returns:
         Whether the record was written.
@@ -65,6 +68,7 @@ def record_action(
         "detail": detail or {},
         "request_id": request_id,
         "client": client,
+        "replica": replica_name(replica),
     }
     try:
         with store_lock(path):

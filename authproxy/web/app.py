@@ -21,6 +21,7 @@ from authproxy.limits.quotas import KeyLimiter
 from authproxy.limits.shared import SharedAdmission
 from authproxy.limits.state import kept_counters
 from authproxy.metering.audit import AuditWriter
+from authproxy.metering.fleet import FleetUsage
 from authproxy.proxy.body import defer_expect
 from authproxy.proxy.headers import TrustedProxies, parse_networks
 from authproxy.proxy.upstream import Forwarding, Upstream
@@ -32,9 +33,11 @@ from authproxy.web.appkeys import (
     BRUTE_FORCE_KEY,
     CLOCK_KEY,
     CONFIG_KEY,
+    FLEET_USAGE_KEY,
     FORWARDING_KEY,
     KEY_LIMITS_KEY,
     LIFECYCLE_KEY,
+    METRICS_KEY,
     STREAMS_KEY,
     UPSTREAM_KEY,
     Lifecycle,
@@ -122,7 +125,10 @@ def setup_limits(app: web.Application, config: Config, clock: Clock) -> None:
 def _shared_limits(
     config: Config, clock: Clock
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Count the per-key limits in Redis, exact across replicas (limits.shared)."""
+    """Count the per-key limits in Redis, exact across replicas (limits.shared).
+
+    The fleet's usage counters (metering.fleet) are counted there too.
+    """
 
     async def shared_ctx(app: web.Application) -> AsyncIterator[None]:
         state = config.state
@@ -133,6 +139,12 @@ def _shared_limits(
             async_client(state), state.prefix, app[BRUTE_FORCE_KEY]
         )
         app[ADMISSION_KEY] = shared
+        counters = FleetUsage(
+            async_client(state),
+            state.prefix,
+            on_failure=app[METRICS_KEY].usage_count_failures.inc,
+        )
+        app[FLEET_USAGE_KEY] = counters
         tasks = [asyncio.create_task(shared.run()), asyncio.create_task(failures.run())]
         try:
             yield
@@ -143,6 +155,8 @@ def _shared_limits(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await shared.close()
+            await counters.flush()
+            await counters.client.aclose()
             await failures.client.aclose()
 
     return shared_ctx

@@ -24,6 +24,7 @@ from authproxy.limits.quotas import KeyLimiter
 from authproxy.limits.shared import SharedAdmission
 from authproxy.metering.audit import AuditWriter
 from authproxy.metering.exchange import Exchange
+from authproxy.metering.fleet import FleetUsage
 from authproxy.metering.metrics import Metrics
 from authproxy.proxy.upstream import Forwarding, Upstream
 from authproxy.times import Clock
@@ -50,6 +51,8 @@ KEY_LIMITS_KEY: Final = web.AppKey("key_limits", KeyLimiter)
 # The per-key limits the pipeline admits by: this process's, or Redis's.
 ADMISSION_KEY: Final = web.AppKey[LocalAdmission | SharedAdmission]("admission")
 METRICS_KEY: Final = web.AppKey("metrics", Metrics)
+# The fleet's usage counters in Redis (state.backend: redis only).
+FLEET_USAGE_KEY: Final = web.AppKey("fleet_usage", FleetUsage)
 LIFECYCLE_KEY: Final = web.AppKey("lifecycle", Lifecycle)
 STREAMS_KEY: Final = web.AppKey("streams", weakref.WeakSet[web.StreamResponse])
 

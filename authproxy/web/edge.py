@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
+from authproxy.config.replica import replica_name
 from authproxy.errors import Denied, UpstreamError
 from authproxy.metering.audit import AuditWriter
 from authproxy.metering.exchange import Exchange, build_record
@@ -31,6 +32,7 @@ from authproxy.web.appkeys import (
     CLOCK_KEY,
     CONFIG_KEY,
     EXCHANGE_KEY,
+    FLEET_USAGE_KEY,
     LIFECYCLE_KEY,
     METRICS_KEY,
     REQUEST_ID_KEY,
@@ -120,8 +122,13 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if response is not None:
             _finish_from_response(ex, response)
         now = time.monotonic()
-        if writer is not None:
-            writer.append(build_record(ex, now))
+        counters = app.get(FLEET_USAGE_KEY)
+        if writer is not None or counters is not None:
+            record = build_record(ex, now, replica_name(app[CONFIG_KEY].server.replica))
+            if writer is not None:
+                writer.append(record)
+            if counters is not None:
+                counters.count(record)
         app[METRICS_KEY].observe(ex, now - ex.started)
 
 

@@ -17,6 +17,7 @@ from tests.support.audit import (
     sealed_lines,
     wait_audit,
     write_n,
+    write_records,
     writer_for,
 )
 from tests.support.cli import run, run_cli, run_process
@@ -256,3 +257,65 @@ async def test_usage_through_the_proxy_adds_up(
     lines = [line.split() for line in out.splitlines()]
     assert [alice.id, "alice", "2", "1"] in [line[:4] for line in lines]
     assert ["admin", "-", "0", "1"] in [line[:4] for line in lines]
+
+
+def _two_replicas(tmp_path: Path) -> tuple[Path, Path]:
+    """Two replicas' audit logs, a with rotated backups, each its own chain."""
+    a, b = tmp_path / "a" / "usage.jsonl", tmp_path / "b" / "usage.jsonl"
+    a.parent.mkdir()
+    b.parent.mkdir()
+    writer = writer_for(a, max_bytes=400)  # about one record per file
+    write_n(writer, 4)
+    writer.close()
+    assert a.with_name("usage.jsonl.1").exists()
+    write_records(b, [{**r, "replica": "b"} for r in USAGE_RECORDS])
+    return a, b
+
+
+def test_verify_checks_each_replicas_chain_apart(tmp_path: Path, capsys) -> None:
+    """Files of two replicas verify as two chains, each reported with its file."""
+    a, b = _two_replicas(tmp_path)
+    files = [*rotated_files(a), b]
+    code, out, _ = run(capsys, "audit", "verify", *map(str, files))
+    assert code == 0
+    assert out.splitlines() == [
+        f"ok: {a}: 4 records in {len(files) - 1} file(s)",
+        f"ok: {b}: 4 records in 1 file(s)",
+        "ok: 2 chains",
+    ]
+
+
+def test_verify_names_the_replica_file_that_was_tampered_with(
+    tmp_path: Path, capsys
+) -> None:
+    """An edited line in b fails b's chain, naming b; a's chain still verifies."""
+    a, b = _two_replicas(tmp_path)
+    lines = b.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b'"prompt_tokens":4', b'"prompt_tokens":1')
+    b.write_bytes(b"".join(lines))
+    code, out, _ = run(capsys, "audit", "verify", str(b), str(a))
+    assert code == 1
+    assert out.splitlines() == [
+        f"FAILED: {b}: after 1 good records: {b}:2: edited: its hash does not "
+        "match its content",
+        f"ok: {a}: 1 records in 1 file(s)",
+        "FAILED: 1 of 2 chains",
+    ]
+
+
+def test_usage_sums_several_replicas_files(tmp_path: Path, capsys) -> None:
+    """usage with one --audit-log per replica sums them; --by replica splits them."""
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_records(a, [{**r, "replica": "a"} for r in USAGE_RECORDS[:2]])
+    write_records(b, [{**r, "replica": "b"} for r in USAGE_RECORDS[2:]])
+    logs = ["--audit-log", str(a), "--audit-log", str(b)]
+    code, out, _ = run(capsys, "usage", *logs, "--by", "replica", "--json")
+    assert code == 0
+    assert [(r["replica"], r["requests"], r["denied"]) for r in json.loads(out)] == [
+        ("a", 2, 0),
+        ("b", 1, 1),
+    ]
+    code, out, _ = run(capsys, "usage", *logs, "--json")
+    assert [
+        (r["requests"], r["denied"], r["total_tokens"]) for r in json.loads(out)
+    ] == [(3, 1, 73)]

@@ -11,6 +11,7 @@ from authproxy.metering.chain import (
     ChainState,
     check_line,
     seal,
+    split_chains,
     tail_state,
     verify_files,
 )
@@ -176,3 +177,19 @@ class TestTornLines:
         path = tmp_path / "a.jsonl"
         path.write_bytes(ls[0] + ls[1] + ls[1][:20] + b"\n\n" + ls[1][:7])
         assert tail_state(path) == check_line(ls[1].rstrip(), None)[1]
+
+
+def test_split_chains_groups_each_file_with_its_backups() -> None:
+    """a.jsonl and its backups are one chain, oldest first; b.jsonl is another."""
+    a, b = Path("x/a.jsonl"), Path("y/b.jsonl")
+    given = [a, b, a.with_name("a.jsonl.1"), a.with_name("a.jsonl.2"), a]
+    assert split_chains(given) == [
+        [a.with_name("a.jsonl.2"), a.with_name("a.jsonl.1"), a],
+        [b],
+    ]
+
+
+def test_split_chains_keeps_names_that_are_no_backups_apart() -> None:
+    """Only a numeric suffix marks a backup; a dated file is its own chain."""
+    given = [Path("usage.jsonl.old"), Path("usage.jsonl-2026"), Path(".1")]
+    assert split_chains(given) == [[p] for p in given]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from tests.support.audit import wait_audit
@@ -15,6 +16,7 @@ async def test_record_schema(proxy, bearer, audit_path: Path) -> None:
     assert list(record) == [
         "ts",
         "request_id",
+        "replica",
         "key_id",
         "key_name",
         "scheme",
@@ -53,3 +55,22 @@ async def test_record_schema(proxy, bearer, audit_path: Path) -> None:
     assert 0 < record["ttfb_ms"] <= record["duration_ms"]
     assert record["seq"] == 1
     assert record["prev_hash"] == "0" * 64
+
+
+async def test_record_names_the_host_by_default(
+    proxy, bearer, audit_path: Path
+) -> None:
+    """Without server.replica, a record's replica is the host name."""
+    await (await proxy.get("/api/tags", headers=bearer)).read()
+    (record,) = await wait_audit(audit_path, 1)
+    assert record["replica"] == socket.gethostname()
+
+
+async def test_record_names_the_configured_replica(
+    start_proxy, bearer, audit_path: Path
+) -> None:
+    """server.replica is written into every record."""
+    proxy = await start_proxy({"server.replica": "pod-7"})
+    await (await proxy.get("/api/tags", headers=bearer)).read()
+    (record,) = await wait_audit(audit_path, 1)
+    assert record["replica"] == "pod-7"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 import stat
 from pathlib import Path
 
 from authproxy.metering.chain import check_line, verify_files
+from authproxy.metering.trail import record_action
 from tests.support.admin import Stack
 
 
@@ -27,6 +29,7 @@ async def test_admin_trail_records_actions_without_secrets(
         for action in ("create", "update", "rotate", "token", "revoke")
     ]
     assert all(r["ts"].endswith("Z") and r["request_id"] for r in records)
+    assert {r["replica"] for r in records} == {socket.gethostname()}
     for secret in (created["token"], rotated["token"], minted["token"]):
         assert secret not in text
     assert verify_files([trail_path]).ok
@@ -65,3 +68,13 @@ def test_admin_trail_starts_a_new_line_after_a_torn_one(cli, audit_path: Path) -
     _, after_first = check_line(lines[0], None)
     record, _ = check_line(lines[2], after_first)
     assert (record["action"], record["seq"], lines[3]) == ("create", 2, b"")
+
+
+def test_admin_trail_names_the_configured_replica(tmp_path: Path) -> None:
+    """record_action writes the replica it is given (server.replica)."""
+    trail = tmp_path / "admin.jsonl"
+    assert record_action(
+        trail, actor="cli:ops", action="create", source="cli", replica="pod-1"
+    )
+    (record,) = [json.loads(line) for line in trail.read_text().splitlines()]
+    assert record["replica"] == "pod-1"
