@@ -189,6 +189,7 @@ class H1Connection(asyncio.Protocol):
         self._head = self._loop.create_future()
         self._head_only = head_only
         self.seen = self.done = self.keep_alive = self._to_eof = False
+        self.status = 0  # known once the reply's head came
         self._raw = []
         self.timeout = timeout
 

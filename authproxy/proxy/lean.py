@@ -51,8 +51,7 @@ class LeanClient:
         max_connections: int,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self._host = origin.raw_host or ""
-        self._port = origin.port or (443 if origin.scheme == "https" else 80)
+        self._host, self._port = origin.raw_host or "", origin.port
         https = origin.scheme == "https"
         self._tls = (ssl_context or ssl.create_default_context()) if https else None
         self.connect_timeout = connect_timeout
@@ -114,13 +113,11 @@ class LeanClient:
     def release(self, conn: H1Connection | None, *, keep: bool) -> None:
         """Give a slot back, and its connection: pooled when ``keep``, else closed."""
         self.in_use -= 1
-        if conn is None:
-            pass
-        elif keep and not self._closed and conn.reusable():
+        if conn is not None and keep and not self._closed and conn.reusable():
             conn.reused = True
             conn.idle_since = asyncio.get_running_loop().time()
             self._idle.append(conn)
-        else:
+        elif conn is not None:
             conn.abort()
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -168,7 +165,7 @@ class LeanClient:
             _, conn = await loop.create_connection(
                 lambda: H1Connection(loop),
                 self._host,
-                self._port,
+                self._port or (443 if self._tls else 80),
                 ssl=self._tls,
                 server_hostname=self._host if self._tls else None,
             )
@@ -317,12 +314,14 @@ async def _write(
                 await conn.write(data)
         return
     await conn.write(head)
-    async for chunk in stream:
-        if not chunk:
-            continue
-        if sized:
-            await conn.write(chunk)
-        else:
-            await conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-    if not sized:
-        await conn.write(b"0\r\n\r\n")
+    try:
+        async for chunk in stream:
+            if chunk:
+                await conn.write(
+                    chunk if sized else b"%x\r\n%b\r\n" % (len(chunk), chunk)
+                )
+        if not sized:
+            await conn.write(b"0\r\n\r\n")
+    except LeanFailure:
+        if not conn.status:
+            raise  # else the upstream answered before the body's end: read that

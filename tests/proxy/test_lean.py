@@ -411,6 +411,26 @@ async def test_request_bodies_on_the_wire(
         await client.close()
 
 
+async def test_early_answer_to_a_streamed_body_is_read() -> None:
+    """An upstream that answers and hangs up before the body's end: its reply counts."""
+
+    async def refuse(up: Scripted, reader: Any, writer: Any) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Too Large\r\nContent-Length: 2\r\n\r\nno")
+        await writer.drain()
+        writer.transport.abort()
+
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(1000):
+            yield b"x" * 1024
+            await asyncio.sleep(0.01)
+
+    async with scripted(refuse) as up:
+        client = _client(up.port)
+        assert await _get(client, "POST", endless()) == (413, b"no")
+        assert (client.idle, client.in_use) == (0, 0)
+
+
 async def test_header_with_a_newline_is_refused() -> None:
     """A value that would split into two header lines is never sent."""
     async with scripted(_answer_each) as up:
