@@ -179,8 +179,7 @@ class H1Connection(asyncio.Protocol):
             return
         self.done = True
         self.keep_alive = self._parser.should_keep_alive()
-        self._stop_timer()
-        self._wake()
+        self._wake()  # the timer stays: when due it sees the reply done
 
     # --- the client's side ------------------------------------------------------
 
@@ -219,8 +218,9 @@ class H1Connection(asyncio.Protocol):
         """Allow ``timeout`` seconds of silence from now on (0: no limit)."""
         self.timeout = timeout
         self._last = self._loop.time()
-        self._stop_timer()
-        if not self.done:
+        if not timeout:
+            self._stop_timer()
+        elif not self.done:
             self._start_timer()
 
     async def readany(self) -> bytes:
@@ -282,8 +282,14 @@ class H1Connection(asyncio.Protocol):
             waiter.set_exception(err)
 
     def _start_timer(self) -> None:
-        if self.timeout and self._timer is None:
-            self._timer = self._loop.call_at(self._last + self.timeout, self._check)
+        # One timer serves many replies: it re-arms itself while data moves.
+        due = self._last + self.timeout
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= due:
+                return
+            timer.cancel()
+        self._timer = self._loop.call_at(due, self._check) if self.timeout else None
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -293,7 +299,7 @@ class H1Connection(asyncio.Protocol):
     def _check(self) -> None:
         # Re-armed lazily: data moves ``_last`` and the timer looks at it when due.
         self._timer = None
-        if self.closed or self.done:
+        if self.closed or self.done or not self.timeout:
             return
         now = self._loop.time()
         if self._paused or self._chunks:

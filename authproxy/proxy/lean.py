@@ -282,7 +282,7 @@ def _request_head(
     stream: AsyncIterator[bytes] | None,
 ) -> bytes:
     lines = [f"{method} {url.raw_path_qs} HTTP/1.1\r\n"]
-    lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+    lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
     if "Content-Length" not in headers:
         if stream is not None:
             lines.append("Transfer-Encoding: chunked\r\n")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import socket
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from http import HTTPStatus
 from typing import Any
 
 import pytest
+import trustme
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -21,6 +24,7 @@ from tests.support.payloads import SAY_HI
 from tests.support.polling import poll_until
 from tests.support.rawhttp import closed_port
 from tests.support.scripted import Scripted, scripted, wait_for_end
+from tests.support.tls import client_context
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 
@@ -281,6 +285,47 @@ async def test_connect_timeout(full_backlog: int) -> None:
         await _get(client)
     assert caught.value.reason == "connect timeout"
     assert client.in_use == 0
+
+
+async def test_tls_upstream_verifies_its_name() -> None:
+    """https:// upstreams: the certificate and host name are checked, then reused."""
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    upstream = await asyncio.start_server(_tls_answer, "127.0.0.1", 0, ssl=server_ctx)
+    port = int(upstream.sockets[0].getsockname()[1])
+    async with upstream:
+        client = LeanClient(
+            URL(f"https://127.0.0.1:{port}"),
+            connect_timeout=5,
+            response_timeout=5,
+            max_connections=1,
+            ssl_context=client_context(ca),
+        )
+        assert await _get(client) == (200, b"hello")
+        assert await _get(client) == (200, b"hello")
+        assert client.idle == 1
+        await client.close()
+        untrusting = LeanClient(
+            URL(f"https://127.0.0.1:{port}"),
+            connect_timeout=5,
+            response_timeout=5,
+            max_connections=1,
+        )
+        with pytest.raises(LeanFailure) as caught:
+            await _get(untrusting)
+        assert caught.value.reason.startswith("TLS certificate verify failed (")
+
+
+async def _tls_answer(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    with contextlib.suppress(
+        ConnectionError, asyncio.IncompleteReadError, ssl.SSLError
+    ):
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(OK)
+    writer.close()
 
 
 async def test_connect_failures_are_named() -> None:
