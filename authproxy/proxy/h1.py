@@ -141,7 +141,7 @@ class H1Connection(asyncio.Protocol):
         status = self._parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             self._interim = True  # skipped: the final reply follows
-            self._raw = []
+            self._raw, self.reason = [], ""
             return
         if status == 101:  # never asked for: Upgrade is not forwarded
             raise LeanFailure("invalid response from upstream")
@@ -188,7 +188,7 @@ class H1Connection(asyncio.Protocol):
         self._head = self._loop.create_future()
         self._head_only = head_only
         self.seen = self.done = self.keep_alive = self._to_eof = False
-        self.status = 0  # known once the reply's head came
+        self.status, self.reason = 0, ""  # known once the reply's head came
         self._raw = []
         self.timeout = timeout
 

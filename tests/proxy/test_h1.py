@@ -101,6 +101,29 @@ async def test_headers_keep_order_and_undecodable_bytes() -> None:
         conn.abort()
 
 
+async def test_reason_phrase_is_the_replys_own() -> None:
+    """A reply without a reason phrase has none: not the last reply's, nor a 100's."""
+    replies = (
+        b"HTTP/1.1 200 Fine\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",
+    )
+
+    async def two(up: Scripted, reader: Any, writer: Any) -> None:
+        for reply in replies:
+            await up.read_request(reader)
+            writer.write(reply)
+        await wait_for_end(reader, up)
+
+    async with scripted(two) as up:
+        conn = await _open(up.port)
+        await _exchange(conn)
+        assert (conn.status, conn.reason) == (200, "Fine")
+        assert await conn.readany() == b""
+        await _exchange(conn)
+        assert (conn.status, conn.reason) == (200, "")
+        conn.abort()
+
+
 async def test_bytes_while_idle_close_the_connection() -> None:
     """An upstream that sends past its reply is confused: the connection is dropped."""
     reply = b"HTTP/1.1 204 No Content\r\n\r\n"
