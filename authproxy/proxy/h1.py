@@ -108,6 +108,7 @@ class H1Connection(asyncio.Protocol):
         drain, self._drain = self._drain, None
         if drain is not None and not drain.done():
             drain.set_exception(LeanFailure("upstream closed connection"))
+            drain.exception()  # retrieved: no write may be waiting on it
 
     def pause_writing(self) -> None:
         """Make ``write`` wait: the socket's buffer is full."""

@@ -456,6 +456,26 @@ async def test_request_bodies_on_the_wire(
         await client.close()
 
 
+async def test_big_body_waits_for_a_slow_upstream() -> None:
+    """A body bigger than the socket buffers is written as the upstream reads it."""
+    body = bytes(range(256)) * 65536  # 16 MiB
+    reading = asyncio.Event()
+
+    async def slow(up: Scripted, reader: Any, writer: Any) -> None:
+        await reading.wait()
+        await up.read_request(reader)
+        writer.write(OK)
+
+    async with scripted(slow) as up:
+        client = _client(up.port)
+        sending = asyncio.create_task(_get(client, "POST", io.BytesIO(body)))
+        assert await poll_until(lambda: up.connections == 1)
+        reading.set()
+        assert await sending == (200, b"hello")
+        assert up.requests[0].endswith(b"\r\n\r\n" + body)
+        await client.close()
+
+
 async def test_early_answer_to_a_streamed_body_is_read() -> None:
     """An upstream that answers and hangs up before the body's end: its reply counts."""
 
