@@ -88,7 +88,7 @@ class H1Connection(asyncio.Protocol):
         self._last = self._loop.time()
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             if not self.done:
                 self._fail(LeanFailure("invalid response from upstream"))
             self.abort()
