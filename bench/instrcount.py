@@ -63,6 +63,7 @@ async def main(n: int) -> None:
             "keys.argon2.parallelism": 1,
             "admin.listen": "",
         },
+        os.environ,  # AUTHPROXY_UPSTREAM_CLIENT=aiohttp|lean picks the client
     )
     configure(fmt="json", level="info", stream=(work / "log.txt").open("w"))
     created = create_key(

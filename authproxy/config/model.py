@@ -59,6 +59,9 @@ class UpstreamConfig:
     response_timeout: float = option(600.0, parse=seconds)
     idle_timeout: float = option(600.0, parse=seconds)
     max_connections: int = option(256, check=(_positive, "int > 0"))
+    client: str = option(
+        "lean", check=(lambda v: v in {"lean", "aiohttp"}, "lean|aiohttp")
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Final
 
 import aiohttp
@@ -26,7 +27,7 @@ from authproxy.policy.rules import ModelUse, require_models, require_scope
 from authproxy.proxy.body import BodyLimit, read_body, read_model_body, send_continue
 from authproxy.proxy.headers import forward_request_headers
 from authproxy.proxy.listing import is_listing, relay_listing
-from authproxy.proxy.relay import relay
+from authproxy.proxy.relay import Reply, relay
 from authproxy.proxy.upstream import (
     Forwarding,
     Upstream,
@@ -107,14 +108,7 @@ async def _send(  # noqa: PLR0917 - one request's parts, passed once
     """
     upstream = fwd.upstream
     try:
-        async with fwd.session.request(
-            request.method,
-            url,
-            headers=headers,
-            data=body,
-            allow_redirects=False,
-            timeout=upstream.client_timeout,
-        ) as reply:
+        async with _call(fwd, request.method, url, headers, body) as reply:
             if principal.model_rules and is_listing(request, reply.status):
                 return await relay_listing(request, reply, ex, principal.model_rules)
             return await relay(request, reply, ex, upstream.idle_timeout, fwd.streams)
@@ -139,6 +133,22 @@ async def _send(  # noqa: PLR0917 - one request's parts, passed once
         raise UpstreamError(
             502, "upstream unavailable", "upstream_error", reason
         ) from None
+
+
+def _call(
+    fwd: Forwarding, method: str, url: URL, headers: CIMultiDict[str], body: Body
+) -> AbstractAsyncContextManager[Reply]:
+    """Send through the lean client (``upstream.client: lean``) or aiohttp's."""
+    if fwd.client is not None:
+        return fwd.client.request(method, url, headers, body)
+    return fwd.session.request(
+        method,
+        url,
+        headers=headers,
+        data=body,
+        allow_redirects=False,
+        timeout=fwd.upstream.client_timeout,
+    )
 
 
 async def _request_body(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from typing import Final
 
-import aiohttp
 from aiohttp import web
 
 from authproxy.errors import UpstreamError
 from authproxy.metering.exchange import Exchange
 from authproxy.policy.rules import LISTINGS, filter_listing
 from authproxy.proxy.headers import REQUEST_ID_HEADER, filter_response_headers
+from authproxy.proxy.relay import Reply
 
 _OK: Final = 200
 
@@ -23,7 +23,7 @@ def is_listing(request: web.Request, status: int) -> bool:
 
 async def relay_listing(
     request: web.Request,
-    reply: aiohttp.ClientResponse,
+    reply: Reply,
     ex: Exchange,
     rules: tuple[tuple[str, ...], ...],
 ) -> web.Response:

@@ -15,16 +15,18 @@ from authproxy.metering.exchange import Exchange
 from authproxy.metering.usage import UsageParser
 from authproxy.policy.routes import is_metered
 from authproxy.proxy.headers import REQUEST_ID_HEADER, filter_response_headers
+from authproxy.proxy.lean import LeanResponse
 from authproxy.proxy.upstream import failure_reason, public_url
 
 log = structlog.stdlib.get_logger(__name__)
 
 _STREAM_TYPES: Final = ("application/x-ndjson", "text/event-stream")
+Reply = aiohttp.ClientResponse | LeanResponse
 
 
 async def relay(
     request: web.Request,
-    reply: aiohttp.ClientResponse,
+    reply: Reply,
     ex: Exchange,
     idle_timeout: float,
     streams: weakref.WeakSet[web.StreamResponse],
@@ -36,9 +38,7 @@ async def relay(
     Ollama generating); an upstream that dies or goes quiet cuts the client's
     stream without its terminator.
     """
-    connection = reply.connection
-    if connection is not None and connection.protocol is not None:
-        connection.protocol.read_timeout = idle_timeout
+    _set_idle_timeout(reply, idle_timeout)
     content_type = reply.headers.get("Content-Type", "")
     ex.status = reply.status
     ex.streamed = content_type.startswith(_STREAM_TYPES)
@@ -85,6 +85,16 @@ async def relay(
             _judge_stream(ex)
 
 
+def _set_idle_timeout(reply: Reply, idle_timeout: float) -> None:
+    """Switch the reply's read timeout from the headers' wait to the body's."""
+    if isinstance(reply, LeanResponse):
+        reply.set_read_timeout(idle_timeout)
+        return
+    connection = reply.connection
+    if connection is not None and connection.protocol is not None:
+        connection.protocol.read_timeout = idle_timeout
+
+
 def _judge_stream(ex: Exchange) -> None:
     """A completed stream with an error line or no terminator is a stream error."""
     usage = ex.usage
@@ -94,9 +104,7 @@ def _judge_stream(ex: Exchange) -> None:
         ex.outcome = "stream_error"
 
 
-def _abort(
-    request: web.Request, reply: aiohttp.ClientResponse, err: BaseException
-) -> None:
+def _abort(request: web.Request, reply: Reply, err: BaseException) -> None:
     """End the client's stream without its terminator so it can tell it was cut."""
     reply.close()
     log.warning(

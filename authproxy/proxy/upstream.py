@@ -21,7 +21,9 @@ from aiohttp import web
 from yarl import URL
 
 from authproxy.errors import Denied
+from authproxy.proxy.h1 import LeanFailure
 from authproxy.proxy.headers import TrustedProxies
+from authproxy.proxy.lean import LeanClient
 
 # A backslash counts as a separator too: some servers on the way treat it as one.
 _DOT_SEGMENT: Final = re.compile(r"(?:^|[/\\])\.{1,2}(?:[/\\]|$)")
@@ -52,7 +54,11 @@ class Upstream:
 
 @dataclass(frozen=True, slots=True)
 class Forwarding:
-    """The upstream, the client session and the open streams, for the handler."""
+    """The upstream, its clients and the open streams, for the handler.
+
+    With ``upstream.client: lean`` requests go through ``client``; the aiohttp
+    ``session`` stays for ``/readyz`` (and forwards when ``client`` is None).
+    """
 
     upstream: Upstream
     session: aiohttp.ClientSession
@@ -60,6 +66,7 @@ class Forwarding:
     streams: weakref.WeakSet[web.StreamResponse] = field(
         default_factory=weakref.WeakSet
     )
+    client: LeanClient | None = None
 
 
 def upstream_url(origin: URL, raw_path: str) -> URL | None:
@@ -123,6 +130,8 @@ def failure_reason(err: BaseException) -> str:
     failed (<host>)``, ``upstream closed connection``, a TLS error; the host
     comes from the configuration, never from the request.
     """
+    if isinstance(err, LeanFailure):
+        return err.reason  # the lean client names its failures in these words
     if isinstance(err, aiohttp.ClientConnectorError):
         return _connect_reason(err)
     for kind, words in _FAILURES:

@@ -24,6 +24,7 @@ from authproxy.metering.audit import AuditWriter
 from authproxy.metering.fleet import FleetUsage
 from authproxy.proxy.body import defer_expect
 from authproxy.proxy.headers import TrustedProxies, parse_networks
+from authproxy.proxy.lean import LeanClient
 from authproxy.proxy.upstream import Forwarding, Upstream
 from authproxy.state.connection import async_client
 from authproxy.times import Clock, utc_now
@@ -214,13 +215,34 @@ def setup_upstream(app: web.Application, config: Config) -> None:
             ),
         ) as session:
             lifecycle = app[LIFECYCLE_KEY]
+            client = _lean_client(config, upstream)
             app[FORWARDING_KEY] = Forwarding(
-                upstream, session, lambda: lifecycle.stopping, app[STREAMS_KEY]
+                upstream,
+                session,
+                lambda: lifecycle.stopping,
+                app[STREAMS_KEY],
+                client=client,
             )
-            yield
+            try:
+                yield
+            finally:
+                if client is not None:
+                    await client.close()
 
     app.cleanup_ctx.append(session_ctx)
     app.on_shutdown.append(_log_open_streams)
+
+
+def _lean_client(config: Config, upstream: Upstream) -> LeanClient | None:
+    """The lean upstream client, unless ``upstream.client`` is ``aiohttp``."""
+    if config.upstream.client != "lean":
+        return None
+    return LeanClient(
+        upstream.origin,
+        connect_timeout=config.upstream.connect_timeout,
+        response_timeout=config.upstream.response_timeout,
+        max_connections=config.upstream.max_connections,
+    )
 
 
 def setup_routes(app: web.Application, config: Config) -> None:
