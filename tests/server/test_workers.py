@@ -56,8 +56,16 @@ def token(make_redis_key: MakeKey) -> str:
 
 
 @pytest.fixture
+def ops(make_redis_key: MakeKey) -> str:
+    """An admin key's token, in Redis before the server starts."""
+    created = make_redis_key("ops", scopes=["admin"])
+    assert created.token is not None
+    return created.token
+
+
+@pytest.fixture
 async def workers(
-    tmp_path: Path, redis_overrides: dict[str, Any], token: str
+    tmp_path: Path, redis_overrides: dict[str, Any], token: str, ops: str
 ) -> AsyncIterator[ServeProcess]:
     """`authproxy serve` with two workers, both started."""
     config = {
@@ -179,3 +187,21 @@ def test_a_worker_that_cannot_start_stops_the_server(
     assert done.returncode == 2
     assert "tls.cert: cannot read" in done.stderr
     assert '"event": "worker_started"' in done.stdout
+
+
+async def test_an_admin_retry_on_either_worker_gets_the_same_reply(
+    workers: ServeProcess, ops: str
+) -> None:
+    """One Idempotency-Key, creates on new connections: one key, one token."""
+    admin = f"http://{workers.started['admin'][0]}"
+    headers = {**bearer_auth(ops), "Idempotency-Key": "one-create-many-tries"}
+    replies = []
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for _ in range(8):
+            async with session.post(
+                f"{admin}/admin/keys", json={"name": "made-once"}, headers=headers
+            ) as resp:
+                replies.append((resp.status, await resp.json()))
+    assert replies[0][0] == HTTPStatus.CREATED
+    assert all(reply == replies[0] for reply in replies)
