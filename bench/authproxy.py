@@ -37,13 +37,16 @@ class Key:
         return {"Authorization": f"Basic {raw}"}
 
 
-def create_key(keys_file: Path, name: str, password: str | None = None) -> Key:
+def create_key(
+    keys_file: Path, name: str, password: str | None = None, *flags: str
+) -> Key:
     """Create a key with ``authproxy keys create NAME --json``.
 
     With ``password``, a Basic-only password key (``--password-stdin``); its
-    ``token`` is then the password.
+    ``token`` is then the password. ``flags`` go to ``keys create`` (limits).
     """
     command = [str(BIN), "keys", "create", name, "--json", "--keys", str(keys_file)]
+    command += flags
     if password is not None:
         command.append("--password-stdin")
     out = subprocess.run(
@@ -53,7 +56,7 @@ def create_key(keys_file: Path, name: str, password: str | None = None) -> Key:
         text=True,
         check=True,
         timeout=60,
-        env=_clean_env(),
+        env=clean_env(),
     )
     data = json.loads(out.stdout)
     token = data["token"] if password is None else password
@@ -72,7 +75,7 @@ def version() -> str:
     return out.stdout.strip()
 
 
-def _clean_env() -> dict[str, str]:
+def clean_env() -> dict[str, str]:
     # Settings come only from what the bench sets, never from the caller's shell.
     return {k: v for k, v in os.environ.items() if not k.startswith("AUTHPROXY_")}
 
@@ -87,6 +90,7 @@ def proc(
     audit: bool,
     cpus: tuple[int, ...],
     log_level: str = "info",
+    extra_env: dict[str, str] | None = None,
 ) -> Proc:
     """Return (unstarted) an authproxy serving ``port`` in front of ``upstream_port``.
 
@@ -94,23 +98,27 @@ def proc(
     is raised from 256 to 4096 so the 2,000-stream scenario is not queued by
     the pool (nginx gets worker_connections 16384 likewise).
     """
-    env = _clean_env() | {
-        "AUTHPROXY_LISTEN_HOST": HOST,
-        "AUTHPROXY_LISTEN_PORT": str(port),
-        "AUTHPROXY_UPSTREAM_URL": f"http://{HOST}:{upstream_port}",
-        "AUTHPROXY_UPSTREAM_MAX_CONNECTIONS": "4096",
-        "AUTHPROXY_KEYS_FILE": str(keys_file),
-        "AUTHPROXY_LOG_FORMAT": "json",
-        "AUTHPROXY_LOG_LEVEL": log_level,
-        "AUTHPROXY_AUDIT_ENABLED": "true" if audit else "false",
-        "AUTHPROXY_AUDIT_FILE": str(run_dir / f"{name}-audit.jsonl"),
-        "AUTHPROXY_AUDIT_ADMIN_FILE": str(run_dir / f"{name}-admin.jsonl"),
-        # Several instances run at once: no admin listener, own limit state.
-        "AUTHPROXY_ADMIN_LISTEN": "",
-        "AUTHPROXY_LIMITS_STATE_FILE": str(run_dir / f"{name}-limits.json"),
-        # The flood sends X-Forwarded-For per client; the bench is the trusted hop.
-        "AUTHPROXY_SERVER_TRUSTED_PROXIES": f"[{HOST}]",
-    }
+    env = (
+        clean_env()
+        | {
+            "AUTHPROXY_LISTEN_HOST": HOST,
+            "AUTHPROXY_LISTEN_PORT": str(port),
+            "AUTHPROXY_UPSTREAM_URL": f"http://{HOST}:{upstream_port}",
+            "AUTHPROXY_UPSTREAM_MAX_CONNECTIONS": "4096",
+            "AUTHPROXY_KEYS_FILE": str(keys_file),
+            "AUTHPROXY_LOG_FORMAT": "json",
+            "AUTHPROXY_LOG_LEVEL": log_level,
+            "AUTHPROXY_AUDIT_ENABLED": "true" if audit else "false",
+            "AUTHPROXY_AUDIT_FILE": str(run_dir / f"{name}-audit.jsonl"),
+            "AUTHPROXY_AUDIT_ADMIN_FILE": str(run_dir / f"{name}-admin.jsonl"),
+            # Several instances run at once: no admin listener, own limit state.
+            "AUTHPROXY_ADMIN_LISTEN": "",
+            "AUTHPROXY_LIMITS_STATE_FILE": str(run_dir / f"{name}-limits.json"),
+            # The flood sends X-Forwarded-For per client; the bench is the trusted hop.
+            "AUTHPROXY_SERVER_TRUSTED_PROXIES": f"[{HOST}]",
+        }
+        | (extra_env or {})
+    )
     cmd = [str(BIN), "serve"]
     return Proc(name, cmd, run_dir / f"{name}.log", env=env, cpus=cpus)
 

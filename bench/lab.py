@@ -152,6 +152,7 @@ class Lab:
         *,
         audit: bool = True,
         log_level: str = "info",
+        env: dict[str, str] | None = None,
     ) -> tuple[Proc, int]:
         """Start one authproxy, wait for it, and warm the main key's cache entry."""
         port = free_port()
@@ -165,6 +166,7 @@ class Lab:
                 audit=audit,
                 cpus=self.pin.sut,
                 log_level=log_level,
+                extra_env=env,
             )
         )
         authproxy.wait_healthy(proxy, port)

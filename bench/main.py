@@ -20,7 +20,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import authproxy, loadgen, machine, nginx, report, scenarios, targets
+from bench import (
+    authproxy,
+    loadgen,
+    machine,
+    nginx,
+    redisrow,
+    report,
+    scenarios,
+    targets,
+)
 from bench.lab import Lab
 from bench.procs import Pinning
 from bench.settings import Settings
@@ -88,8 +97,8 @@ def _on_signal(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(f"stopped by signal {signum}")
 
 
-def run(settings: Settings, keep: bool) -> dict[str, Any]:
-    """Run every scenario in a fresh directory; stop every child at the end."""
+def run(settings: Settings, keep: bool, only: str | None = None) -> dict[str, Any]:
+    """Run every scenario (or ``only`` one) in a fresh directory; stop every child."""
     started = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix="authproxy-bench-"))
     run_dir.chmod(0o755)  # nginx workers read the htpasswd file in it
@@ -106,9 +115,11 @@ def run(settings: Settings, keep: bool) -> dict[str, Any]:
         lab.create_keys()
         lab.start_upstreams()
         results: dict[str, Any] = {"settings": dataclasses.asdict(settings)}
-        results["small_requests"] = scenarios.small_requests(lab)
-        results["streams"] = scenarios.stream_scenarios(lab)
-        results["auth"] = scenarios.auth_scenarios(lab)
+        if only is None:
+            results["small_requests"] = scenarios.small_requests(lab)
+            results["streams"] = scenarios.stream_scenarios(lab)
+            results["auth"] = scenarios.auth_scenarios(lab)
+        results["redis_backend"] = redisrow.redis_backend(lab)
     finally:
         lab.children.stop_all()
         if not keep:
@@ -119,7 +130,8 @@ def run(settings: Settings, keep: bool) -> dict[str, Any]:
     meta["foreign_cores_mean"] = whole.foreign_cores()
     meta["finished_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     results["meta"] = meta
-    results["targets"] = [c.as_dict() for c in targets.evaluate(results)]
+    checks = targets.evaluate(results) if only is None else []
+    results["targets"] = [c.as_dict() for c in checks]
     return results
 
 
@@ -132,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy")
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
     parser.add_argument(
+        "--only",
+        choices=["redis-backend"],
+        help="run just this scenario (results/only-NAME.*, never latest.*)",
+    )
+    parser.add_argument(
         "--name",
         default=None,
         help="also save results/NAME.{json,md} (default: a timestamp)",
@@ -143,13 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
     _raise_fd_limit()
-    results = run(settings, args.keep)
+    results = run(settings, args.keep, args.only)
     markdown = report.render(results)
     print("\n" + markdown)
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = args.name or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     # Quick runs are for trying things out: they never replace latest.*.
     stems = ("quick",) if args.quick else ("latest", name)
+    if args.only:
+        stems = (f"only-{args.only}",)
     for stem in stems:
         (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
         (RESULTS / f"{stem}.md").write_text(markdown + "\n")

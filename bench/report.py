@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import redisrow
+
 
 def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -35,20 +37,24 @@ def render(results: dict[str, Any]) -> str:
         f"on average during the run ({meta['foreign_cores_at_start']} at the start); "
         "the `others` columns give it per measurement, in cores",
         "",
-        "## Targets",
-        "",
     ]
-    out += _table(
-        ["Target", "Measured", "Goal", "Result", "Note"],
-        [
-            [c["name"], c["measured"], c["target"], c["verdict"], c["note"]]
-            for c in results["targets"]
-        ],
-    )
-    out += _small(results["small_requests"])
-    out += _streams(results["streams"])
-    out += _auth(results["auth"])
-    out += _profile(results["small_requests"].get("profile"))
+    if results["targets"]:  # none with --only
+        out += ["## Targets", ""]
+        out += _table(
+            ["Target", "Measured", "Goal", "Result", "Note"],
+            [
+                [c["name"], c["measured"], c["target"], c["verdict"], c["note"]]
+                for c in results["targets"]
+            ],
+        )
+    if "small_requests" in results:  # not with --only
+        out += _small(results["small_requests"])
+        out += _streams(results["streams"])
+        out += _auth(results["auth"])
+    if "redis_backend" in results:
+        out += redisrow.render(results["redis_backend"])
+    if "small_requests" in results:
+        out += _profile(results["small_requests"].get("profile"))
     return "\n".join(out)
 
 

@@ -34,6 +34,7 @@ from authproxy.admin.guard import (
 )
 from authproxy.admin.idempotency import IdempotencyCache
 from authproxy.admin.openapi import OPENAPI
+from authproxy.admin.sharedidem import idempotency_cache
 from authproxy.admin.usage import usage_report
 from authproxy.auth.minting import mint_key_token
 from authproxy.keys.codec import describe
@@ -82,8 +83,9 @@ def create_admin_app(
     app[MAIN_APP_KEY] = main_app
     app[ALLOWED_HOSTS_KEY] = HostAllowList.from_config(main_app[CONFIG_KEY].admin)
     app[CLOCK_KEY] = clock
-    ttl = main_app[CONFIG_KEY].admin.idempotency_ttl
-    app[IDEMPOTENCY_KEY] = IdempotencyCache(ttl)
+    # In this process, or in Redis for every replica (state.backend: redis).
+    app[IDEMPOTENCY_KEY] = idempotency_cache(main_app[CONFIG_KEY])
+    app.on_cleanup.append(_close_idempotency)
     setup_admin_auth(app)
     r = app.router
     r.add_get("/admin/openapi.json", openapi, name="openapi")
@@ -119,6 +121,10 @@ def create_admin_app(
     return app
 
 
+async def _close_idempotency(app: web.Application) -> None:
+    await app[IDEMPOTENCY_KEY].close()
+
+
 def _main(request: web.Request) -> web.Application:
     return request.app[MAIN_APP_KEY]
 
@@ -148,18 +154,18 @@ async def create(request: web.Request) -> web.Response:
     body = await parse_json_object(request)
     config = _main(request)[CONFIG_KEY]
     now = request.app[CLOCK_KEY]()
-    cache = request.app[IDEMPOTENCY_KEY]
-    replay = cache.get(request, "create", "", body)
-    if replay is not None:
-        return replay
-    spec = parse_key_spec(body, now)
-    created = await _blocking(
-        create_key, _store(request), make_hasher(config.keys.argon2), spec, now=now
-    )
-    await _applied(request)
-    await record(request, "create", created.record, {"scopes": list(spec.scopes)})
-    reply = web.json_response(created.as_dict(now), status=201)
-    return cache.put(request, "create", "", body, reply)
+    async with request.app[IDEMPOTENCY_KEY].attempt(
+        request, "create", "", body
+    ) as attempt:
+        if attempt.replay is not None:
+            return attempt.replay
+        spec = parse_key_spec(body, now)
+        created = await _blocking(
+            create_key, _store(request), make_hasher(config.keys.argon2), spec, now=now
+        )
+        await _applied(request)
+        await record(request, "create", created.record, {"scopes": list(spec.scopes)})
+        return await attempt.keep(web.json_response(created.as_dict(now), status=201))
 
 
 async def list_keys(request: web.Request) -> web.Response:
@@ -192,28 +198,28 @@ async def rotate(request: web.Request) -> web.Response:
     """POST /admin/keys/{id}/rotate: new token or public key; old one for the grace."""
     body = await parse_json_object(request, allow_empty=True)
     ref = request.match_info["id"]
-    cache = request.app[IDEMPOTENCY_KEY]
-    replay = cache.get(request, "rotate", ref, body)
-    if replay is not None:
-        return replay
-    grace, public_key = parse_rotation(body)
-    config = _main(request)[CONFIG_KEY]
-    now = request.app[CLOCK_KEY]()
-    rotated = await _blocking(
-        rotate_key,
-        _store(request),
-        make_hasher(config.keys.argon2),
-        ref,
-        grace=grace,
-        now=now,
-        public_key=public_key,
-    )
-    await _applied(request)
-    await record(
-        request, "rotate", rotated.record, {"grace_seconds": grace.total_seconds()}
-    )
-    reply = web.json_response(rotated.as_dict(now))
-    return cache.put(request, "rotate", ref, body, reply)
+    async with request.app[IDEMPOTENCY_KEY].attempt(
+        request, "rotate", ref, body
+    ) as attempt:
+        if attempt.replay is not None:
+            return attempt.replay
+        grace, public_key = parse_rotation(body)
+        config = _main(request)[CONFIG_KEY]
+        now = request.app[CLOCK_KEY]()
+        rotated = await _blocking(
+            rotate_key,
+            _store(request),
+            make_hasher(config.keys.argon2),
+            ref,
+            grace=grace,
+            now=now,
+            public_key=public_key,
+        )
+        await _applied(request)
+        await record(
+            request, "rotate", rotated.record, {"grace_seconds": grace.total_seconds()}
+        )
+        return await attempt.keep(web.json_response(rotated.as_dict(now)))
 
 
 async def passwd(request: web.Request) -> web.Response:

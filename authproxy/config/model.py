@@ -12,6 +12,7 @@ from authproxy.config.replica import replica_option
 from authproxy.config.schema import (
     cors_origins,
     option,
+    process_count,
     root_path,
     seconds,
     section,
@@ -106,6 +107,8 @@ class ServerConfig:
     # A prefix an ingress adds (/ollama): stripped before routing, like
     # uvicorn's --root-path; requests outside it get 404.
     root_path: str = option("", parse=root_path)
+    # Processes sharing the listeners (SO_REUSEPORT) under one supervisor.
+    workers: int = option(1, parse=process_count)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -291,6 +294,15 @@ class Config:
     metrics: MetricsConfig = section(MetricsConfig)
     log: LogConfig = section(LogConfig)
     state: StateConfig = section(StateConfig)
+
+    def __post_init__(self) -> None:
+        # The file backend counts limits per process: each worker would admit
+        # a key's whole limit.
+        if self.server.workers > 1 and self.state.backend != "redis":
+            raise ConfigError(
+                "server.workers > 1 needs state.backend: redis, "
+                "because limits must stay exact"
+            )
 
 
 def signing_key_file(config: Config) -> Path:

@@ -11,6 +11,7 @@ upstream URL and its base path, ``server.root_path``, ``cors.origins``).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import types
 import typing
@@ -68,6 +69,15 @@ def seconds(value: Any) -> float:
     if isinstance(value, str):
         return parse_duration(value).total_seconds()
     raise ValueError("expected seconds or a duration such as 30s, 10m")
+
+
+def process_count(value: Any) -> int:
+    """Convert a number of processes, or ``auto`` (one per CPU)."""
+    if value == "auto":
+        return os.cpu_count() or 1
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise ValueError("expected an int > 0 or auto")
 
 
 def size(value: Any) -> int:

@@ -23,6 +23,7 @@ from authproxy.metering.audit import AuditWriter
 from authproxy.server import logs
 from authproxy.server.httpserver import GuardedAppRunner, server_kwargs
 from authproxy.server.tls import CertificateReloader, create_redirect_app
+from authproxy.server.workers import supervise
 from authproxy.times import utc_now
 from authproxy.web.app import create_app
 from authproxy.web.appkeys import AUDIT_KEY, WATCHER_KEY
@@ -83,19 +84,28 @@ async def _start_admin(app: web.Application, config: Config) -> web.AppRunner | 
         **server_kwargs(config),
     )
     return await _listen_on(
-        runner, config.admin.listen, "admin.listen", "admin.listen / --admin-listen"
+        runner,
+        config,
+        config.admin.listen,
+        "admin.listen",
+        "admin.listen / --admin-listen",
     )
 
 
 async def _listen_on(
-    runner: GuardedAppRunner, listen: str, name: str, setting: str
+    runner: GuardedAppRunner, config: Config, listen: str, name: str, setting: str
 ) -> GuardedAppRunner:
     """Set up ``runner`` and serve it on ``listen`` (``host:port``); see start_site."""
     host, _, port = listen.rpartition(":")
     await runner.setup()
     try:
         await start_site(
-            runner, host.strip("[]"), int(port), name=name, setting=setting
+            runner,
+            host.strip("[]"),
+            int(port),
+            name=name,
+            setting=setting,
+            reuse_port=config.server.workers > 1,
         )
     except ListenError:
         await runner.cleanup()
@@ -126,7 +136,11 @@ async def _start_redirect(config: Config, https_port: int) -> web.AppRunner | No
         return None
     runner = create_redirect_runner(config, https_port)
     return await _listen_on(
-        runner, config.tls.redirect_listen, "tls.redirect_listen", "tls.redirect_listen"
+        runner,
+        config,
+        config.tls.redirect_listen,
+        "tls.redirect_listen",
+        "tls.redirect_listen",
     )
 
 
@@ -172,6 +186,13 @@ def serve(config: Config) -> int:
         KeyStoreError: the key store cannot be created or loaded.
     """
     logs.configure(fmt=config.log.format, level=config.log.level, cache=True)
+    if config.server.workers > 1:
+        return supervise(config, run_worker)
+    return run_worker(config)
+
+
+def run_worker(config: Config, on_started: Callable[[], None] | None = None) -> int:
+    """Run one server process, the only one or one of ``server.workers``."""
     # Before the key store is bootstrapped: a bad certificate stops start-up
     # (exit 2) without a token having been printed for nothing.
     tls = CertificateReloader(config.tls) if config.tls.cert else None
@@ -183,7 +204,7 @@ def serve(config: Config) -> int:
     bootstrap_keys(config, sys.stdout)
     with asyncio.Runner(loop_factory=_loop_factory(config.server.event_loop)) as runner:
         try:
-            runner.run(_run(config, tls))
+            runner.run(_run(config, tls, on_started))
         except ListenError as err:
             print(f"authproxy: {err}", file=sys.stderr)
             return 1
@@ -221,7 +242,11 @@ def _settle_gc() -> None:
     gc.set_threshold(GC_THRESHOLD, 10, 10)
 
 
-async def _run(config: Config, tls: CertificateReloader | None) -> None:
+async def _run(
+    config: Config,
+    tls: CertificateReloader | None,
+    on_started: Callable[[], None] | None,
+) -> None:
     app = create_app(config)
     runner = GuardedAppRunner(
         app,
@@ -240,6 +265,7 @@ async def _run(config: Config, tls: CertificateReloader | None) -> None:
             setting="listen / --listen",
             ssl_context=tls.context if tls else None,
             backlog=config.server.backlog,
+            reuse_port=config.server.workers > 1,  # the workers share the port
         )
         admin_runner = await _start_admin(app, config)
         redirect_runner = await _start_redirect(config, runner.addresses[0][1])
@@ -284,6 +310,8 @@ async def _run(config: Config, tls: CertificateReloader | None) -> None:
         upstream=config.upstream.url,
         keys=config.keys.file,
     )
+    if on_started is not None:
+        on_started()
     try:
         await stop.wait()
         log.info("server_stopping", shutdown_timeout=config.server.shutdown_timeout)

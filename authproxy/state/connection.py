@@ -54,6 +54,10 @@ class StateNames:
         """String: the JWT signing keys as JSON."""
         return f"{self.prefix}keys:signing"
 
+    def idempotent(self, digest: str) -> str:
+        """String: one admin action's claim or sealed reply (admin.sharedidem)."""
+        return f"{self.prefix}admin:idempotency:{digest}"
+
 
 def _options(state: StateConfig, environ: Mapping[str, str] | None) -> dict[str, Any]:
     """Return the client options shared by both clients.

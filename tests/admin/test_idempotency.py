@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from http import HTTPStatus
 from pathlib import Path
 
@@ -50,3 +51,30 @@ async def test_idempotency_key_length_is_bounded(stack: Stack) -> None:
     assert await resp.json() == {"error": "Idempotency-Key: at most 200 characters"}
     status, _ = await stack.api("GET", "/admin/keys/long-idem")
     assert status == HTTPStatus.NOT_FOUND
+
+
+async def test_identical_creates_at_once_make_one_key(
+    stack: Stack, keys_path: Path
+) -> None:
+    """Two identical creates sent at once run once: the second waits and replays."""
+    headers = {"Idempotency-Key": "at-once"}
+    one, two = await asyncio.gather(
+        stack.api("POST", "/admin/keys", {"name": "twice"}, headers=headers),
+        stack.api("POST", "/admin/keys", {"name": "twice"}, headers=headers),
+    )
+    assert one[0] == HTTPStatus.CREATED
+    assert one == two
+    assert [r.name for r in read_store(keys_path).records].count("twice") == 1
+
+
+async def test_a_failed_try_can_be_retried(stack: Stack) -> None:
+    """A create refused for its body gives its claim back: a retry is answered anew."""
+    headers = {"Idempotency-Key": "fix-and-retry"}
+    status, _ = await stack.api(
+        "POST", "/admin/keys", {"name": "x", "scopes": ["nope"]}, headers=headers
+    )
+    assert status == HTTPStatus.BAD_REQUEST
+    status, _ = await stack.api(
+        "POST", "/admin/keys", {"name": "x", "scopes": ["nope"]}, headers=headers
+    )
+    assert status == HTTPStatus.BAD_REQUEST

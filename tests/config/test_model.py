@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,34 @@ def test_allowed_hosts_setting(value, expected) -> None:
 def test_admin_trail_goes_beside_the_audit_log(dotted, expected: str) -> None:
     """audit.admin_file defaults to admin.jsonl beside audit.file (or the store)."""
     assert admin_trail_file(load_config(None, dotted)) == Path(expected)
+
+
+REDIS = {"state.backend": "redis", "state.redis_url": "redis://127.0.0.1:6379/0"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(1, 1), (3, 3), ("auto", os.cpu_count() or 1)],
+)
+def test_server_workers_with_redis(value: Any, expected: int) -> None:
+    """server.workers takes a count or auto (one per CPU) with the redis backend."""
+    assert load_config(None, {**REDIS, "server.workers": value}).server.workers == (
+        expected
+    )
+
+
+@pytest.mark.parametrize("value", [0, -1, "many", True, 1.5])
+def test_server_workers_rejects_what_is_not_a_count(value: Any) -> None:
+    """A worker count that is not a positive int or auto names the setting."""
+    with pytest.raises(ConfigError, match=r"server\.workers: expected an int > 0"):
+        load_config(None, {**REDIS, "server.workers": value})
+
+
+def test_server_workers_need_the_redis_backend() -> None:
+    """More than one worker with the file backend is refused, saying why."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, {"server.workers": 2})
+    assert str(err.value) == (
+        "server.workers > 1 needs state.backend: redis, because limits must stay exact"
+    )
+    assert load_config(None, {"server.workers": 1}).server.workers == 1
