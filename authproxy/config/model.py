@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
+from authproxy.config.hosts import host_patterns
 from authproxy.config.replica import replica_option
 from authproxy.config.schema import (
     cors_origins,
@@ -172,48 +172,12 @@ def _listen_address(value: Any) -> str:
     return value
 
 
-_HOST_NAME_RE: Final = re.compile(
-    r"(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*"
-)
-
-
-def _host_pattern(item: str) -> str:
-    entry = item.strip().lower().removeprefix("[").removesuffix("]")
-    for parse in (ipaddress.ip_address, ipaddress.ip_network):
-        try:
-            return str(parse(entry))
-        except ValueError:
-            pass
-    entry = entry.rstrip(".")
-    if len(entry) > 253 or not _HOST_NAME_RE.fullmatch(entry):
-        raise ValueError(
-            f"{item!r} is not a host name, *.suffix, IP address or CIDR range "
-            "(give no port)"
-        )
-    return entry
-
-
-def _host_patterns(value: Any) -> tuple[str, ...]:
-    """Validate host names, ``*.suffix`` patterns, IP addresses or CIDR ranges.
-
-    A string may hold several, separated by commas or spaces (handy in
-    ``AUTHPROXY_ADMIN_ALLOWED_HOSTS``).
-    """
-    items = value.replace(",", " ").split() if isinstance(value, str) else value
-    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
-        raise ValueError(
-            "expected a list of host names, *.suffix patterns, IP addresses "
-            "or CIDR ranges"
-        )
-    return tuple(_host_pattern(item) for item in items)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AdminConfig:
     """The admin API (and /metrics) listener."""
 
     listen: str = option("127.0.0.1:11436", parse=_listen_address)
-    allowed_hosts: tuple[str, ...] = option((), parse=_host_patterns)
+    allowed_hosts: tuple[str, ...] = option((), parse=host_patterns)
     idempotency_ttl: float = option(86400.0, parse=seconds)
 
 
