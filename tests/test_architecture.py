@@ -18,6 +18,7 @@ RANK = {
     "errors": 0,
     "times": 1,
     "files": 1,
+    "tasks": 1,
     "responses": 1,
     "config": 2,
     "keys": 3,

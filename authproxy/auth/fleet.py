@@ -12,7 +12,6 @@ milliseconds. So ``limits.auth_failures`` holds for the fleet, not per replica.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 from typing import Any, Final
 
@@ -21,6 +20,7 @@ import structlog
 
 from authproxy.auth.bruteforce import FailureLimiter
 from authproxy.state.connection import RedisError
+from authproxy.tasks import raise_if_cancelled, stop
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -79,9 +79,7 @@ class SharedFailures:
         try:
             await self._follow()
         finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            await stop([sender])
 
     async def _send(self) -> None:
         limiter = self.limiter
@@ -91,6 +89,7 @@ class SharedFailures:
             round(limiter.cooldown * 1000),
         ]
         while True:
+            raise_if_cancelled()
             bucket = await self._queue.get()
             keys = [f"{self.prefix}auth:failures:{bucket}", self._blocks]
             try:
@@ -102,6 +101,7 @@ class SharedFailures:
     async def _follow(self) -> None:
         last = "$"
         while True:
+            raise_if_cancelled()
             try:
                 reply: Any = await self.client.xread(
                     {self._blocks: last}, count=100, block=1000

@@ -25,6 +25,7 @@ from authproxy.keys.redisstore import decode_record, table_from_hash
 from authproxy.keys.signing import SigningKeys
 from authproxy.keys.store import KeyTable
 from authproxy.state.connection import RedisError, StateNames
+from authproxy.tasks import raise_if_cancelled
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -126,6 +127,7 @@ class KeyFeed:
         """Follow the stream forever; cancel the task to stop."""
         delay = RETRY_FIRST
         while True:
+            raise_if_cancelled()
             try:
                 if self.problem is not None or self._lost:
                     await self._load()

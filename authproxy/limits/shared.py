@@ -36,6 +36,7 @@ from authproxy.limits.scripts import ADMIT, RENEW, SETTLE
 from authproxy.metering.exchange import Exchange
 from authproxy.policy.routes import is_metered
 from authproxy.state.connection import RedisError
+from authproxy.tasks import raise_if_cancelled
 from authproxy.times import Clock
 
 log = structlog.stdlib.get_logger(__name__)
@@ -186,6 +187,7 @@ class SharedAdmission:
     async def run(self) -> None:
         """Renew the leases of running requests every third of their lifetime."""
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self.lease_ttl / 3)
             tickets = list(self._open.values())
             if not tickets:

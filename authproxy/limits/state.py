@@ -14,6 +14,7 @@ from authproxy.errors import KeyStoreError
 from authproxy.limits.quotas import KeyLimiter
 from authproxy.metering.audit import rotated_files
 from authproxy.metering.report import read_records
+from authproxy.tasks import stop
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -37,9 +38,7 @@ async def kept_counters(limiter: KeyLimiter, config: Config) -> AsyncIterator[No
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop([task])
         _save(limiter)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
 from collections.abc import AsyncIterator, Callable
 
@@ -27,6 +26,7 @@ from authproxy.proxy.headers import TrustedProxies, parse_networks
 from authproxy.proxy.lean import LeanClient
 from authproxy.proxy.upstream import Forwarding, Upstream
 from authproxy.state.connection import async_client
+from authproxy.tasks import stop
 from authproxy.times import Clock, utc_now
 from authproxy.web.appkeys import (
     ADMISSION_KEY,
@@ -150,11 +150,9 @@ def _shared_limits(
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Bounded: a follower that lost its cancellation must not hang
+            # shutdown; closing the clients below ends its read.
+            await stop(tasks)
             await shared.close()
             await counters.flush()
             await counters.client.aclose()

@@ -7,7 +7,6 @@ With ``state.backend: redis`` the watcher is the Redis change feed
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +23,7 @@ from authproxy.keys.signing import SigningKeys
 from authproxy.keys.store import KeyTable, make_hasher, update_store
 from authproxy.keys.watch import KeyStoreWatcher
 from authproxy.state.connection import StateNames, async_client
+from authproxy.tasks import stop
 from authproxy.times import Clock
 from authproxy.web.appkeys import (
     KEY_BACKEND_KEY,
@@ -82,9 +82,7 @@ def setup_keys(app: web.Application, config: Config, clock: Clock) -> None:
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop([task])
             await verifier.close()
             if isinstance(watcher, KeyFeed):
                 await watcher.client.aclose()
