@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
+from authproxy.metering.exchange import timestamp
+from authproxy.times import format_timestamp
 from tests.support.audit import wait_audit
 from tests.support.payloads import SAY_HI
 
@@ -53,3 +58,18 @@ async def test_record_schema(proxy, bearer, audit_path: Path) -> None:
     assert 0 < record["ttfb_ms"] <= record["duration_ms"]
     assert record["seq"] == 1
     assert record["prev_hash"] == "0" * 64
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2026, 8, 21, 10, 16, 40, 139257, tzinfo=UTC),
+        datetime(2026, 8, 21, 10, 16, 40, tzinfo=UTC),  # no microseconds
+        datetime(2026, 8, 21, 10, 16, 40, 5, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(2026, 8, 21, 12, 16, 40, 7, tzinfo=timezone(timedelta(hours=2))),
+    ],
+)
+def test_timestamp_is_format_timestamp(when: datetime) -> None:
+    """The record's ts is written exactly as times.format_timestamp writes it."""
+    assert timestamp(when) == format_timestamp(when)
