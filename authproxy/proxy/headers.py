@@ -9,8 +9,8 @@ ollama.com (see shared/ollama-wire.md §1e).
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
-import secrets
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -119,11 +119,41 @@ def client_address(peer: str, forwarded_for: list[str], trusted: TrustedProxies)
     return hops[0] if hops else peer
 
 
+class _RandomIds:
+    """Random 32-hex-digit ids, from a pool of ``os.urandom`` bytes.
+
+    ``secrets.token_hex(16)`` is one ``getrandom(2)`` per request; the pool
+    takes one per 256 ids. A forked child starts a pool of its own.
+    """
+
+    __slots__ = ("_at", "_pool")
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+
+    def reset(self) -> None:
+        self._pool = b""
+        self._at = 0
+
+    def next(self) -> str:
+        at = self._at
+        if at >= len(self._pool):
+            self._pool, at = os.urandom(_ID_BYTES * 256), 0
+        self._at = at + _ID_BYTES
+        return self._pool[at : at + _ID_BYTES].hex()
+
+
+_ID_BYTES: Final = 16
+_random_ids = _RandomIds()
+os.register_at_fork(after_in_child=_random_ids.reset)
+
+
 def request_id(value: str | None) -> str:
     """Keep a sane client-sent request id, or generate a new one."""
     if value is not None and _REQUEST_ID_RE.fullmatch(value):
         return value
-    return secrets.token_hex(16)
+    return _random_ids.next()
 
 
 def forward_request_headers(

@@ -16,6 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from authproxy.metering.bounds import MAX_METHOD, MAX_PATH, clip
 from authproxy.web.appkeys import EXCHANGE_KEY, REQUEST_ID_KEY
+from authproxy.web.edge import REQUEST_CONTEXT
 
 LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -32,7 +33,19 @@ _ACCESS_STDLIB: Final = logging.getLogger(ACCESS_LOGGER)
 _LINE: Final = orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE
 
 
+def merge_request_context(
+    logger: Any, method_name: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Add the request's fields (``web.edge.bind_request``) the event lacks."""
+    fields = REQUEST_CONTEXT.get()
+    if fields:
+        for key, value in fields.items():
+            event_dict.setdefault(key, value)
+    return event_dict
+
+
 _SHARED: Final[list[Any]] = [
+    merge_request_context,
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.ExtraAdder(allow=("status", "error")),
     structlog.stdlib.add_log_level,

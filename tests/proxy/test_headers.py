@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from http import HTTPStatus
 
 import aiohttp
@@ -104,6 +105,29 @@ class TestRequestId:
         else:
             assert len(result) == 32
             assert int(result, 16) >= 0
+
+    def test_generated_ids_are_fresh(self) -> None:
+        """Generated ids are 32 lower-case hex digits, none repeated, past a refill."""
+        ids = [request_id(None) for _ in range(1000)]
+        assert len(set(ids)) == len(ids)
+        assert all(len(i) == 32 and i == i.lower() and int(i, 16) >= 0 for i in ids)
+
+    def test_a_forked_child_draws_its_own_ids(self) -> None:
+        """After a fork the child never repeats the ids the parent goes on to draw."""
+        request_id(None)  # the pool holds unused bytes now
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            os.close(read_end)
+            os.write(write_end, " ".join(request_id(None) for _ in range(8)).encode())
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            child = set(pipe.read().split())
+        os.waitpid(pid, 0)
+        parent = {request_id(None) for _ in range(8)}
+        assert len(child) == 8
+        assert not child & parent
 
 
 class TestForwardRequestHeaders:
