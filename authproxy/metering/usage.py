@@ -59,7 +59,9 @@ class UsageParser:
     def __init__(self, content_type: str | None) -> None:
         ctype = (content_type or "").lower()
         self.usage = Usage()
-        self._buf = bytearray()
+        self._buf = bytearray()  # the unfinished line or event
+        self._parts: list[bytes] = []  # a JSON body's chunks, joined at the end
+        self._size = 0
         self._overflow = False
         if ctype.startswith("application/x-ndjson"):
             self._kind = "ndjson"
@@ -76,36 +78,40 @@ class UsageParser:
         self.usage.streamed = self._kind in {"ndjson", "sse"}
 
     def feed(self, data: bytes) -> None:
-        """Consume the next response chunk."""
+        """Consume the next response chunk; no chunk is copied more than once."""
         if self._kind == "none" or self._overflow or not data:
             return
-        buf = self._buf
-        if len(buf) + len(data) > MAX_BUFFER:
+        sep, buf = self._sep, self._buf
+        size = (len(buf) if sep else self._size) + len(data)
+        if size > MAX_BUFFER:
             # A pathological line or body: stop parsing rather than grow.
             self._overflow = True
             buf.clear()
+            self._parts.clear()
             return
-        if not self._sep:
+        if not sep:  # a JSON body: its chunks are joined once, at the end
+            self._size = size
+            self._parts.append(data)
+        elif sep not in data and not (buf and self._kind == "sse"):
             buf += data
-            return
-        if self._sep not in data and not (buf and self._kind == "sse"):
-            buf += data
-            return
-        buf += data
-        parts = bytes(buf).split(self._sep)
-        buf[:] = parts.pop()
-        for part in parts:
-            self._item(part)
+        else:  # split as it is when no unfinished line comes before it
+            parts = (b"".join((buf, data)) if buf else data).split(sep)
+            buf[:] = parts.pop()
+            for part in parts:
+                self._item(part)
 
     def finish(self) -> Usage:
         """Process what is left in the buffer and return the usage."""
-        if not self._overflow and self._buf:
+        if self._overflow:
+            return self.usage
+        if self._parts:
+            body = b"".join(self._parts)
+            self._parts.clear()
+            self._json_body(body)
+        elif self._buf:
             rest = bytes(self._buf)
             self._buf.clear()
-            if self._kind == "json":
-                self._json_body(rest)
-            else:
-                self._item(rest)
+            self._item(rest)
         return self.usage
 
     def _item(self, item: bytes) -> None:

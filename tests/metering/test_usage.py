@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from authproxy.metering.usage import (
+    MAX_BUFFER,
     Usage,
     UsageParser,
     estimate_prompt_tokens,
@@ -195,6 +196,20 @@ class TestSources:
         """Plain text and unknown types carry no usage."""
         usage = parse("text/plain; charset=utf-8", [b"Ollama is running"])
         assert (usage.exact, usage.streamed, usage.chunks) == (False, False, 0)
+
+    @pytest.mark.parametrize(
+        ("ctype", "last"),
+        [
+            ("application/json", b'{"done":true,"eval_count":3}'),
+            ("application/x-ndjson", b'\n{"done":true,"eval_count":3}\n'),
+        ],
+    )
+    def test_past_the_buffer_bound_parsing_stops(self, ctype: str, last: bytes) -> None:
+        """A body or line past MAX_BUFFER is given up, not grown; later bytes too."""
+        half = b" " * (MAX_BUFFER // 2 + 1)  # whitespace JSON would skip
+        assert parse(ctype, [last]).exact is True
+        assert parse(ctype, [half, last]).exact is True
+        assert parse(ctype, [half, half, last]).exact is False
 
     def test_garbage_is_harmless(self) -> None:
         """Broken JSON and odd bytes never raise."""
