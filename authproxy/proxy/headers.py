@@ -183,11 +183,12 @@ def forward_request_headers(
     listed = connection_tokens(headers)
     if listed:
         drop = drop | listed
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        if name.lower() not in drop:
-            out.add(name, value)
-    out["Host"] = upstream_host
+    # One list, one CIMultiDict: every header added after the kept ones is in
+    # the drop set, so appending it is what setting it would do.
+    kept = [
+        (name, value) for name, value in headers.items() if name.lower() not in drop
+    ]
+    kept.append(("Host", upstream_host))
     forwarded_for = peer
     proto = scheme
     host = headers.get("Host", "")
@@ -197,20 +198,18 @@ def forward_request_headers(
             forwarded_for = f"{prior}, {peer}"
         proto = headers.get("X-Forwarded-Proto", scheme)
         host = headers.get("X-Forwarded-Host", host)
-    out["X-Forwarded-For"] = forwarded_for
-    out["X-Forwarded-Proto"] = proto
+    kept.append(("X-Forwarded-For", forwarded_for))
+    kept.append(("X-Forwarded-Proto", proto))
     if host:
-        out["X-Forwarded-Host"] = host
-    out[REQUEST_ID_HEADER] = request_id
-    return out
+        kept.append(("X-Forwarded-Host", host))
+    kept.append((REQUEST_ID_HEADER, request_id))
+    return CIMultiDict(kept)
 
 
 def filter_response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     """Copy the upstream response headers minus hop-by-hop ones."""
     listed = connection_tokens(headers)
     drop = HOP_BY_HOP | listed if listed else HOP_BY_HOP
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        if name.lower() not in drop:
-            out.add(name, value)
-    return out
+    return CIMultiDict(
+        [(name, value) for name, value in headers.items() if name.lower() not in drop]
+    )

@@ -131,6 +131,26 @@ class TestRequestId:
 
 
 class TestForwardRequestHeaders:
+    @pytest.mark.parametrize("trusted", [False, True])
+    def test_rebuilt_headers_are_sent_once_at_the_end(self, trusted: bool) -> None:
+        """Host, X-Forwarded-* and X-Request-ID come once each, after the kept ones."""
+        rebuilt = "Host X-Forwarded-Host X-Forwarded-For X-Forwarded-Proto X-Request-ID"
+        sent = [(n, "client") for n in [*rebuilt.split(), "host", "x-forwarded-for"]]
+        out = forward_request_headers(
+            proxy_of(("Accept", "a"), *sent, ("Accept", "b")),
+            upstream_host="ollama:11434",
+            peer="10.0.0.1",
+            scheme="http",
+            request_id="rid",
+            trusted_peer=trusted,
+        )
+        names = [name.lower() for name, _ in out.items()]
+        assert names[:2] == ["accept", "accept"]
+        assert names[2:4] == ["host", "x-forwarded-for"]
+        assert names[-1] == "x-request-id"
+        assert len(names) == len(set(names)) + 1
+        assert (out["Host"], out["X-Request-ID"]) == ("ollama:11434", "rid")
+
     def test_untrusted_peer(self) -> None:
         """Credentials, hop-by-hop and spoofable forwarding headers are replaced."""
         out = forward_request_headers(
