@@ -23,15 +23,12 @@ DURATIONS: Final = (
 _TEXT_KEYS: Final = frozenset(
     {"prompt", "system", "content", "text", "input", "instructions", "suffix"}
 )
+_NOT_TEXT: Final = frozenset({"images", "image_url", "source", "model"})
 # One SSE/NDJSON event per generated token is typical; never meter by it
 # when the response carries real counts.
 _CHUNK_EVENTS: Final = frozenset(
-    {
-        b"content_block_delta",
-        b"response.output_text.delta",
-        b"response.reasoning_summary_text.delta",
-        b"response.function_call_arguments.delta",
-    }
+    b"content_block_delta response.output_text.delta response.reasoning_summary_"
+    b"text.delta response.function_call_arguments.delta".split()
 )
 
 
@@ -236,8 +233,6 @@ class UsageParser:
             self.usage.total_duration = _opt_int(obj.get("total_duration"))
             self.usage.load_duration = _opt_int(obj.get("load_duration"))
 
-    # --- helpers ---------------------------------------------------------------
-
     def _tokens(self, usage: Any, prompt_key: str, completion_key: str) -> None:
         if not isinstance(usage, dict):
             return
@@ -288,7 +283,7 @@ def estimate_prompt_tokens(data: Any) -> int:
     Only text fields count (prompt, system, messages' content, input, ...);
     images and other base64 data do not.
     """
-    return math.ceil(_text_length(data, in_text=False) / 4)
+    return math.ceil(_text_length(data, False) / 4)
 
 
 # Where each dialect puts its output cap (shared/ollama-wire.md §1-§4).
@@ -316,15 +311,20 @@ def requested_output_tokens(data: Any) -> int | None:
     return min(positive) if positive else None
 
 
-def _text_length(value: Any, *, in_text: bool) -> int:
+def _text_length(value: Any, in_text: bool) -> int:
+    # Loops, not generators, strings counted in place: runs on every model body.
     if isinstance(value, str):
         return len(value) if in_text else 0
+    total = 0
     if isinstance(value, list):
-        return sum(_text_length(v, in_text=in_text) for v in value)
-    if isinstance(value, dict):
-        return sum(
-            _text_length(v, in_text=k in _TEXT_KEYS or (in_text and k != "images"))
-            for k, v in value.items()
-            if k not in {"images", "image_url", "source", "model"}
-        )
-    return 0
+        for item in value:
+            total += _text_length(item, in_text)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key in _NOT_TEXT:
+                continue
+            if isinstance(item, str):
+                total += len(item) if in_text or key in _TEXT_KEYS else 0
+            else:
+                total += _text_length(item, in_text or key in _TEXT_KEYS)
+    return total
