@@ -117,10 +117,10 @@ class UsageParser:
         else:
             self._sse_event(item)
 
-    # --- NDJSON ------------------------------------------------------------
-
     def _ndjson_line(self, line: bytes) -> None:
-        if b'"done":false' in line and b'"error"' not in line:
+        # Ollama ends a chunk with it: one search less per streamed line.
+        done_false = line.endswith(b'"done":false}') or b'"done":false' in line
+        if done_false and b'"error"' not in line:
             self.usage.chunks += 1
             if self.usage.model is None:
                 self._model_from(loads_object(line))
@@ -150,8 +150,6 @@ class UsageParser:
             if isinstance(value, int) and not isinstance(value, bool):
                 setattr(u, name, value)
         self._model_from(obj)
-
-    # --- SSE -----------------------------------------------------------------
 
     def _sse_event(self, event: bytes) -> None:
         name = b""
@@ -207,8 +205,6 @@ class UsageParser:
             # comes in the final chunk with no choices.
             if isinstance(usage, dict) and (not obj["choices"] or any(usage.values())):
                 self._tokens(usage, "prompt_tokens", "completion_tokens")
-
-    # --- JSON ----------------------------------------------------------------
 
     def _json_body(self, body: bytes) -> None:
         obj = loads_object(body)
