@@ -179,16 +179,14 @@ def forward_request_headers(
     Returns:
         The filtered headers, plus Host, X-Forwarded-* and X-Request-ID.
     """
-    drop = REQUEST_DROP if trusted_peer else _UNTRUSTED_REQUEST_DROP
     listed = connection_tokens(headers)
     if listed:
-        drop = drop | listed
-    # One list, one CIMultiDict: every header added after the kept ones is in
-    # the drop set, so appending it is what setting it would do.
-    kept = [
-        (name, value) for name, value in headers.items() if name.lower() not in drop
-    ]
-    kept.append(("Host", upstream_host))
+        drop = REQUEST_DROP if trusted_peer else _UNTRUSTED_REQUEST_DROP
+        out = _without(headers, drop | listed)
+    else:
+        out = _kept(headers, _TRUSTED_KEEP if trusted_peer else _UNTRUSTED_KEEP)
+    # Host, X-Forwarded-* and X-Request-ID were all dropped: add, not set.
+    out.add("Host", upstream_host)
     forwarded_for = peer
     proto = scheme
     host = headers.get("Host", "")
@@ -198,18 +196,57 @@ def forward_request_headers(
             forwarded_for = f"{prior}, {peer}"
         proto = headers.get("X-Forwarded-Proto", scheme)
         host = headers.get("X-Forwarded-Host", host)
-    kept.append(("X-Forwarded-For", forwarded_for))
-    kept.append(("X-Forwarded-Proto", proto))
+    out.add("X-Forwarded-For", forwarded_for)
+    out.add("X-Forwarded-Proto", proto)
     if host:
-        kept.append(("X-Forwarded-Host", host))
-    kept.append((REQUEST_ID_HEADER, request_id))
-    return CIMultiDict(kept)
+        out.add("X-Forwarded-Host", host)
+    out.add(REQUEST_ID_HEADER, request_id)
+    return out
 
 
 def filter_response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     """Copy the upstream response headers minus hop-by-hop ones."""
     listed = connection_tokens(headers)
-    drop = HOP_BY_HOP | listed if listed else HOP_BY_HOP
-    return CIMultiDict(
-        [(name, value) for name, value in headers.items() if name.lower() not in drop]
-    )
+    if listed:
+        return _without(headers, HOP_BY_HOP | listed)
+    return _kept(headers, _RESPONSE_KEEP)
+
+
+class _KeepMemo(dict[str, bool]):
+    """Whether a header name is kept by a drop set, remembered per exact name.
+
+    ``name.lower()`` per header was most of the filtering's cost; a few names
+    come on every request. Bounded, like ``TrustedProxies``.
+    """
+
+    def __init__(self, drop: frozenset[str]) -> None:
+        super().__init__()
+        self.drop = drop
+
+    def __missing__(self, name: str) -> bool:
+        if len(self) >= KEEP_MEMO_SIZE:
+            self.clear()
+        keep = self[name] = name.lower() not in self.drop
+        return keep
+
+
+KEEP_MEMO_SIZE: Final = 1024
+_TRUSTED_KEEP: Final = _KeepMemo(REQUEST_DROP)
+_UNTRUSTED_KEEP: Final = _KeepMemo(_UNTRUSTED_REQUEST_DROP)
+_RESPONSE_KEEP: Final = _KeepMemo(HOP_BY_HOP)
+
+
+def _kept(headers: CIMultiDictProxy[str], keep: _KeepMemo) -> CIMultiDict[str]:
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if keep[name]:
+            out.add(name, value)
+    return out
+
+
+def _without(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDict[str]:
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if name.lower() not in drop:
+            out.add(name, value)
+    return out

@@ -10,6 +10,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from authproxy.proxy.headers import (
+    KEEP_MEMO_SIZE,
     TRUST_MEMO_SIZE,
     TrustedProxies,
     client_address,
@@ -150,6 +151,22 @@ class TestForwardRequestHeaders:
         assert names[-1] == "x-request-id"
         assert len(names) == len(set(names)) + 1
         assert (out["Host"], out["X-Request-ID"]) == ("ollama:11434", "rid")
+
+    def test_past_the_memo_bound_names_are_judged_alike(self) -> None:
+        """More distinct names than the memo holds: each still kept or dropped right."""
+        many = [(f"X-Custom-{i}", "v") for i in range(2 * KEEP_MEMO_SIZE + 3)]
+        for _ in range(2):
+            out = forward_request_headers(
+                proxy_of(*many, ("Authorization", "Bearer x"), ("Cookie", "c=1")),
+                upstream_host="ollama:11434",
+                peer="10.0.0.1",
+                scheme="http",
+                request_id="rid",
+                trusted_peer=False,
+            )
+            assert [n for n, _ in out.items()][: len(many)] == [n for n, _ in many]
+            assert "Authorization" not in out
+            assert "Cookie" not in out
 
     def test_untrusted_peer(self) -> None:
         """Credentials, hop-by-hop and spoofable forwarding headers are replaced."""
