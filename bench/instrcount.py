@@ -3,6 +3,8 @@
 Usage: ``python bench/instrcount.py N`` under ``valgrind --tool=callgrind``, for two
 values of N; the difference of the counts over the difference of N is the cost of
 one request (see bench/results/issue11-12-ab.md). Run from the checkout to measure.
+``AUDIT=off`` runs it with the audit log off; ``PYTHONHASHSEED=0`` steadies the
+counts (see bench/results/issue14-ownwork-ab.md).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ async def main(n: int) -> None:
             "keys.argon2.memory_cost": 8,
             "keys.argon2.parallelism": 1,
             "admin.listen": "",
+            "audit.enabled": os.environ.get("AUDIT", "on") != "off",
         },
         os.environ,  # AUTHPROXY_UPSTREAM_CLIENT=aiohttp|lean picks the client
     )

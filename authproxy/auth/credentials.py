@@ -89,10 +89,12 @@ def parse_authorization(value: str) -> Credential:
     Raises:
         CredentialError: unknown scheme or malformed value.
     """
-    signed = _SIGNATURE.fullmatch(value.strip())
+    value = value.strip()
+    # A signature has no space; "Bearer ..." and "Basic ..." skip its pattern.
+    signed = None if " " in value else _SIGNATURE.fullmatch(value)
     if signed is not None:
         return Credential("ollama-signature", signed.group(1), signed.group(2))
-    scheme, _, param = value.strip().partition(" ")
+    scheme, _, param = value.partition(" ")
     param = param.strip()
     match scheme.lower():
         case "bearer":

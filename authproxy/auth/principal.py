@@ -1,4 +1,4 @@
-"""Who a verified credential belongs to, why a check failed, the limiter gate."""
+"""Principals, the verification cache entry, why a check failed, the limiter gate."""
 
 from __future__ import annotations
 
@@ -37,6 +37,31 @@ class Principal:
             key_scopes if scopes is None else key_scopes & scopes,
             tuple(r for r in (record.models, token_models) if r),
         )
+
+
+def still_valid(record: KeyRecord, stored_hash: str, now: datetime) -> bool:
+    """Tell whether ``stored_hash`` is still one of the record's valid secrets."""
+    return any(h == stored_hash for h, _ in record.hashes_at(now))
+
+
+@dataclass(slots=True)
+class CacheEntry:
+    """A verification cache entry: the key and the stored hash a secret matched."""
+
+    key_id: str
+    hash: str
+    expires: float
+    # The principal last answered from this entry, and the record it is of.
+    principal: Principal | None = None
+    record: KeyRecord | None = None
+
+    def principal_for(self, record: KeyRecord, scheme: str) -> Principal:
+        """Return the principal of ``record``, built again only if it changed."""
+        principal = self.principal
+        if principal is None or self.record is not record or principal.scheme != scheme:
+            principal = self.principal = Principal.of(record, scheme)
+            self.record = record
+        return principal
 
 
 class VerifyFailedError(AuthenticationError):

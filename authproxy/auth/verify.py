@@ -19,7 +19,6 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
@@ -30,11 +29,13 @@ from authproxy.auth.argon2pool import Argon2Pool
 from authproxy.auth.credentials import Credential
 from authproxy.auth.jwt import principal_from_jwt
 from authproxy.auth.principal import (
+    CacheEntry,
     Gate,
     Principal,
     VerifyFailedError,
     VerifyStats,
     check_usable,
+    still_valid,
 )
 from authproxy.auth.signature import SCHEME, SeenSignatures, signature_valid
 from authproxy.errors import Denied
@@ -50,18 +51,6 @@ PersistHash = Callable[[str, str, str], None]
 # A replica whose shared key table may be behind (keys.feed) answers this
 # rather than trust a table that could still list a revoked key.
 STALE_RETRY: Final = (("Retry-After", "1"),)
-
-
-def _still_valid(record: KeyRecord, stored_hash: str, now: datetime) -> bool:
-    """Tell whether ``stored_hash`` is still one of the record's valid secrets."""
-    return any(h == stored_hash for h, _ in record.hashes_at(now))
-
-
-@dataclass(slots=True)
-class _Entry:
-    key_id: str
-    hash: str
-    expires: float
 
 
 class Verifier:
@@ -94,7 +83,7 @@ class Verifier:
             hasher, workers=workers, queue=queue, stats=self.stats, on_verify=on_verify
         )
         self.workers = workers
-        self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._cache: OrderedDict[bytes, CacheEntry] = OrderedDict()
         self._cache_key = secrets.token_bytes(32)
         self._cache_ttl = cache_ttl
         self._cache_size = cache_size
@@ -119,7 +108,7 @@ class Verifier:
         now = self._clock()
         for digest, entry in list(self._cache.items()):
             record = table.by_id.get(entry.key_id)
-            if record is None or not _still_valid(record, entry.hash, now):
+            if record is None or not still_valid(record, entry.hash, now):
                 del self._cache[digest]
 
     async def authenticate(
@@ -158,7 +147,6 @@ class Verifier:
             )
             self.stats.jwt_verifications += 1
             return principal
-        now = self._clock()
         try:
             record, secret = self._resolve(credential)
         except VerifyFailedError as err:
@@ -167,14 +155,11 @@ class Verifier:
         digest = self._digest(record.id, secret)
         entry = self._cache.get(digest)
         tick = self._monotonic()
-        if (
-            entry is not None
-            and entry.expires > tick
-            and _still_valid(record, entry.hash, now)
-        ):
-            check_usable(record, now)  # the entry proves the secret
-            self.stats.cache_hits += 1
-            return Principal.of(record, credential.scheme)
+        if entry is not None and entry.expires > tick:
+            cached = self._cached(entry, record, credential.scheme)
+            if cached is not None:
+                return cached
+        now = self._clock()
         self.stats.cache_misses += 1
         candidates = record.hashes_at(now)
         if record.kind == "token":
@@ -191,13 +176,30 @@ class Verifier:
         )
         # The table may have been swapped while argon2 ran.
         current = self.table.by_id.get(record.id)
-        if current is None or not _still_valid(current, matched, self._clock()):
+        if current is None or not still_valid(current, matched, self._clock()):
             raise VerifyFailedError("changed", record.id)
         self._remember(digest, record.id, matched, tick)
         check_usable(current, self._clock())  # proved: it may say why
         if matched == current.hash:
             self._maybe_rehash(current, secret)
         return Principal.of(current, credential.scheme)
+
+    def _cached(
+        self, entry: CacheEntry, record: KeyRecord, scheme: str
+    ) -> Principal | None:
+        """Answer from a cache entry (it proves the secret), or ``None`` if stale.
+
+        The warm path reads the clock only for a secret in its grace or a key
+        with an expiry, revocation or disabling to check.
+        """
+        if entry.hash != record.hash and not still_valid(
+            record, entry.hash, self._clock()
+        ):
+            return None
+        if record.revoked_at is not None or record.disabled or record.expires_at:
+            check_usable(record, self._clock())
+        self.stats.cache_hits += 1
+        return entry.principal_for(record, scheme)
 
     def _signed(self, credential: Credential) -> Principal:
         """Verify an ``ollama`` CLI signature; no argon2, one Ed25519 check.
@@ -287,7 +289,7 @@ class Verifier:
     def _remember(self, digest: bytes, key_id: str, matched: str, now: float) -> None:
         if self._cache_ttl <= 0:
             return
-        self._cache[digest] = _Entry(key_id, matched, now + self._cache_ttl)
+        self._cache[digest] = CacheEntry(key_id, matched, now + self._cache_ttl)
         self._cache.move_to_end(digest)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

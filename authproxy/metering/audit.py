@@ -159,6 +159,9 @@ class AuditWriter:
         data = b"\n" + line if self._torn else line
         written = os.write(fd, data)
         self._size += written
+        if written == len(data):  # the usual case: whole, newline included
+            self._torn = False
+            return
         if written:
             self._torn = data[written - 1 : written] != b"\n"
         if written < len(data) - 1:

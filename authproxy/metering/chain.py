@@ -42,9 +42,19 @@ def seal(record: dict[str, Any], state: ChainState) -> tuple[bytes, ChainState]:
         The line (ending in a newline) and the chain state after it.
     """
     seq = state.seq + 1
-    body = orjson.dumps({**record, "seq": seq, "prev_hash": state.hash})
+    head = orjson.dumps(record)
+    if len(head) > 2 and "seq" not in record and "prev_hash" not in record:
+        # The same bytes as dumping {**record, "seq": ..., "prev_hash": ...},
+        # without copying the record.
+        body = b'%b,"seq":%d,"prev_hash":"%b"}' % (
+            head[:-1],
+            seq,
+            state.hash.encode("ascii"),
+        )
+    else:
+        body = orjson.dumps({**record, "seq": seq, "prev_hash": state.hash})
     digest = hashlib.sha256(body).hexdigest()
-    line = body[:-1] + b',"hash":"' + digest.encode("ascii") + b'"}\n'
+    line = b'%b,"hash":"%b"}\n' % (body[:-1], digest.encode("ascii"))
     return line, ChainState(seq, digest)
 
 

@@ -91,15 +91,41 @@ class _LiveState(Collector):
             )
 
 
+class _Pending(Collector):
+    """Adds the counts gathered since the last read, before any metric is read.
+
+    Registered first, so the registry collects it before the counters.
+    """
+
+    def __init__(self, flush: Callable[[], None]) -> None:
+        self._flush = flush
+
+    def describe(self) -> list[Any]:
+        """Name no metric of its own."""
+        return []
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """Flush the pending counts; yield nothing."""
+        self._flush()
+        return iter(())
+
+
 class Metrics:
-    """The proxy's metrics and their registry."""
+    """The proxy's metrics and their registry.
+
+    A request's counter increments are summed in a plain dict and added to
+    the counters when the registry is read (a scrape): a counter's ``inc``
+    takes a lock, three times per request. Histograms are observed at once.
+    """
 
     def __init__(self, config: MetricsConfig) -> None:
         self.config = config
         self.registry = CollectorRegistry()
         self._models: set[str] = set()
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._pending: dict[Any, float] = {}
         r = self.registry
+        r.register(_Pending(self.flush))
         self.requests = Counter(
             "authproxy_requests",
             "Requests by route class and status.",
@@ -164,14 +190,14 @@ class Metrics:
         """Count one finished request."""
         principal = ex.principal
         route = ex.route_class.value
-        self._child(self.requests, route, str(ex.status or 0)).inc()
+        self._count(self._child(self.requests, route, str(ex.status or 0)), 1)
         self._child(self.duration, route).observe(duration)
         if ex.ttfb is not None:
             self._child(self.ttfb, route).observe(ex.ttfb)
         if ex.outcome == "denied" and ex.reason:
             counter = self.auth_failures if ex.status == 401 else self.denials
             reason = ex.reason if len(ex.reason) <= MAX_LABEL else OTHER_REASON
-            self._child(counter, reason).inc()
+            self._count(self._child(counter, reason), 1)
             return
         prompt, completion, _ = ex.tokens()
         if not prompt and not completion:
@@ -181,9 +207,20 @@ class Metrics:
             [principal.key_id if principal else "-"] if self.config.key_labels else []
         )
         if prompt:
-            self._child(self.tokens, "prompt", model, *extra).inc(prompt)
+            self._count(self._child(self.tokens, "prompt", model, *extra), prompt)
         if completion:
-            self._child(self.tokens, "completion", model, *extra).inc(completion)
+            completions = self._child(self.tokens, "completion", model, *extra)
+            self._count(completions, completion)
+
+    def _count(self, child: Any, amount: float) -> None:
+        pending = self._pending
+        pending[child] = pending.get(child, 0) + amount
+
+    def flush(self) -> None:
+        """Add the pending counts to their counters (the registry calls it)."""
+        pending, self._pending = self._pending, {}
+        for child, amount in pending.items():
+            child.inc(amount)
 
     def _child(self, metric: Any, *labels: str) -> Any:
         # labels() takes a lock and builds a key on every call; a request

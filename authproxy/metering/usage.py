@@ -23,15 +23,12 @@ DURATIONS: Final = (
 _TEXT_KEYS: Final = frozenset(
     {"prompt", "system", "content", "text", "input", "instructions", "suffix"}
 )
+_NOT_TEXT: Final = frozenset({"images", "image_url", "source", "model"})
 # One SSE/NDJSON event per generated token is typical; never meter by it
 # when the response carries real counts.
 _CHUNK_EVENTS: Final = frozenset(
-    {
-        b"content_block_delta",
-        b"response.output_text.delta",
-        b"response.reasoning_summary_text.delta",
-        b"response.function_call_arguments.delta",
-    }
+    b"content_block_delta response.output_text.delta response.reasoning_summary_"
+    b"text.delta response.function_call_arguments.delta".split()
 )
 
 
@@ -59,7 +56,9 @@ class UsageParser:
     def __init__(self, content_type: str | None) -> None:
         ctype = (content_type or "").lower()
         self.usage = Usage()
-        self._buf = bytearray()
+        self._buf = bytearray()  # the unfinished line or event
+        self._parts: list[bytes] = []  # a JSON body's chunks, joined at the end
+        self._size = 0
         self._overflow = False
         if ctype.startswith("application/x-ndjson"):
             self._kind = "ndjson"
@@ -76,36 +75,40 @@ class UsageParser:
         self.usage.streamed = self._kind in {"ndjson", "sse"}
 
     def feed(self, data: bytes) -> None:
-        """Consume the next response chunk."""
+        """Consume the next response chunk; no chunk is copied more than once."""
         if self._kind == "none" or self._overflow or not data:
             return
-        buf = self._buf
-        if len(buf) + len(data) > MAX_BUFFER:
+        sep, buf = self._sep, self._buf
+        size = (len(buf) if sep else self._size) + len(data)
+        if size > MAX_BUFFER:
             # A pathological line or body: stop parsing rather than grow.
             self._overflow = True
             buf.clear()
+            self._parts.clear()
             return
-        if not self._sep:
+        if not sep:  # a JSON body: its chunks are joined once, at the end
+            self._size = size
+            self._parts.append(data)
+        elif sep not in data and not (buf and self._kind == "sse"):
             buf += data
-            return
-        if self._sep not in data and not (buf and self._kind == "sse"):
-            buf += data
-            return
-        buf += data
-        parts = bytes(buf).split(self._sep)
-        buf[:] = parts.pop()
-        for part in parts:
-            self._item(part)
+        else:  # split as it is when no unfinished line comes before it
+            parts = (b"".join((buf, data)) if buf else data).split(sep)
+            buf[:] = parts.pop()
+            for part in parts:
+                self._item(part)
 
     def finish(self) -> Usage:
         """Process what is left in the buffer and return the usage."""
-        if not self._overflow and self._buf:
+        if self._overflow:
+            return self.usage
+        if self._parts:
+            body = b"".join(self._parts)
+            self._parts.clear()
+            self._json_body(body)
+        elif self._buf:
             rest = bytes(self._buf)
             self._buf.clear()
-            if self._kind == "json":
-                self._json_body(rest)
-            else:
-                self._item(rest)
+            self._item(rest)
         return self.usage
 
     def _item(self, item: bytes) -> None:
@@ -114,10 +117,10 @@ class UsageParser:
         else:
             self._sse_event(item)
 
-    # --- NDJSON ------------------------------------------------------------
-
     def _ndjson_line(self, line: bytes) -> None:
-        if b'"done":false' in line and b'"error"' not in line:
+        # Ollama ends a chunk with it: one search less per streamed line.
+        done_false = line.endswith(b'"done":false}') or b'"done":false' in line
+        if done_false and b'"error"' not in line:
             self.usage.chunks += 1
             if self.usage.model is None:
                 self._model_from(loads_object(line))
@@ -147,8 +150,6 @@ class UsageParser:
             if isinstance(value, int) and not isinstance(value, bool):
                 setattr(u, name, value)
         self._model_from(obj)
-
-    # --- SSE -----------------------------------------------------------------
 
     def _sse_event(self, event: bytes) -> None:
         name = b""
@@ -205,8 +206,6 @@ class UsageParser:
             if isinstance(usage, dict) and (not obj["choices"] or any(usage.values())):
                 self._tokens(usage, "prompt_tokens", "completion_tokens")
 
-    # --- JSON ----------------------------------------------------------------
-
     def _json_body(self, body: bytes) -> None:
         obj = loads_object(body)
         if obj is None:
@@ -229,8 +228,6 @@ class UsageParser:
             self.usage.exact = True
             self.usage.total_duration = _opt_int(obj.get("total_duration"))
             self.usage.load_duration = _opt_int(obj.get("load_duration"))
-
-    # --- helpers ---------------------------------------------------------------
 
     def _tokens(self, usage: Any, prompt_key: str, completion_key: str) -> None:
         if not isinstance(usage, dict):
@@ -282,7 +279,7 @@ def estimate_prompt_tokens(data: Any) -> int:
     Only text fields count (prompt, system, messages' content, input, ...);
     images and other base64 data do not.
     """
-    return math.ceil(_text_length(data, in_text=False) / 4)
+    return math.ceil(_text_length(data, False) / 4)
 
 
 # Where each dialect puts its output cap (shared/ollama-wire.md §1-§4).
@@ -310,15 +307,20 @@ def requested_output_tokens(data: Any) -> int | None:
     return min(positive) if positive else None
 
 
-def _text_length(value: Any, *, in_text: bool) -> int:
+def _text_length(value: Any, in_text: bool) -> int:
+    # Loops, not generators, strings counted in place: runs on every model body.
     if isinstance(value, str):
         return len(value) if in_text else 0
+    total = 0
     if isinstance(value, list):
-        return sum(_text_length(v, in_text=in_text) for v in value)
-    if isinstance(value, dict):
-        return sum(
-            _text_length(v, in_text=k in _TEXT_KEYS or (in_text and k != "images"))
-            for k, v in value.items()
-            if k not in {"images", "image_url", "source", "model"}
-        )
-    return 0
+        for item in value:
+            total += _text_length(item, in_text)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key in _NOT_TEXT:
+                continue
+            if isinstance(item, str):
+                total += len(item) if in_text or key in _TEXT_KEYS else 0
+            else:
+                total += _text_length(item, in_text or key in _TEXT_KEYS)
+    return total

@@ -9,8 +9,8 @@ ollama.com (see shared/ollama-wire.md §1e).
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
-import secrets
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -119,11 +119,41 @@ def client_address(peer: str, forwarded_for: list[str], trusted: TrustedProxies)
     return hops[0] if hops else peer
 
 
+class _RandomIds:
+    """Random 32-hex-digit ids, from a pool of ``os.urandom`` bytes.
+
+    ``secrets.token_hex(16)`` is one ``getrandom(2)`` per request; the pool
+    takes one per 256 ids. A forked child starts a pool of its own.
+    """
+
+    __slots__ = ("_at", "_pool")
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+
+    def reset(self) -> None:
+        self._pool = b""
+        self._at = 0
+
+    def next(self) -> str:
+        at = self._at
+        if at >= len(self._pool):
+            self._pool, at = os.urandom(_ID_BYTES * 256), 0
+        self._at = at + _ID_BYTES
+        return self._pool[at : at + _ID_BYTES].hex()
+
+
+_ID_BYTES: Final = 16
+_random_ids = _RandomIds()
+os.register_at_fork(after_in_child=_random_ids.reset)
+
+
 def request_id(value: str | None) -> str:
     """Keep a sane client-sent request id, or generate a new one."""
     if value is not None and _REQUEST_ID_RE.fullmatch(value):
         return value
-    return secrets.token_hex(16)
+    return _random_ids.next()
 
 
 def forward_request_headers(
@@ -149,15 +179,14 @@ def forward_request_headers(
     Returns:
         The filtered headers, plus Host, X-Forwarded-* and X-Request-ID.
     """
-    drop = REQUEST_DROP if trusted_peer else _UNTRUSTED_REQUEST_DROP
     listed = connection_tokens(headers)
     if listed:
-        drop = drop | listed
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        if name.lower() not in drop:
-            out.add(name, value)
-    out["Host"] = upstream_host
+        drop = REQUEST_DROP if trusted_peer else _UNTRUSTED_REQUEST_DROP
+        out = _without(headers, drop | listed)
+    else:
+        out = _kept(headers, _TRUSTED_KEEP if trusted_peer else _UNTRUSTED_KEEP)
+    # Host, X-Forwarded-* and X-Request-ID were all dropped: add, not set.
+    out.add("Host", upstream_host)
     forwarded_for = peer
     proto = scheme
     host = headers.get("Host", "")
@@ -167,18 +196,55 @@ def forward_request_headers(
             forwarded_for = f"{prior}, {peer}"
         proto = headers.get("X-Forwarded-Proto", scheme)
         host = headers.get("X-Forwarded-Host", host)
-    out["X-Forwarded-For"] = forwarded_for
-    out["X-Forwarded-Proto"] = proto
+    out.add("X-Forwarded-For", forwarded_for)
+    out.add("X-Forwarded-Proto", proto)
     if host:
-        out["X-Forwarded-Host"] = host
-    out[REQUEST_ID_HEADER] = request_id
+        out.add("X-Forwarded-Host", host)
+    out.add(REQUEST_ID_HEADER, request_id)
     return out
 
 
 def filter_response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     """Copy the upstream response headers minus hop-by-hop ones."""
     listed = connection_tokens(headers)
-    drop = HOP_BY_HOP | listed if listed else HOP_BY_HOP
+    if listed:
+        return _without(headers, HOP_BY_HOP | listed)
+    return _kept(headers, _RESPONSE_KEEP)
+
+
+class _KeepMemo(dict[str, bool]):
+    """Whether a header name is kept by a drop set, remembered per exact name.
+
+    ``name.lower()`` per header was most of the filtering's cost; a few names
+    come on every request. Bounded, like ``TrustedProxies``.
+    """
+
+    def __init__(self, drop: frozenset[str]) -> None:
+        super().__init__()
+        self.drop = drop
+
+    def __missing__(self, name: str) -> bool:
+        if len(self) >= KEEP_MEMO_SIZE:
+            self.clear()
+        keep = self[name] = name.lower() not in self.drop
+        return keep
+
+
+KEEP_MEMO_SIZE: Final = 1024
+_TRUSTED_KEEP: Final = _KeepMemo(REQUEST_DROP)
+_UNTRUSTED_KEEP: Final = _KeepMemo(_UNTRUSTED_REQUEST_DROP)
+_RESPONSE_KEEP: Final = _KeepMemo(HOP_BY_HOP)
+
+
+def _kept(headers: CIMultiDictProxy[str], keep: _KeepMemo) -> CIMultiDict[str]:
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if keep[name]:
+            out.add(name, value)
+    return out
+
+
+def _without(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDict[str]:
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         if name.lower() not in drop:

@@ -16,6 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from authproxy.metering.bounds import MAX_METHOD, MAX_PATH, clip
 from authproxy.web.appkeys import EXCHANGE_KEY, REQUEST_ID_KEY
+from authproxy.web.edge import REQUEST_CONTEXT
 
 LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -27,8 +28,24 @@ LEVELS: Final = {
 ACCESS_LOGGER: Final = "authproxy.access"
 FLUSH_DELAY: Final = 0.25
 _access = structlog.stdlib.get_logger(ACCESS_LOGGER)
+# Loggers live as long as the process; getLogger() takes a lock on each call.
+_ACCESS_STDLIB: Final = logging.getLogger(ACCESS_LOGGER)
+_LINE: Final = orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE
+
+
+def merge_request_context(
+    logger: Any, method_name: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Add the request's fields (``web.edge.bind_request``) the event lacks."""
+    fields = REQUEST_CONTEXT.get()
+    if fields:
+        for key, value in fields.items():
+            event_dict.setdefault(key, value)
+    return event_dict
+
 
 _SHARED: Final[list[Any]] = [
+    merge_request_context,
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.ExtraAdder(allow=("status", "error")),
     structlog.stdlib.add_log_level,
@@ -153,7 +170,7 @@ class AccessLogger(AbstractAccessLogger):
         """
         ex = request.get(EXCHANGE_KEY)
         principal = ex.principal if ex is not None else None
-        fields = {
+        fields: dict[str, Any] = {
             "request_id": request.get(REQUEST_ID_KEY),
             "key_id": principal.key_id if principal else None,
             "method": clip(request.method, MAX_METHOD),
@@ -165,20 +182,20 @@ class AccessLogger(AbstractAccessLogger):
         }
         handler = _our_handler()
         if handler is not None and handler.json_lines:
-            fields.update(
-                event="http_request",
-                level="info",
-                logger=ACCESS_LOGGER,
-                timestamp=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            )
-            handler.write_line(orjson.dumps(fields).decode() + "\n")
+            # One dumps, the newline and the timestamp included: orjson
+            # writes a UTC datetime as isoformat() does, "+00:00" as "Z".
+            fields["event"] = "http_request"
+            fields["level"] = "info"
+            fields["logger"] = ACCESS_LOGGER
+            fields["timestamp"] = datetime.now(UTC)
+            handler.write_line(orjson.dumps(fields, option=_LINE).decode())
         else:
             _access.info("http_request", **fields)
 
     @property
     def enabled(self) -> bool:
         """Tell whether access lines would be emitted at all."""
-        return logging.getLogger(ACCESS_LOGGER).isEnabledFor(logging.INFO)
+        return _ACCESS_STDLIB.isEnabledFor(logging.INFO)
 
 
 def _our_handler() -> _Handler | None:

@@ -13,8 +13,9 @@ one finished record to the audit log and the metrics.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from aiohttp import web
@@ -42,6 +43,11 @@ from authproxy.web.health import PUBLIC_ROUTES
 
 log = structlog.stdlib.get_logger(__name__)
 
+# The log fields of the request being handled (see bind_request).
+REQUEST_CONTEXT: Final[contextvars.ContextVar[dict[str, Any] | None]] = (
+    contextvars.ContextVar("authproxy_request", default=None)
+)
+
 # Refusals whose body may still be on its way (or never come): the answer is
 # sent and the connection closed, rather than aiohttp reading the rest first.
 _UNREAD_BODY: Final = frozenset({408, 413})
@@ -50,11 +56,17 @@ _SELF_LOGGED: Final = frozenset({401, 429})
 
 
 def bind_request(request: web.Request) -> str:
-    """Assign the request id and bind it, with the peer, to the log context."""
+    """Assign the request id and bind it, with the peer, to the log context.
+
+    aiohttp runs each request in a task of its own, with a copy of the
+    connection's context, so nothing an earlier request on the connection
+    bound is seen here. One variable, set once, holds the request's fields
+    (``server.logs`` merges it into every event); ``key_id`` and ``actor``
+    are bound later with structlog's own variables.
+    """
     rid = request_id(request.headers.get(REQUEST_ID_HEADER))
     request[REQUEST_ID_KEY] = rid
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=rid, peer=request.remote)
+    REQUEST_CONTEXT.set({"request_id": rid, "peer": request.remote})
     return rid
 
 

@@ -41,6 +41,19 @@ async def admitted(
     Raises:
         Denied: from authentication (401, 429, 503) or the key's limits (429).
     """
+    principal, ticket = await admit_request(request)
+    try:
+        yield principal, ticket
+    finally:
+        request.app[ADMISSION_KEY].settle(ticket, request[EXCHANGE_KEY])
+
+
+async def admit_request(request: web.Request) -> tuple[Principal, Ticket | None]:
+    """Authenticate and admit the request; the caller settles the ticket.
+
+    Raises:
+        Denied: from authentication (401, 429, 503) or the key's limits (429).
+    """
     app = request.app
     ex = request[EXCHANGE_KEY]
     verifier = app[VERIFIER_KEY]
@@ -58,12 +71,7 @@ async def admitted(
     ex.principal = principal
     record = verifier.table.by_id.get(principal.key_id)
     limits = record.limits if record is not None else KeyLimits()
-    gate = app[ADMISSION_KEY]
-    ticket = await gate.admit(limits, ex)
-    try:
-        yield principal, ticket
-    finally:
-        gate.settle(ticket, ex)
+    return principal, await app[ADMISSION_KEY].admit(limits, ex)
 
 
 def _explained(err: AuthRefused) -> AuthRefused:
@@ -85,14 +93,17 @@ async def proxy_route(request: web.Request) -> web.StreamResponse:
     app = request.app
     fwd = app[FORWARDING_KEY]
     gate = app[ADMISSION_KEY]
-    async with admitted(request) as (principal, ticket):
+    ex = request[EXCHANGE_KEY]
+    # admitted(), spelled out: no async generator and two awaits per request.
+    principal, ticket = await admit_request(request)
+    try:
 
         async def reserve_tokens(ex: Exchange) -> None:
             await gate.reserve(ticket, ex, fwd.upstream.default_output)
 
-        return await forward(
-            request, request[EXCHANGE_KEY], principal, fwd, reserve_tokens
-        )
+        return await forward(request, ex, principal, fwd, reserve_tokens)
+    finally:
+        gate.settle(ticket, ex)
 
 
 async def metrics_route(request: web.Request) -> web.StreamResponse:

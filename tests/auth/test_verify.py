@@ -15,6 +15,7 @@ from authproxy.keys.store import KeyTable, format_token, read_store, update_stor
 from authproxy.times import utc_now
 from authproxy.web.appkeys import VERIFIER_KEY, WATCHER_KEY
 from tests.support.admin import Stack
+from tests.support.audit import wait_audit
 from tests.support.auth import assert_rejected, basic_value, slow_hash
 from tests.support.clock import WallClock
 from tests.support.fake_ollama.server import FakeOllama
@@ -60,6 +61,26 @@ async def test_warm_cache_does_no_argon2_work(proxy, bearer) -> None:
     assert stats.argon2_verifications == 1
     assert stats.cache_hits == 4
     assert stats.cache_misses == 1
+
+
+async def test_a_warm_cache_follows_the_record(
+    proxy, key, token, audit_path: Path
+) -> None:
+    """A cache hit answers with the key as it is now (scopes) and as presented."""
+    verifier = proxy.app[VERIFIER_KEY]
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert (await proxy.get("/api/tags", headers=bearer)).status == HTTPStatus.OK
+    record = verifier.table.by_id[key.record.id]
+    narrowed = dataclasses.replace(record, scopes=("inference",))
+    verifier.set_table(verifier.table.replace(narrowed))
+    resp = await proxy.get("/api/tags", headers=bearer)
+    assert resp.status == HTTPStatus.FORBIDDEN
+    assert "models:read" in (await resp.json())["error"]
+    resp = await proxy.get("/api/tags", headers={"x-api-key": token})
+    assert resp.status == HTTPStatus.FORBIDDEN
+    assert (verifier.stats.argon2_verifications, verifier.stats.cache_hits) == (1, 2)
+    records = await wait_audit(audit_path, 3)
+    assert [r["scheme"] for r in records] == ["bearer", "bearer", "x-api-key"]
 
 
 async def test_wrong_secret_is_rejected_by_fingerprint(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import orjson
 import pytest
 
 from authproxy.metering.chain import (
@@ -28,6 +30,27 @@ class TestChain:
         assert record["prev_hash"] == GENESIS
         assert line.endswith(f',"hash":"{state.hash}"}}\n'.encode())
         assert line.isascii()
+
+    @pytest.mark.parametrize(
+        "record",
+        [
+            {},
+            {"a": 1},
+            {"seq": 7, "b": "x"},
+            {"prev_hash": "p"},
+            {"é": "\u2028", "n": None},
+        ],
+    )
+    def test_seal_writes_the_record_with_its_chain_fields(
+        self, record: dict[str, object]
+    ) -> None:
+        """The sealed body is the record, seq and prev_hash, hashed; no key twice."""
+        state = ChainState(41, "ab" * 32)
+        line, after = seal(record, state)
+        body = orjson.dumps({**record, "seq": 42, "prev_hash": state.hash})
+        digest = hashlib.sha256(body).hexdigest()
+        assert line == body[:-1] + f',"hash":"{digest}"}}\n'.encode()
+        assert after == ChainState(42, digest)
 
     @pytest.mark.parametrize(
         ("mutate", "message"),

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
+from authproxy.metering.exchange import timestamp
+from authproxy.times import format_timestamp
 from tests.support.audit import wait_audit
 from tests.support.payloads import SAY_HI
 
@@ -74,3 +79,18 @@ async def test_record_names_the_configured_replica(
     await (await proxy.get("/api/tags", headers=bearer)).read()
     (record,) = await wait_audit(audit_path, 1)
     assert record["replica"] == "pod-7"
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2026, 8, 21, 10, 16, 40, 139257, tzinfo=UTC),
+        datetime(2026, 8, 21, 10, 16, 40, tzinfo=UTC),  # no microseconds
+        datetime(2026, 8, 21, 10, 16, 40, 5, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(2026, 8, 21, 12, 16, 40, 7, tzinfo=timezone(timedelta(hours=2))),
+    ],
+)
+def test_timestamp_is_format_timestamp(when: datetime) -> None:
+    """The record's ts is written exactly as times.format_timestamp writes it."""
+    assert timestamp(when) == format_timestamp(when)

@@ -82,6 +82,31 @@ async def test_metrics_after_traffic(
         assert secret not in text
 
 
+async def test_each_scrape_counts_every_request_once(
+    proxy, aiohttp_client, bearer
+) -> None:
+    """Counts stay exact across scrapes: none lost, none added twice."""
+    admin = await aiohttp_client(create_admin_app(proxy.app))
+    seen = []
+    for requests in (2, 0, 3):
+        for _ in range(requests):
+            await (await proxy.post("/api/chat", json=CHAT, headers=bearer)).read()
+            await proxy.get("/api/tags")
+        text = await scrape(admin)
+        seen.append(
+            (
+                sample(
+                    text, "authproxy_requests_total", route="inference", status="200"
+                ),
+                sample(text, "authproxy_auth_failures_total", reason="missing"),
+                sample(
+                    text, "authproxy_tokens_total", direction="prompt", model="llama3.2"
+                ),
+            )
+        )
+    assert seen == [(2, 2, 52), (2, 2, 52), (5, 5, 130)]
+
+
 async def test_active_streams_gauge(
     proxy, aiohttp_client, bearer, fake: FakeOllama
 ) -> None:

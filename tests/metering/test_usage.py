@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from authproxy.metering.usage import (
+    MAX_BUFFER,
     Usage,
     UsageParser,
     estimate_prompt_tokens,
@@ -196,6 +199,20 @@ class TestSources:
         usage = parse("text/plain; charset=utf-8", [b"Ollama is running"])
         assert (usage.exact, usage.streamed, usage.chunks) == (False, False, 0)
 
+    @pytest.mark.parametrize(
+        ("ctype", "last"),
+        [
+            ("application/json", b'{"done":true,"eval_count":3}'),
+            ("application/x-ndjson", b'\n{"done":true,"eval_count":3}\n'),
+        ],
+    )
+    def test_past_the_buffer_bound_parsing_stops(self, ctype: str, last: bytes) -> None:
+        """A body or line past MAX_BUFFER is given up, not grown; later bytes too."""
+        half = b" " * (MAX_BUFFER // 2 + 1)  # whitespace JSON would skip
+        assert parse(ctype, [last]).exact is True
+        assert parse(ctype, [half, last]).exact is True
+        assert parse(ctype, [half, half, last]).exact is False
+
     def test_garbage_is_harmless(self) -> None:
         """Broken JSON and odd bytes never raise."""
         for ctype in ("application/x-ndjson", "text/event-stream", "application/json"):
@@ -236,6 +253,44 @@ def test_random_bytes_never_raise(chunks: list[bytes], ctype: str) -> None:
     parse(ctype, chunks)
 
 
+_KEYS = st.sampled_from(
+    ["prompt", "content", "text", "images", "image_url", "source", "model", "role", "x"]
+)
+_JSON_BODIES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _rule(value: Any, in_text: bool) -> int:
+    """The estimate's rule, as first written: text chars in text fields."""
+    if isinstance(value, str):
+        return len(value) if in_text else 0
+    if isinstance(value, list):
+        return sum(_rule(v, in_text) for v in value)
+    if isinstance(value, dict):
+        return sum(
+            _rule(v, k in _TEXT_KEY_NAMES or (in_text and k != "images"))
+            for k, v in value.items()
+            if k not in {"images", "image_url", "source", "model"}
+        )
+    return 0
+
+
+_TEXT_KEY_NAMES = {
+    "prompt",
+    "system",
+    "content",
+    "text",
+    "input",
+    "instructions",
+    "suffix",
+}
+
+
 class TestEstimate:
     def test_text_fields_only(self) -> None:
         """Prompt text counts (chars / 4, rounded up); images and model names do not."""
@@ -259,6 +314,12 @@ class TestEstimate:
         """No text, no tokens."""
         assert estimate_prompt_tokens({"model": "m"}) == 0
         assert estimate_prompt_tokens(None) == 0
+
+    @settings(max_examples=300)
+    @given(data=_JSON_BODIES)
+    def test_counts_the_text_the_rule_names(self, data: Any) -> None:
+        """Any JSON: text under a text key, or below one (images aside), counts."""
+        assert estimate_prompt_tokens(data) == math.ceil(_rule(data, False) / 4)
 
 
 class TestRequestedOutput:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from http import HTTPStatus
 
 import aiohttp
@@ -9,6 +10,7 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from authproxy.proxy.headers import (
+    KEEP_MEMO_SIZE,
     TRUST_MEMO_SIZE,
     TrustedProxies,
     client_address,
@@ -105,8 +107,67 @@ class TestRequestId:
             assert len(result) == 32
             assert int(result, 16) >= 0
 
+    def test_generated_ids_are_fresh(self) -> None:
+        """Generated ids are 32 lower-case hex digits, none repeated, past a refill."""
+        ids = [request_id(None) for _ in range(1000)]
+        assert len(set(ids)) == len(ids)
+        assert all(len(i) == 32 and i == i.lower() and int(i, 16) >= 0 for i in ids)
+
+    def test_a_forked_child_draws_its_own_ids(self) -> None:
+        """After a fork the child never repeats the ids the parent goes on to draw."""
+        request_id(None)  # the pool holds unused bytes now
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            os.close(read_end)
+            os.write(write_end, " ".join(request_id(None) for _ in range(8)).encode())
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            child = set(pipe.read().split())
+        os.waitpid(pid, 0)
+        parent = {request_id(None) for _ in range(8)}
+        assert len(child) == 8
+        assert not child & parent
+
 
 class TestForwardRequestHeaders:
+    @pytest.mark.parametrize("trusted", [False, True])
+    def test_rebuilt_headers_are_sent_once_at_the_end(self, trusted: bool) -> None:
+        """Host, X-Forwarded-* and X-Request-ID come once each, after the kept ones."""
+        rebuilt = "Host X-Forwarded-Host X-Forwarded-For X-Forwarded-Proto X-Request-ID"
+        sent = [(n, "client") for n in [*rebuilt.split(), "host", "x-forwarded-for"]]
+        out = forward_request_headers(
+            proxy_of(("Accept", "a"), *sent, ("Accept", "b")),
+            upstream_host="ollama:11434",
+            peer="10.0.0.1",
+            scheme="http",
+            request_id="rid",
+            trusted_peer=trusted,
+        )
+        names = [name.lower() for name, _ in out.items()]
+        assert names[:2] == ["accept", "accept"]
+        assert names[2:4] == ["host", "x-forwarded-for"]
+        assert names[-1] == "x-request-id"
+        assert len(names) == len(set(names)) + 1
+        assert (out["Host"], out["X-Request-ID"]) == ("ollama:11434", "rid")
+
+    def test_past_the_memo_bound_names_are_judged_alike(self) -> None:
+        """More distinct names than the memo holds: each still kept or dropped right."""
+        many = [(f"X-Custom-{i}", "v") for i in range(2 * KEEP_MEMO_SIZE + 3)]
+        for _ in range(2):
+            out = forward_request_headers(
+                proxy_of(*many, ("Authorization", "Bearer x"), ("Cookie", "c=1")),
+                upstream_host="ollama:11434",
+                peer="10.0.0.1",
+                scheme="http",
+                request_id="rid",
+                trusted_peer=False,
+            )
+            assert [n for n, _ in out.items()][: len(many)] == [n for n, _ in many]
+            assert "Authorization" not in out
+            assert "Cookie" not in out
+
     def test_untrusted_peer(self) -> None:
         """Credentials, hop-by-hop and spoofable forwarding headers are replaced."""
         out = forward_request_headers(

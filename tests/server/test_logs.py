@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import logging
+from datetime import UTC, datetime
 
 import structlog
 
 from authproxy.server import logs
+from authproxy.times import format_timestamp
 from tests.support.polling import poll_until
 from tests.support.rawhttp import send_raw
 
@@ -25,6 +27,9 @@ async def test_access_line_per_request(proxy, bearer, key, log_capture) -> None:
     assert line["logger"] == "authproxy.access"
     assert line["level"] == "info"
     assert line["timestamp"].endswith("Z")
+    stamp = datetime.fromisoformat(line["timestamp"])
+    assert stamp.tzinfo == UTC
+    assert format_timestamp(stamp) == line["timestamp"]  # RFC 3339, as the audit's
     assert "hunter2" not in log_capture.stream.getvalue()
 
 

@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpServer
 
+from authproxy.keys.lifecycle import CreatedKey
 from authproxy.metering.chain import (
     verify_files,
 )
@@ -20,7 +21,13 @@ from tests.support.fake_ollama.server import FakeOllama, create_fake
 from tests.support.harness import MakeKey, StartProxy
 from tests.support.ollama import OllamaIdentity
 from tests.support.payloads import CHAT, chat
-from tests.support.rawhttp import build_request, header_lines, send_raw, status_and_json
+from tests.support.rawhttp import (
+    build_request,
+    closed_port,
+    header_lines,
+    send_raw,
+    status_and_json,
+)
 
 
 async def test_events_carry_the_request_id(proxy, log_capture) -> None:
@@ -30,6 +37,31 @@ async def test_events_carry_the_request_id(proxy, log_capture) -> None:
     failed = log_capture.events("auth_failed")[-1]
     assert failed["request_id"] == "trace-me-1"
     assert failed["reason"] == "missing"
+
+
+async def test_log_context_is_each_request_own(
+    start_proxy: StartProxy, bearer: dict[str, str], key: CreatedKey, log_capture: Any
+) -> None:
+    """Events carry their request's id, peer and key id; the next starts clean."""
+    client = await start_proxy(
+        {
+            "upstream.url": f"http://127.0.0.1:{closed_port()}",
+            "server.root_path": "/ollama",
+        }
+    )
+    first = await client.get(
+        "/ollama/api/tags", headers={**bearer, "X-Request-ID": "first-1"}
+    )
+    assert first.status == HTTPStatus.BAD_GATEWAY
+    failed = log_capture.events("upstream_failed")[-1]
+    assert (failed["request_id"], failed["peer"]) == ("first-1", "127.0.0.1")
+    assert failed["key_id"] == key.record.id
+    # The same keep-alive connection: nothing of the first request is left.
+    second = await client.get("/api/tags", headers={"X-Request-ID": "second-2"})
+    assert second.status == HTTPStatus.NOT_FOUND
+    refused = log_capture.events("request_refused")[-1]
+    assert (refused["request_id"], refused["peer"]) == ("second-2", "127.0.0.1")
+    assert "key_id" not in refused
 
 
 async def test_proxy_keeps_serving_when_audit_fails(
