@@ -40,6 +40,7 @@ from tests.support.harness import (
     MakeKey,
     ProxyTestServer,
     StartProxy,
+    StartReplica,
     nested,
 )
 from tests.support.logs import LogCapture, Secrets
@@ -319,6 +320,22 @@ def redis_overrides(
         "state.redis_url": redis_server.url,
         "state.stale_after": 0.5,
     }
+
+
+@pytest.fixture
+def start_replica(aiohttp_client: AiohttpClient, secrets_seen: Secrets) -> StartReplica:
+    """Start replicas: a proxy and its admin API on a clock of their own."""
+
+    async def start(settings: dict[str, Any], admin_token: str) -> Stack:
+        config = load_config(None, settings)
+        clock = WallClock()
+        proxy: TestClient[Any, Any] = await aiohttp_client(
+            ProxyTestServer(create_app(config, clock=clock), config)
+        )
+        admin = await aiohttp_client(create_admin_app(proxy.app, clock=clock))
+        return Stack(proxy, admin, admin_token, clock, secrets_seen)
+
+    return start
 
 
 @pytest.fixture

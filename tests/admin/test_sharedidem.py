@@ -15,19 +15,13 @@ from typing import Any
 
 import pytest
 import redis
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
-from authproxy.admin.app import create_admin_app
 from authproxy.admin.idempotency import Reply, Slot, body_digest
 from authproxy.admin.sharedidem import SharedIdempotency
 from authproxy.config.load import load_config
 from authproxy.state.connection import async_client
-from authproxy.web.app import create_app
 from tests.support.admin import Stack
-from tests.support.clock import WallClock
-from tests.support.harness import MakeKey, ProxyTestServer
-from tests.support.logs import Secrets
+from tests.support.harness import MakeKey, StartReplica
 from tests.support.redis import RedisServer
 
 
@@ -43,27 +37,19 @@ class Pair:
 
 @pytest.fixture
 async def pair(
-    aiohttp_client: AiohttpClient,
+    start_replica: StartReplica,
     redis_overrides: dict[str, Any],
     redis_server: RedisServer,
     make_redis_key: MakeKey,
-    secrets_seen: Secrets,
 ) -> AsyncIterator[Pair]:
     """Two replicas, an admin key named ops and a key named alice, in one Redis."""
     ops = make_redis_key("ops", scopes=["admin"])
     make_redis_key("alice")
     assert ops.token is not None
-    stacks: list[Stack] = []
-    for _ in range(2):
-        clock = WallClock()
-        config = load_config(None, redis_overrides)
-        proxy: TestClient[Any, Any] = await aiohttp_client(
-            ProxyTestServer(create_app(config, clock=clock), config)
-        )
-        admin = await aiohttp_client(create_admin_app(proxy.app, clock=clock))
-        stacks.append(Stack(proxy, admin, ops.token, clock, secrets_seen))
+    a = await start_replica(redis_overrides, ops.token)
+    b = await start_replica(redis_overrides, ops.token)
     raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    yield Pair(stacks[0], stacks[1], redis_overrides, raw)
+    yield Pair(a, b, redis_overrides, raw)
     raw.close()
 
 

@@ -6,16 +6,9 @@ import functools
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
-from authproxy.admin.app import create_admin_app
-from authproxy.config.load import load_config
-from authproxy.web.app import create_app
 from tests.support.admin import Stack
-from tests.support.clock import WallClock
-from tests.support.harness import MakeKey, ProxyTestServer
-from tests.support.logs import Secrets
+from tests.support.harness import MakeKey, StartReplica
 from tests.support.payloads import CHAT
 from tests.support.polling import poll_until
 from tests.support.redis import RedisServer
@@ -40,23 +33,15 @@ async def test_an_unknown_dimension_names_the_known_ones(stack: Stack) -> None:
 
 @pytest.fixture
 async def redis_stack(
-    aiohttp_client: AiohttpClient,
+    start_replica: StartReplica,
     redis_overrides: dict[str, Any],
     make_redis_key: MakeKey,
-    secrets_seen: Secrets,
 ) -> Stack:
     """One replica on Redis (a long stale_after: Redis may go away mid-test)."""
     ops = make_redis_key("ops", scopes=["admin"])
     assert ops.token is not None
-    config = load_config(
-        None, {**redis_overrides, "state.stale_after": 60, "server.replica": "r1"}
-    )
-    clock = WallClock()
-    proxy: TestClient[Any, Any] = await aiohttp_client(
-        ProxyTestServer(create_app(config, clock=clock), config)
-    )
-    admin = await aiohttp_client(create_admin_app(proxy.app, clock=clock))
-    return Stack(proxy, admin, ops.token, clock, secrets_seen)
+    settings = {**redis_overrides, "state.stale_after": 60, "server.replica": "r1"}
+    return await start_replica(settings, ops.token)
 
 
 async def test_the_redis_backend_reads_the_fleet_counters(

@@ -17,18 +17,11 @@ from typing import Any, Final
 
 import pytest
 import yaml
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
-from authproxy.admin.app import create_admin_app
-from authproxy.config.load import load_config
-from authproxy.web.app import create_app
 from tests.support.admin import Stack
 from tests.support.audit import read_audit
 from tests.support.cli import run_process
-from tests.support.clock import WallClock
-from tests.support.harness import MakeKey, ProxyTestServer, nested
-from tests.support.logs import Secrets
+from tests.support.harness import MakeKey, StartReplica, nested
 from tests.support.payloads import CHAT, EMBED
 from tests.support.polling import poll_until
 
@@ -53,25 +46,18 @@ def _settings(overrides: dict[str, Any], tmp_path: Path, name: str) -> dict[str,
 
 @pytest.fixture
 async def fleet(
-    aiohttp_client: AiohttpClient,
+    start_replica: StartReplica,
     redis_overrides: dict[str, Any],
     make_redis_key: MakeKey,
-    secrets_seen: Secrets,
     tmp_path: Path,
 ) -> dict[str, Stack]:
     """Replicas a and b, each with its own audit file, on one Redis."""
     ops = make_redis_key("ops", scopes=["admin"])
     assert ops.token is not None
-    stacks = {}
-    for name in REPLICAS:
-        config = load_config(None, _settings(redis_overrides, tmp_path, name))
-        clock = WallClock()
-        proxy: TestClient[Any, Any] = await aiohttp_client(
-            ProxyTestServer(create_app(config, clock=clock), config)
-        )
-        admin = await aiohttp_client(create_admin_app(proxy.app, clock=clock))
-        stacks[name] = Stack(proxy, admin, ops.token, clock, secrets_seen)
-    return stacks
+    return {
+        name: await start_replica(_settings(redis_overrides, tmp_path, name), ops.token)
+        for name in REPLICAS
+    }
 
 
 def _audit_file(tmp_path: Path, name: str) -> Path:

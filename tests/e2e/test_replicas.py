@@ -30,7 +30,7 @@ from tests.support.auth import bearer_auth
 from tests.support.cli import run
 from tests.support.clock import WallClock
 from tests.support.fake_ollama.server import FakeOllama
-from tests.support.harness import MakeKey, ProxyTestServer, nested
+from tests.support.harness import MakeKey, ProxyTestServer, StartReplica, nested
 from tests.support.logs import Secrets
 from tests.support.payloads import CHAT
 from tests.support.polling import poll_until
@@ -56,25 +56,17 @@ class Replicas:
 
 @pytest.fixture
 async def replicas(
-    aiohttp_client: AiohttpClient,
+    start_replica: StartReplica,
     redis_overrides: dict[str, Any],
     redis_server: RedisServer,
     make_redis_key: MakeKey,
-    secrets_seen: Secrets,
 ) -> Replicas:
     """Two replicas and an admin key named ops, all in one Redis."""
     ops = make_redis_key("ops", scopes=["admin"])
     assert ops.token is not None
-    stacks: list[Stack] = []
-    for _ in range(2):
-        clock = WallClock()
-        config = load_config(None, redis_overrides)
-        proxy: TestClient[Any, Any] = await aiohttp_client(
-            ProxyTestServer(create_app(config, clock=clock), config)
-        )
-        admin = await aiohttp_client(create_admin_app(proxy.app, clock=clock))
-        stacks.append(Stack(proxy, admin, ops.token, clock, secrets_seen))
-    return Replicas(stacks[0], stacks[1], redis_overrides, redis_server)
+    a = await start_replica(redis_overrides, ops.token)
+    b = await start_replica(redis_overrides, ops.token)
+    return Replicas(a, b, redis_overrides, redis_server)
 
 
 async def _status(client: TestClient[Any, Any], token: str) -> int:

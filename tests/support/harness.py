@@ -12,6 +12,7 @@ from authproxy.config.model import Config
 from authproxy.keys.lifecycle import CreatedKey
 from authproxy.server.httpserver import GuardedAppRunner, server_kwargs
 from authproxy.web.appkeys import UPSTREAM_KEY
+from tests.support.admin import Stack
 
 # argon2's CHEAPEST profile: tests exercise the real code path, fast.
 CHEAP_ARGON2: Final = {
@@ -26,6 +27,8 @@ HOP_BY_HOP: Final = frozenset(
 )
 
 MakeKey = Callable[..., CreatedKey]
+# (settings, admin token) -> a replica: a proxy and its admin API on one clock.
+StartReplica = Callable[[dict[str, Any], str], Awaitable[Stack]]
 StartProxy = Callable[..., Awaitable[TestClient[web.Request, None]]]
 
 
