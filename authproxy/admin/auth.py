@@ -113,10 +113,15 @@ async def _denials_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def record(
-    request: web.Request, action: str, key: KeyRecord, detail: dict[str, Any]
+    request: web.Request,
+    action: str,
+    key: KeyRecord,
+    detail: dict[str, Any],
+    *,
+    source: str = "api",
 ) -> None:
-    """Append a successful admin action to the admin trail."""
-    await _trail(request, action, "ok", key=key, detail=detail)
+    """Append a successful admin action to the admin trail (source: api, console)."""
+    await _trail(request, action, "ok", key=key, detail=detail, source=source)
     log.info("admin_action", action=action, key_id=key.id)
 
 
@@ -127,6 +132,7 @@ async def _trail(
     *,
     key: KeyRecord | None = None,
     detail: dict[str, Any] | None = None,
+    source: str = "api",
 ) -> None:
     config = request.app[MAIN_APP_KEY][CONFIG_KEY]
     loop = asyncio.get_running_loop()
@@ -136,7 +142,7 @@ async def _trail(
             admin_trail_file(config),
             actor=request.get(ACTOR_KEY) or "anonymous",
             action=action,
-            source="api",
+            source=source,
             result=result,
             key_id=key.id if key else None,
             key_name=key.name if key else None,

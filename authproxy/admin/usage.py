@@ -10,7 +10,7 @@ over the whole UTC days the window touches (``"source": "redis"`` and the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -30,16 +30,21 @@ log = structlog.stdlib.get_logger(__name__)
 UNAVAILABLE: Final = "usage counters unavailable"
 
 
-async def usage_report(
-    main: web.Application, query: Mapping[str, str], now: datetime
-) -> web.Response:
-    """Answer a usage query for the proxy application ``main``.
+async def usage_data(
+    main: web.Application,
+    by: Sequence[str],
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Return the usage report of the proxy application ``main`` as a JSON object.
+
+    The admin API's ``GET /admin/usage`` and the console both read usage here,
+    so they show the same numbers from the same source.
 
     Raises:
-        BadRequestError: a bad ``by``, ``since`` or ``until``.
         Denied: 503 when the fleet's counters cannot be read from Redis.
     """
-    by, since, until = parse_usage_query(query, now)
     names = {r.id: r.name for r in main[VERIFIER_KEY].table.records}
     counters = main.get(FLEET_USAGE_KEY)
     if counters is not None:
@@ -52,9 +57,7 @@ async def usage_report(
                 503, "usage_unavailable", UNAVAILABLE, (("Retry-After", "1"),)
             ) from None
         days = {"from": first.isoformat(), "to": last.isoformat()}
-        return web.json_response(
-            {"by": by, "rows": rows, "source": "redis", "days": days}
-        )
+        return {"by": list(by), "rows": rows, "source": "redis", "days": days}
     audit_file = Path(main[CONFIG_KEY].audit.file)
 
     def compute() -> list[dict[str, Any]]:
@@ -64,4 +67,17 @@ async def usage_report(
         )
 
     rows = await asyncio.get_running_loop().run_in_executor(None, compute)
-    return web.json_response({"by": by, "rows": rows, "source": "audit"})
+    return {"by": list(by), "rows": rows, "source": "audit"}
+
+
+async def usage_report(
+    main: web.Application, query: Mapping[str, str], now: datetime
+) -> web.Response:
+    """Answer a usage query (``by``, ``since``, ``until``) for the application ``main``.
+
+    Raises:
+        BadRequestError: a bad ``by``, ``since`` or ``until``.
+        Denied: 503 when the fleet's counters cannot be read from Redis.
+    """
+    by, since, until = parse_usage_query(query, now)
+    return web.json_response(await usage_data(main, by, since, until, now))

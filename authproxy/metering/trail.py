@@ -44,7 +44,7 @@ def record_action(
         actor: who acted (a key name, ``jwt:<actor>`` or ``cli:<user>``).
         action: create, update, rotate, revoke, token, admin_token,
             signing_key_rotated, or auth (a failed admin authentication).
-        source: ``api`` or ``cli``.
+        source: ``api``, ``console`` or ``cli``.
         result: ``ok``, ``denied`` or ``error``.
         key_id: the key acted on.
         key_name: its name.
