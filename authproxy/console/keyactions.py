@@ -1,4 +1,4 @@
-"""Key actions answered by the key page (edit, disable, enable, revoke), and export.
+"""Key actions answered by a page: edit, disable, enable, revoke; export, import.
 
 The same operations, checks and trail as the admin API: each form is read
 into the API's body shape and checked by its parser and the store, the
@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from authproxy.admin.auth import record
-from authproxy.admin.body import parse_update
+from authproxy.admin.body import BadRequestError, parse_update
 from authproxy.console.context import (
     applied,
     blocking,
@@ -23,10 +23,17 @@ from authproxy.console.context import (
     now,
     see_other,
 )
-from authproxy.console.keyforms import changed_fields, confirmed, update_body
+from authproxy.console.keyforms import changed_fields, confirmed, text, update_body
+from authproxy.errors import KeyStoreError
 from authproxy.keys.codec import describe
 from authproxy.keys.lifecycle import find_key, revoke_key, update_key
-from authproxy.keys.store import dump_store, read_or_empty
+from authproxy.keys.store import (
+    KeyTable,
+    dump_store,
+    parse_store_file,
+    read_or_empty,
+    update_store,
+)
 from authproxy.web.appkeys import VERIFIER_KEY
 
 
@@ -116,10 +123,51 @@ async def export(request: web.Request) -> web.Response:
     )
 
 
+async def import_keys(request: web.Request) -> web.Response:
+    """POST /admin/ui/keys/import (confirmed, multipart): what ``keys import`` does.
+
+    The uploaded key file is checked as the server checks its store, then put
+    in the store in one atomic change; a store holding keys is replaced only
+    with the ``replace`` box ticked.
+
+    Raises:
+        BadRequestError: no file, or not UTF-8 text.
+        KeyStoreError: the file is not a valid key file, or keys would be replaced.
+    """
+    form = await request.post()
+    confirmed(form)
+    upload = form.get("file")
+    if not isinstance(upload, web.FileField):
+        raise BadRequestError("file: choose a key file (keys.yaml format)")
+    try:
+        content = upload.file.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequestError("file: not UTF-8 text") from None
+    table = parse_store_file(content, "file").table
+    replace = text(form, "replace") == "yes"
+
+    def change(current: KeyTable) -> tuple[KeyTable, int]:
+        if current.records and not replace:
+            raise KeyStoreError(
+                f"the store already holds {len(current.records)} key(s); "
+                "tick 'replace' to replace them with the file's"
+            )
+        return table, len(current.records)
+
+    replaced = await blocking(update_store, key_store(request), change)
+    await applied(request)
+    count = len(table.records)
+    detail = {"keys": count, "replaced": replaced}
+    await record(request, "import", None, detail, source="console")
+    await flash(request, f"Imported {count} key(s); replaced {replaced}.")
+    return see_other("/admin/ui/keys")
+
+
 def setup_key_actions(app: web.Application) -> None:
     """Add the routes of the key page's actions (POST forms)."""
     r = app.router
     r.add_post("/keys/export", export, name="console_export_keys")
+    r.add_post("/keys/import", import_keys, name="console_import_keys")
     for name, handler in (
         ("edit", edit),
         ("disable", disable),

@@ -133,3 +133,36 @@ async def test_a_disabled_console_is_not_mounted(
     resp = await admin.get("/admin/ui/login")
     assert resp.status == HTTPStatus.UNAUTHORIZED
     assert resp.content_type == "application/json"
+
+
+async def test_every_field_on_every_page_has_a_label(
+    signed_in: ConsoleClient, console_stack: Stack
+) -> None:
+    """Accessible forms: each visible input names its label (for=id or wrapped)."""
+    status, alice = await console_stack.api("GET", "/admin/keys/alice")
+    assert status == HTTPStatus.OK
+    paths = [
+        "/admin/ui/keys",
+        "/admin/ui/keys/new",
+        f"/admin/ui/keys/{alice['id']}",
+    ]
+    pages = [await signed_in.get(p) for p in paths]
+    pages.append(await signed_in.create_key(name="labelled"))
+    console_stack.secrets.add(pages[-1].secret or "")
+    checked = 0
+    for page in pages:
+        assert page.status in {HTTPStatus.OK, HTTPStatus.CREATED}, page.url
+        labels = page.doc.find_all("label")
+        targets = {label.attrs.get("for") for label in labels}
+        wrapped = {id(el) for label in labels for el in label.iter()}
+        for el in page.doc.iter():
+            if el.tag not in {"input", "select", "textarea"}:
+                continue
+            if el.attrs.get("type") in {"hidden", "submit"}:
+                continue
+            checked += 1
+            assert el.attrs.get("id") in targets or id(el) in wrapped, (
+                page.url,
+                el.attrs,
+            )
+    assert checked > 20

@@ -6,11 +6,12 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
 from tests.support.admin import Stack
-from tests.support.console import ConsoleClient, admin_trail
+from tests.support.console import ConsoleClient, Page, admin_trail
 
 
 async def key_of(stack: Stack, name: str) -> dict[str, Any]:
@@ -141,3 +142,46 @@ async def test_export_downloads_the_store_as_keys_export_writes_it(
         {"keys": 2},
         "console",
     )
+
+
+async def import_file(browser: ConsoleClient, content: bytes, **fields: str) -> Page:
+    """Send the import form with ``content`` as the chosen file (multipart)."""
+    form = aiohttp.FormData()
+    form.add_field("csrf_token", browser.csrf or "")
+    for name, value in fields.items():
+        form.add_field(name, value)
+    form.add_field(
+        "file", content, filename="keys.yaml", content_type="application/yaml"
+    )
+    resp = await browser.client.post(
+        "/admin/ui/keys/import", data=form, headers=browser.same_origin()
+    )
+    return await browser.page(resp)
+
+
+async def test_import_checks_the_file_and_replaces_only_when_asked(
+    signed_in: ConsoleClient, console_stack: Stack, token: str, audit_path: Path
+) -> None:
+    """An exported store comes back in; garbage and an unticked replace are 400s."""
+    resp = await signed_in.client.post(
+        "/admin/ui/keys/export",
+        data={"confirm": "yes", "csrf_token": signed_in.csrf or ""},
+        headers=signed_in.same_origin(),
+    )
+    exported = await resp.read()
+    status, _ = await console_stack.api("POST", "/admin/keys/alice/revoke")
+    assert status == HTTPStatus.OK
+    assert await console_stack.call(token) == HTTPStatus.UNAUTHORIZED
+    page = await import_file(signed_in, exported, confirm="yes")
+    assert page.status == HTTPStatus.BAD_REQUEST
+    assert "replace" in page.doc.by_id("error").text
+    page = await import_file(signed_in, b"keys: [1, 2", confirm="yes", replace="yes")
+    assert page.status == HTTPStatus.BAD_REQUEST
+    page = await import_file(signed_in, exported, replace="yes")
+    assert page.status == HTTPStatus.BAD_REQUEST  # not confirmed
+    page = await import_file(signed_in, exported, confirm="yes", replace="yes")
+    assert page.status == HTTPStatus.OK, page.text
+    assert page.doc.find(class_="flash").text == "Imported 2 key(s); replaced 2."  # type: ignore[union-attr]
+    assert await console_stack.call(token) == HTTPStatus.OK  # alice as exported
+    entry = admin_trail(audit_path)[-1]
+    assert (entry["action"], entry["detail"]) == ("import", {"keys": 2, "replaced": 2})
