@@ -39,7 +39,8 @@ log = structlog.stdlib.get_logger(__name__)
 LOGIN: Final = "/admin/ui/login"
 HOME: Final = "/admin/ui/keys"
 # Reachable without a session.
-PUBLIC: Final = frozenset({"console_login", "console_static"})
+STATIC: Final = "console_static"
+PUBLIC: Final = frozenset({"console_login", STATIC})
 # Where sign-in may send the browser back to: a console path, nothing else.
 _NEXT_RE: Final = re.compile(r"/admin/ui/[A-Za-z0-9_./?=&%-]*")
 CSRF_FAILED: Final = (
@@ -120,6 +121,10 @@ async def console_session_middleware(
     request: web.Request, handler: Handler
 ) -> web.StreamResponse:
     """Attach the session; send the signed-out to sign-in; check CSRF on POSTs."""
+    name = request.match_info.route.name
+    if name == STATIC:
+        # No session work (nor a store write) for the stylesheet and script.
+        return await handler(request)
     session_id = request.cookies.get(COOKIE)
     session = await _live_session(request, session_id) if session_id else None
     if session is not None and session_id is not None:
@@ -127,7 +132,6 @@ async def console_session_middleware(
         request[SESSION_ID_KEY] = session_id
         request[ACTOR_KEY] = session.actor
         structlog.contextvars.bind_contextvars(actor=session.actor)
-    name = request.match_info.route.name
     if session is None and name not in PUBLIC:
         if request.method in {"GET", "HEAD"}:
             response: web.StreamResponse = see_other(
