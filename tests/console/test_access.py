@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from http import HTTPStatus
+from pathlib import Path
 
 import pytest
 
+from authproxy.auth.minting import mint_admin_token
 from authproxy.console.access import safe_next
+from authproxy.web.appkeys import KEY_BACKEND_KEY, WATCHER_KEY
 from tests.support.admin import Stack
-from tests.support.console import ConsoleClient
+from tests.support.console import ConsoleClient, admin_trail
 
 
 async def test_a_page_without_a_session_sends_the_browser_to_sign_in(
@@ -118,5 +122,36 @@ async def test_an_admin_jwt_signs_in_until_its_expiry(
     console_stack.clock.advance(minutes=14)
     assert (await browser.get("/admin/ui/keys")).status == HTTPStatus.OK
     console_stack.clock.advance(minutes=3)
+    resp = await browser.client.get("/admin/ui/keys", allow_redirects=False)
+    assert resp.status == HTTPStatus.SEE_OTHER
+
+
+async def test_an_admin_jwt_session_is_named_by_its_actor(
+    browser: ConsoleClient, console_stack: Stack, audit_path: Path
+) -> None:
+    """authproxy admin-token's JWT: actor jwt:<actor>, no key, ends at exp."""
+    main = console_stack.proxy.app
+    keys = main[KEY_BACKEND_KEY].load_signing()
+    await main[WATCHER_KEY].reload_signing(force=True)
+    minted = mint_admin_token(
+        keys,
+        actor="oncall",
+        ttl=timedelta(minutes=20),
+        max_ttl=timedelta(hours=1),
+        now=console_stack.clock(),
+    )
+    console_stack.secrets.add(minted["token"])
+    page = await browser.sign_in(minted["token"])
+    assert page.status == HTTPStatus.OK, page.text
+    assert page.doc.by_id("logout-form").find(class_="actor").text == "jwt:oncall"  # type: ignore[union-attr]
+    login = admin_trail(audit_path)[-1]
+    assert (login["action"], login["actor"], login["key_id"]) == (
+        "console_login",
+        "jwt:oncall",
+        None,
+    )
+    console_stack.clock.advance(minutes=14)
+    assert (await browser.get("/admin/ui/keys")).status == HTTPStatus.OK
+    console_stack.clock.advance(minutes=7)
     resp = await browser.client.get("/admin/ui/keys", allow_redirects=False)
     assert resp.status == HTTPStatus.SEE_OTHER

@@ -8,9 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
+from authproxy.console.app import create_admin_listener_app
 from tests.support.admin import Stack
 from tests.support.console import ConsoleClient, Page, admin_trail
+from tests.support.harness import MakeKey
+from tests.support.logs import Secrets
 from tests.support.ollama import OllamaIdentity
 
 
@@ -176,3 +180,39 @@ async def test_a_minted_jwt_is_shown_once_and_works(
     assert resp.status == HTTPStatus.FORBIDDEN  # no inference scope in this JWT
     [entry] = [r for r in admin_trail(audit_path) if r["action"] == "token"]
     assert entry["detail"] == {"ttl": "10m", "scopes": ["models:read"]}
+
+
+@pytest.mark.parametrize(
+    ("ttl", "message"), [("48h", "ttl: must be"), ("soon", "ttl"), ("0s", "ttl")]
+)
+async def test_a_jwt_beyond_the_limits_is_refused(
+    signed_in: ConsoleClient, console_stack: Stack, ttl: str, message: str
+) -> None:
+    """jwt.max_ttl (24h) and the duration syntax, checked as by the API: 400 pages."""
+    alice = await key_of(console_stack, "alice")
+    page = await signed_in.submit(f"/admin/ui/keys/{alice['id']}/token", {"ttl": ttl})
+    assert page.status == HTTPStatus.BAD_REQUEST
+    assert message in page.doc.by_id("error").text
+    assert page.secret is None
+
+
+async def test_the_curl_line_names_the_host_the_browser_used(
+    start_proxy: Any,
+    aiohttp_client: AiohttpClient,
+    make_key: MakeKey,
+    secrets_seen: Secrets,
+) -> None:
+    """A proxy listening on every address: the curl line uses this page's host."""
+    ops = make_key("ops", scopes=["admin"])
+    assert ops.token is not None
+    proxy = await start_proxy({"listen.host": "0.0.0.0", "listen.port": 8080})
+    admin = await aiohttp_client(create_admin_listener_app(proxy.app))
+    browser = ConsoleClient(admin)
+    assert (await browser.sign_in(ops.token)).status == HTTPStatus.OK
+    page = await browser.create_key(name="wide")
+    token = page.secret
+    assert token is not None
+    secrets_seen.add(token)
+    assert page.doc.by_id("curl-line").text.startswith(
+        "curl http://127.0.0.1:8080/api/tags"
+    )
