@@ -121,6 +121,9 @@ async def console_session_middleware(
     request: web.Request, handler: Handler
 ) -> web.StreamResponse:
     """Attach the session; send the signed-out to sign-in; check CSRF on POSTs."""
+    if request.path == "/admin/ui":
+        # The cookie's path is /admin/ui/: the browser sends it only below.
+        return see_other("/admin/ui/")
     name = request.match_info.route.name
     if name == STATIC:
         # No session work (nor a store write) for the stylesheet and script.

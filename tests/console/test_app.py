@@ -33,6 +33,17 @@ async def test_the_root_leads_to_the_keys_page(signed_in: ConsoleClient) -> None
     assert resp.headers["Location"] == "/admin/ui/keys"
 
 
+async def test_the_prefix_without_its_slash_leads_into_the_console(
+    signed_in: ConsoleClient,
+) -> None:
+    """/admin/ui: 303 to /admin/ui/, where the session cookie is sent."""
+    resp = await signed_in.client.get("/admin/ui", allow_redirects=False)
+    assert resp.status == HTTPStatus.SEE_OTHER
+    assert resp.headers["Location"] == "/admin/ui/"
+    page = await signed_in.get("/admin/ui")
+    assert page.url == "/admin/ui/keys"
+
+
 async def test_every_kind_of_response_carries_the_security_headers(
     signed_in: ConsoleClient, browser: ConsoleClient
 ) -> None:
