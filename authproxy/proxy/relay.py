@@ -43,13 +43,15 @@ async def relay(
     ex.status = reply.status
     ex.streamed = content_type.startswith(_STREAM_TYPES)
     parser = UsageParser(content_type) if is_metered(ex.route_class) else None
-    response = web.StreamResponse(
+    response = _Relayed(
         status=reply.status,
         reason=reply.reason,
         headers=filter_response_headers(reply.headers),
     )
     response.headers[REQUEST_ID_HEADER] = ex.request_id
     await response.prepare(request)
+    if not _body_ready(reply):
+        request.writer.send_headers()  # nothing to send them with: now, for TTFB
     ex.ttfb = time.monotonic() - ex.started
     streams.add(response)
     content = reply.content
@@ -83,6 +85,23 @@ async def relay(
         if parser is not None:
             ex.usage = parser.finish()
             _judge_stream(ex)
+
+
+class _Relayed(web.StreamResponse):
+    """A relayed reply whose head waits for the first body bytes, when they are here.
+
+    aiohttp's ``StreamResponse`` sends its head on ``prepare`` by itself (one
+    ``send`` for the head, one per chunk); a small reply that came whole is
+    then sent in one ``send`` instead of two. aiohttp's ``Response`` does the
+    same (``_send_headers_immediately``, aiohttp 3.14 internals, pinned).
+    """
+
+    _send_headers_immediately = False
+
+
+def _body_ready(reply: Reply) -> bool:
+    """Tell whether body bytes (or its end) already came with the reply's head."""
+    return isinstance(reply, LeanResponse) and reply.ready()
 
 
 def _set_idle_timeout(reply: Reply, idle_timeout: float) -> None:
