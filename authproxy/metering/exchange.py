@@ -144,7 +144,7 @@ def build_record(
         "client": clip(ex.client, MAX_CLIENT),
         "method": clip(ex.method, MAX_METHOD),
         "path": clip(ex.path, MAX_PATH),
-        "route": ex.route_class.value,
+        "route": ex.route_class,  # a StrEnum: a str to readers, and to orjson
         "model": clip(model, MAX_MODEL),
         "status": ex.status,
         "stream": ex.streamed,

@@ -246,6 +246,10 @@ class LeanResponse:
         """Tell whether body bytes (or the body's end) are already here."""
         return self._conn.ready()
 
+    def done(self) -> bool:
+        """Tell whether the whole body is here."""
+        return self._conn.done
+
     def set_read_timeout(self, timeout: float) -> None:
         """Allow ``timeout`` seconds of silence between body bytes (0: no limit)."""
         self._conn.set_timeout(timeout)
