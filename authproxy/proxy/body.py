@@ -75,7 +75,8 @@ async def read_body(
     Raises:
         Denied: 413 past the limit, 408 when the client stalls (or 417).
     """
-    await send_continue(request)
+    if hdrs.EXPECT in request.headers:
+        await send_continue(request)
     content = request.content
     if content.is_eof():
         # The whole body came with the head (the usual small request): nothing
