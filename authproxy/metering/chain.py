@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -27,9 +27,12 @@ _SUFFIX_RE: Final = re.compile(rb',"hash":"([0-9a-f]{64})"\}$')
 TAIL_SCAN: Final = 1 << 20  # bytes read back from the end for the last record
 
 
-@dataclass(frozen=True, slots=True)
-class ChainState:
-    """Where the chain stands: the last record's sequence number and hash."""
+class ChainState(NamedTuple):
+    """Where the chain stands: the last record's sequence number and hash.
+
+    A named tuple: made once per record, three times cheaper than a frozen
+    dataclass.
+    """
 
     seq: int = 0
     hash: str = GENESIS

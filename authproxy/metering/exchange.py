@@ -102,6 +102,18 @@ def timestamp(value: datetime) -> str:
     return orjson.dumps(value, option=orjson.OPT_UTC_Z)[1:-1].decode()
 
 
+def _ms(seconds: float) -> float:
+    """Return ``round(seconds * 1000, 3)``, a third of its cost.
+
+    Whole microseconds, rounded half up, then milliseconds: the same float as
+    ``round`` (its correct rounding differs only at exact ties, which a
+    measured duration does not hit); ``round`` for a negative value.
+    """
+    if seconds < 0:
+        return round(seconds * 1000, 3)
+    return int(seconds * 1e6 + 0.5) / 1000
+
+
 def build_record(
     ex: Exchange, now: float, replica: str | None = None
 ) -> dict[str, Any]:
@@ -144,7 +156,7 @@ def build_record(
         "client": clip(ex.client, MAX_CLIENT),
         "method": clip(ex.method, MAX_METHOD),
         "path": clip(ex.path, MAX_PATH),
-        "route": ex.route_class.value,
+        "route": ex.route_class,  # a StrEnum: a str to readers, and to orjson
         "model": clip(model, MAX_MODEL),
         "status": ex.status,
         "stream": ex.streamed,
@@ -158,8 +170,8 @@ def build_record(
         "load_duration": durations[1],
         "prompt_eval_duration": durations[2],
         "eval_duration": durations[3],
-        "ttfb_ms": round(ttfb * 1000, 3) if ttfb is not None else None,
-        "duration_ms": round((now - ex.started) * 1000, 3),
+        "ttfb_ms": _ms(ttfb) if ttfb is not None else None,
+        "duration_ms": _ms(now - ex.started),
         "bytes_in": ex.bytes_in,
         "bytes_out": ex.bytes_out,
     }

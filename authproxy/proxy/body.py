@@ -75,10 +75,20 @@ async def read_body(
     Raises:
         Denied: 413 past the limit, 408 when the client stalls (or 417).
     """
-    await send_continue(request)
+    if hdrs.EXPECT in request.headers:
+        await send_continue(request)
+    content = request.content
+    if content.is_eof():
+        # The whole body came with the head (the usual small request): nothing
+        # to wait for, so no idle deadline to arm and cancel.
+        body = content.read_nowait()
+        ex.bytes_in = len(body)
+        if len(body) > limit:
+            raise Denied(413, "body_too_large", "request body too large")
+        return body
     chunks: list[bytes] = []
     size = 0
-    while chunk := await _next_chunk(request.content, idle):
+    while chunk := await _next_chunk(content, idle):
         size += len(chunk)
         ex.bytes_in = size
         if size > limit:

@@ -13,6 +13,8 @@ count as quiet: the client is slow, not the upstream). Failures are
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 from collections import deque
 from typing import Final, cast
 
@@ -40,6 +42,14 @@ class LeanTimeout(LeanFailure, TimeoutError):
 def _text(raw: bytes) -> str:
     # As aiohttp's parser decodes header names and values.
     return raw.decode("utf-8", "surrogateescape")
+
+
+def connect_words(err: OSError) -> str:
+    """Say why a connection could not be made, in a few words (no address)."""
+    if err.errno == errno.ECONNREFUSED:
+        return "connect refused"
+    words = os.strerror(err.errno).lower() if err.errno is not None else "unknown"
+    return f"connect failed ({words})"
 
 
 class H1Connection(asyncio.Protocol):
@@ -254,6 +264,10 @@ class H1Connection(asyncio.Protocol):
         self._stop_timer()
         if self.transport is not None:
             self.transport.abort()
+
+    def ready(self) -> bool:
+        """Tell whether ``readany`` would return at once (bytes, the end, a failure)."""
+        return bool(self._chunks) or self.done or self._error is not None
 
     def reusable(self) -> bool:
         """Tell whether the reply was read to its end on a connection kept alive."""

@@ -74,6 +74,10 @@ def parse_object(body: bytes) -> dict[str, Any]:
     return data
 
 
+# A tuple, not ``dict | list``: that expression builds a union object per value.
+_CONTAINERS: Final = (dict, list)
+
+
 def check_unambiguous(data: Any, depth: int = 1) -> None:
     """Refuse nesting past ``MAX_DEPTH`` and keys that collide under folding.
 
@@ -98,7 +102,7 @@ def check_unambiguous(data: Any, depth: int = 1) -> None:
     else:
         return
     for value in values:
-        if isinstance(value, dict | list):
+        if isinstance(value, _CONTAINERS):
             check_unambiguous(value, depth + 1)
 
 

@@ -12,16 +12,16 @@ it is not a timeout; the method is safe (``GET``, ``HEAD``, ``OPTIONS``,
 ``TRACE``: repeating it changes nothing even if the upstream saw it); and the
 body can be sent again (none, or bytes; never a client's stream). Anything
 else fails as it happened (``POST /api/chat`` so cut is a 502, as with aiohttp).
+Pool times are ``time.monotonic()`` (``get_running_loop()`` is a ``getpid(2)``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import io
-import os
 import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -30,7 +30,7 @@ from typing import Final
 from multidict import CIMultiDict
 from yarl import URL
 
-from authproxy.proxy.h1 import H1Connection, LeanFailure, LeanTimeout
+from authproxy.proxy.h1 import H1Connection, LeanFailure, LeanTimeout, connect_words
 
 KEEPALIVE: Final = 15.0  # aiohttp's keepalive_timeout
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -115,7 +115,7 @@ class LeanClient:
         self.in_use -= 1
         if conn is not None and keep and not self._closed and conn.reusable():
             conn.reused = True
-            conn.idle_since = asyncio.get_running_loop().time()
+            conn.idle_since = time.monotonic()
             self._idle.append(conn)
         elif conn is not None:
             conn.abort()
@@ -147,7 +147,7 @@ class LeanClient:
             raise LeanTimeout("connect timeout") from None
 
     def _pooled(self) -> H1Connection | None:
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
             transport = conn.transport
@@ -178,15 +178,8 @@ class LeanClient:
         except socket.gaierror:
             raise LeanFailure(f"DNS lookup failed ({self._host})") from None
         except OSError as err:
-            raise LeanFailure(_connect_words(err)) from None
+            raise LeanFailure(connect_words(err)) from None
         return conn
-
-
-def _connect_words(err: OSError) -> str:
-    if err.errno == errno.ECONNREFUSED:
-        return "connect refused"
-    words = os.strerror(err.errno).lower() if err.errno is not None else "unknown"
-    return f"connect failed ({words})"
 
 
 class Call:
@@ -248,6 +241,14 @@ class LeanResponse:
         while chunk := await self._conn.readany():
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def ready(self) -> bool:
+        """Tell whether body bytes (or the body's end) are already here."""
+        return self._conn.ready()
+
+    def done(self) -> bool:
+        """Tell whether the whole body is here."""
+        return self._conn.done
 
     def set_read_timeout(self, timeout: float) -> None:
         """Allow ``timeout`` seconds of silence between body bytes (0: no limit)."""

@@ -27,6 +27,10 @@ from authproxy.proxy.lean import LeanClient
 
 # A backslash counts as a separator too: some servers on the way treat it as one.
 _DOT_SEGMENT: Final = re.compile(r"(?:^|[/\\])\.{1,2}(?:[/\\]|$)")
+# Joining a target costs more than the rest of the check (yarl), and URLs are
+# immutable: the last few thousand targets, refused ones (None) included.
+_TARGETS_KEPT: Final = 4096
+_TARGETS: dict[tuple[URL, str], URL | None] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +101,19 @@ def upstream_url(origin: URL, raw_path: str) -> URL | None:
 
 
 def resolve_target(origin: URL, raw_path: str) -> URL:
-    """Return the upstream URL of a request target.
+    """Return the upstream URL of a request target (remembered: clients repeat them).
 
     Raises:
         Denied: 400 for a target ``upstream_url`` refuses.
     """
-    url = upstream_url(origin, raw_path)
+    key = (origin, raw_path)
+    try:
+        url = _TARGETS[key]
+    except KeyError:
+        url = upstream_url(origin, raw_path)
+        if len(_TARGETS) >= _TARGETS_KEPT:
+            _TARGETS.clear()  # a client inventing targets only resets the memo
+        _TARGETS[key] = url
     if url is None:
         raise Denied(400, "invalid_request_target", "invalid request target")
     return url

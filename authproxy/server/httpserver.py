@@ -78,16 +78,21 @@ class GuardedRequestHandler(RequestHandler):
         self._header_deadline: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
-        """Start the header deadline when a new request begins to arrive."""
+        """Start the header deadline when a new request begins to arrive.
+
+        It is started after parsing, at the same moment, and only when the
+        request is not whole yet: most arrive in one read, and a timer
+        started and cancelled for each of them costs more than its check.
+        """
         idle = self._current_request is None and not self._messages
-        if idle and self._header_deadline is None and self._header_timeout > 0:
-            self._header_deadline = self._loop.call_later(
-                self._header_timeout, self._headers_too_slow
-            )
         before = self._request_count
         super().data_received(data)
         if self._request_count != before:
             self._stop_deadline()
+        elif idle and self._header_deadline is None and self._header_timeout > 0:
+            self._header_deadline = self._loop.call_later(
+                self._header_timeout, self._headers_too_slow
+            )
 
     def connection_lost(self, exc: BaseException | None) -> None:
         """Drop the deadline with the connection."""

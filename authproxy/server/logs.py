@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import sys
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ LEVELS: Final = {
 
 ACCESS_LOGGER: Final = "authproxy.access"
 FLUSH_DELAY: Final = 0.25
+HOLD_LIMIT: Final = 64 * 1024  # characters of access lines held at most
 _access = structlog.stdlib.get_logger(ACCESS_LOGGER)
 # Loggers live as long as the process; getLogger() takes a lock on each call.
 _ACCESS_STDLIB: Final = logging.getLogger(ACCESS_LOGGER)
@@ -58,24 +60,60 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """Our handler, so re-configuring replaces only what we installed.
 
     It also takes pre-rendered JSON access lines (``write_line``) without the
-    structlog and logging machinery, and flushes them within a quarter second
-    instead of once per line: on a busy proxy that machinery costs more than
-    the request itself.
+    structlog and logging machinery, and writes them within a quarter second
+    (or 64 KiB) instead of once per line: on a busy proxy that machinery, and
+    a ``write(2)`` per line (``PYTHONUNBUFFERED``, usual in containers, makes
+    every line one), cost more than the request itself. Any other record
+    writes the held lines first, so the order of lines is kept.
     """
 
     json_lines = False
     _flush_pending = False
 
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        self._held: list[str] = []
+        self._held_size = 0
+        # An in-memory stream (the tests') costs no system call: write through.
+        self._hold = not isinstance(stream, io.StringIO)
+
     def write_line(self, line: str) -> None:
-        """Write one rendered line; flush soon (or with the next record)."""
-        self.acquire()
-        try:
-            self.stream.write(line)
-        finally:
-            self.release()
+        """Write one rendered line soon (with the next record at the latest)."""
+        if not self._hold:
+            self.acquire()
+            try:
+                self.stream.write(line)
+            finally:
+                self.release()
+        else:
+            self._held.append(line)
+            self._held_size += len(line)
+            if self._held_size >= HOLD_LIMIT:
+                self.flush()
+                return
         if not self._flush_pending:
             self._flush_pending = True
             asyncio.get_running_loop().call_later(FLUSH_DELAY, self._flush_later)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the held access lines, then the record."""
+        if self._held:
+            self._write_held()
+        super().emit(record)
+
+    def flush(self) -> None:
+        """Write the held access lines and flush the stream."""
+        if self._held:
+            self._write_held()
+        super().flush()
+
+    def _write_held(self) -> None:
+        self.acquire()
+        try:
+            held, self._held, self._held_size = self._held, [], 0
+            self.stream.write("".join(held))
+        finally:
+            self.release()
 
     def _flush_later(self) -> None:
         self._flush_pending = False
@@ -141,6 +179,8 @@ def configure(
     root = logging.getLogger()
     for old in list(root.handlers):
         if isinstance(old, _Handler):
+            if old._held:  # its held access lines
+                old._write_held()
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(LEVELS[level])

@@ -213,6 +213,8 @@ def _finish_from_response(ex: Exchange, response: web.StreamResponse) -> None:
     """Fill in what the handler did not: status and size of our own replies."""
     if ex.status is None:
         ex.status = response.status
+    if ex.bytes_out:
+        return  # relayed: counted as it passed
     body = response.body if isinstance(response, web.Response) else None
     if isinstance(body, bytes) and not ex.bytes_out:
         ex.bytes_out = len(body)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import socket
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from authproxy.metering.exchange import timestamp
+from authproxy.metering.exchange import _ms, timestamp
 from authproxy.times import format_timestamp
 from tests.support.audit import wait_audit
 from tests.support.payloads import SAY_HI
@@ -94,3 +95,12 @@ async def test_record_names_the_configured_replica(
 def test_timestamp_is_format_timestamp(when: datetime) -> None:
     """The record's ts is written exactly as times.format_timestamp writes it."""
     assert timestamp(when) == format_timestamp(when)
+
+
+def test_milliseconds_are_rounded_as_round_does() -> None:
+    """The record's milliseconds equal round(seconds * 1000, 3), over many scales."""
+    rng = random.Random(14)  # noqa: S311 - test values, not secrets
+    values = [0.0, 1e-7, 0.0005, 0.0015, 2.5e-4, -0.0012345, 3600.0001]
+    values += [rng.random() * 10.0**e for e in range(-6, 4) for _ in range(2000)]
+    for seconds in values:
+        assert _ms(seconds) == round(seconds * 1000, 3), seconds

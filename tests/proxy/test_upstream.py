@@ -10,7 +10,8 @@ from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 from yarl import URL
 
-from authproxy.proxy.upstream import upstream_url
+from authproxy.errors import Denied
+from authproxy.proxy.upstream import resolve_target, upstream_url
 from tests.support.audit import wait_audit
 from tests.support.fake_ollama.server import FakeOllama, create_fake
 from tests.support.harness import upstream_port
@@ -99,6 +100,30 @@ def test_targets_are_joined_below_the_base_path(raw_path, joined) -> None:
     assert (None if url is None else str(url)) == joined
     if url is not None:
         assert url.raw_path.startswith("/olla/ollama/")
+
+
+def test_remembered_targets_are_judged_as_the_first_time() -> None:
+    """The memo of joined targets gives the same URL again, and refuses again."""
+    first = resolve_target(BASE, "/api/chat?a=1")
+    assert resolve_target(BASE, "/api/chat?a=1") is first
+    assert str(first) == str(upstream_url(BASE, "/api/chat?a=1"))
+    other = URL("http://other:11434")
+    assert (
+        str(resolve_target(other, "/api/chat?a=1")) == "http://other:11434/api/chat?a=1"
+    )
+    for _ in range(2):
+        with pytest.raises(Denied) as refused:
+            resolve_target(BASE, "/api/%2e%2e/%2e%2e/x")
+        assert refused.value.status == 400
+
+
+def test_the_target_memo_stays_bounded() -> None:
+    """A client inventing targets cannot grow the memo past its bound."""
+    from authproxy.proxy import upstream  # noqa: PLC0415 - the module's memo
+
+    for n in range(upstream._TARGETS_KEPT + 10):
+        resolve_target(BASE, f"/api/tags?n={n}")
+    assert len(upstream._TARGETS) <= upstream._TARGETS_KEPT
 
 
 @pytest.fixture

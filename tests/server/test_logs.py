@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from datetime import UTC, datetime
 
@@ -87,3 +88,24 @@ async def test_access_lines_in_console_format(proxy, bearer) -> None:
     text = stream.getvalue()
     assert "http_request" in text
     assert not text.lstrip().startswith("{")
+
+
+async def test_access_lines_to_a_file_are_held_then_written_in_order(tmp_path) -> None:
+    """Lines for a file wait (one write for many); other records go after them."""
+    path = tmp_path / "log.jsonl"
+    with path.open("w") as stream:
+        logs.configure(fmt="json", level="info", stream=stream)
+        [handler] = [
+            h for h in logging.getLogger().handlers if isinstance(h, logs._Handler)
+        ]
+        handler.write_line('{"event":"http_request","n":1}\n')
+        handler.write_line('{"event":"http_request","n":2}\n')
+        stream.flush()
+        assert path.read_text() == ""  # held, not yet written
+        structlog.stdlib.get_logger("t").warning("after_them")
+        stream.flush()
+        events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+        assert events == ["http_request", "http_request", "after_them"]
+        handler.write_line('{"event":"http_request","n":3}\n')
+        await poll_until(lambda: '"n":3' in (stream.flush(), path.read_text())[1])
+        logs.configure(fmt="json", level="info", stream=io.StringIO())
