@@ -20,7 +20,7 @@ SECURITY_HEADERS: Final = (
     ("Content-Security-Policy", CSP),
     ("X-Frame-Options", "DENY"),
     ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
+    ("Referrer-Policy", "same-origin"),
 )
 STATIC_PREFIX: Final = "/admin/ui/static/"
 # Static links carry ?v=<version>, so an upgrade is a new URL.
