@@ -22,6 +22,7 @@ from authproxy.console.context import see_other
 from authproxy.console.edge import console_edge_middleware
 from authproxy.console.headers import setup_security_headers
 from authproxy.console.keypages import setup_key_pages
+from authproxy.console.live import setup_live_pages
 from authproxy.console.render import STATIC, template_environment
 from authproxy.console.session import session_store
 from authproxy.console.signin import setup_signin
@@ -52,8 +53,7 @@ def create_console_app(config: Config, console: ConsoleConfig) -> web.Applicatio
     app.router.add_static("/static", STATIC, name="console_static")
     setup_signin(app)
     setup_key_pages(app)
-    # The usage and live pages register here too (setup_usage_pages,
-    # setup_live_pages), one line each.
+    setup_live_pages(app)
     return app
 
 

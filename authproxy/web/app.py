@@ -21,6 +21,7 @@ from authproxy.limits.shared import SharedAdmission
 from authproxy.limits.state import kept_counters
 from authproxy.metering.audit import AuditWriter
 from authproxy.metering.fleet import FleetUsage
+from authproxy.metering.recent import RecentRequests
 from authproxy.proxy.body import defer_expect
 from authproxy.proxy.headers import TrustedProxies, parse_networks
 from authproxy.proxy.lean import LeanClient
@@ -39,6 +40,7 @@ from authproxy.web.appkeys import (
     KEY_LIMITS_KEY,
     LIFECYCLE_KEY,
     METRICS_KEY,
+    RECENT_KEY,
     STREAMS_KEY,
     UPSTREAM_KEY,
     Lifecycle,
@@ -61,6 +63,7 @@ def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     app[CONFIG_KEY] = config
     app[CLOCK_KEY] = clock
     app[LIFECYCLE_KEY] = Lifecycle()
+    app[RECENT_KEY] = RecentRequests()
     app[STREAMS_KEY] = weakref.WeakSet()
     # Order matters. CORS comes first: its middleware answers a preflight
     # before the edge makes a record of it. Metrics next: the other parts

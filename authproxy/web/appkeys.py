@@ -26,6 +26,7 @@ from authproxy.metering.audit import AuditWriter
 from authproxy.metering.exchange import Exchange
 from authproxy.metering.fleet import FleetUsage
 from authproxy.metering.metrics import Metrics
+from authproxy.metering.recent import RecentRequests
 from authproxy.proxy.upstream import Forwarding, Upstream
 from authproxy.times import Clock
 
@@ -54,6 +55,8 @@ METRICS_KEY: Final = web.AppKey("metrics", Metrics)
 # The fleet's usage counters in Redis (state.backend: redis only).
 FLEET_USAGE_KEY: Final = web.AppKey("fleet_usage", FleetUsage)
 LIFECYCLE_KEY: Final = web.AppKey("lifecycle", Lifecycle)
+# The last requests this process finished (the console's live page).
+RECENT_KEY: Final = web.AppKey("recent", RecentRequests)
 STREAMS_KEY: Final = web.AppKey("streams", weakref.WeakSet[web.StreamResponse])
 
 REQUEST_ID_KEY: Final = web.RequestKey("request_id", str)

@@ -7,7 +7,8 @@ the request as if sent without it; outside it, 404), creates the ``Exchange``,
 answers ``Denied`` and
 ``UpstreamError`` with ``{"error": ...}``, turns an unexpected exception into
 a logged JSON 500 (a bug, never routine), and in its ``finally`` feeds the
-one finished record to the audit log and the metrics.
+one finished record to the audit log, the metrics and the live page's
+window of recent requests.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from authproxy.web.appkeys import (
     FLEET_USAGE_KEY,
     LIFECYCLE_KEY,
     METRICS_KEY,
+    RECENT_KEY,
     REQUEST_ID_KEY,
     UPSTREAM_KEY,
 )
@@ -135,12 +137,13 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
             _finish_from_response(ex, response)
         now = time.monotonic()
         counters = app.get(FLEET_USAGE_KEY)
-        if writer is not None or counters is not None:
-            record = build_record(ex, now, replica_name(app[CONFIG_KEY].server.replica))
-            if writer is not None:
-                writer.append(record)
-            if counters is not None:
-                counters.count(record)
+        record = build_record(ex, now, replica_name(app[CONFIG_KEY].server.replica))
+        if writer is not None:
+            writer.append(record)
+        if counters is not None:
+            counters.count(record)
+        # The live page's window: the same record, kept as is.
+        app[RECENT_KEY].add(record)
         app[METRICS_KEY].observe(ex, now - ex.started)
 
 
