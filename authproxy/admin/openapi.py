@@ -218,8 +218,8 @@ PATHS: Final[dict[str, Any]] = {
                 {
                     "name": "by",
                     "in": "query",
-                    "description": "key, model, day and/or replica (repeat or "
-                    "comma-separate)",
+                    "description": "key, model, day, replica and/or reason "
+                    "(repeat or comma-separate)",
                     "schema": {"type": "string"},
                 },
             ],

@@ -80,7 +80,7 @@ def add_audit_commands(commands: Any, add_options: AddOptions) -> None:
         "--by",
         action="append",
         default=[],
-        metavar="key|model|day|replica",
+        metavar="key|model|day|replica|reason",
         help="group by a dimension (repeatable, or comma-separated)",
     )
     usage.add_argument("--json", action="store_true", help="print JSON")
@@ -178,7 +178,7 @@ def cmd_usage(args: argparse.Namespace, config: Config) -> int:
     unknown = [d for d in by if d not in DIMENSIONS]
     if unknown:
         raise ConfigError(
-            f"--by: unknown dimension {unknown[0]!r} (key, model, day, replica)"
+            f"--by: unknown dimension {unknown[0]!r} (key, model, day, replica, reason)"
         )
     now = utc_now()
     since, until = parse_point(args.since, now), parse_point(args.until, now)

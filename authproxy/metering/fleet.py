@@ -7,7 +7,9 @@ key id, model (as Ollama resolves the name) and replica: ``requests``,
 then sums them for the fleet, where the audit file holds one replica's share.
 
 Per day one hash, ``<prefix>usage:day:<YYYY-MM-DD>``, whose fields are a
-metric and a group (``requests:["key id","model","replica"]``); it expires
+metric and a group (``requests:["key id","model","replica"]``; a denied
+request's group adds its reason, ``denied:["key id","model","replica","reason"]``,
+and groups without one count to reason ``-``); it expires
 ``RETENTION_DAYS`` after its day. ``<prefix>usage:names`` maps key ids to the
 last key name their records held.
 
@@ -35,6 +37,7 @@ from authproxy.metering.report import (
     model_name,
     record_key_id,
     record_key_name,
+    record_reason,
     record_replica,
 )
 from authproxy.state.connection import RedisError
@@ -105,13 +108,15 @@ class FleetUsage:
         if day is None:
             return
         key_id = record_key_id(record)
-        group = orjson.dumps(
-            [
-                key_id or "",
-                model_name(record.get("model")),
-                record_replica(record.get("replica")),
-            ]
-        ).decode()
+        parts = [
+            key_id or "",
+            model_name(record.get("model")),
+            record_replica(record.get("replica")),
+        ]
+        reason = record_reason(record)
+        if reason != "-":
+            parts.append(reason)
+        group = orjson.dumps(parts).decode()
         if self._size >= MAX_PENDING:
             self._lost(1)
             return
@@ -234,11 +239,12 @@ def _add(  # noqa: PLR0917 - one counter into its group
 ) -> None:
     metric, _, encoded = field.partition(":")
     try:
-        key_id, model, replica = orjson.loads(encoded)
+        key_id, model, replica, *rest = orjson.loads(encoded)
     except (orjson.JSONDecodeError, ValueError, TypeError):
         return  # not ours
     values = {"key": key_id, "model": model, "day": day.isoformat()}
     values["replica"] = record_replica(replica)
+    values["reason"] = str(rest[0]) if rest else "-"
     group = tuple(str(values[d]) for d in by)
     totals = groups.setdefault(group, Totals())
     if "key" in by and key_id in known:

@@ -1,4 +1,4 @@
-"""Usage reports: aggregate audit records by key, model, day and/or replica.
+"""Usage reports: aggregate audit records by key, model, day, replica and/or reason.
 
 A record counts to the key id it names, never to a name: a denied request
 carries only the id its credential claimed, while an admitted one carries the
@@ -23,7 +23,7 @@ import orjson
 from authproxy.policy.names import ModelNameError, parse_model
 from authproxy.times import parse_timestamp
 
-DIMENSIONS: Final = ("key", "model", "day", "replica")
+DIMENSIONS: Final = ("key", "model", "day", "replica", "reason")
 # The key id an admin JWT's principal carries (``auth.jwt``); real key ids are
 # twelve base32 characters, so it never collides with one.
 ADMIN_PRINCIPAL_ID: Final = "admin"
@@ -135,6 +135,18 @@ def record_replica(value: Any) -> str:
     return value if isinstance(value, str) and value else "-"
 
 
+def record_reason(record: dict[str, Any]) -> str:
+    """Return why authproxy refused a record's request, ``-`` if it did not.
+
+    Only a denied record counts to a reason: an admitted request that failed
+    upstream has an outcome, not a refusal reason.
+    """
+    reason = record.get("reason")
+    if record.get("outcome") not in DENIED_OUTCOMES:
+        return "-"
+    return reason if isinstance(reason, str) and reason else "-"
+
+
 def group_key(record: dict[str, Any], by: Sequence[str]) -> tuple[str, ...]:
     """Return the record's values for the chosen dimensions (``""``: no key)."""
     values = []
@@ -145,6 +157,8 @@ def group_key(record: dict[str, Any], by: Sequence[str]) -> tuple[str, ...]:
             values.append(model_name(record.get("model")))
         elif dimension == "replica":
             values.append(record_replica(record.get("replica")))
+        elif dimension == "reason":
+            values.append(record_reason(record))
         else:
             values.append(str(record.get("ts", ""))[:10])
     return tuple(values)

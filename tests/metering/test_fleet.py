@@ -135,3 +135,24 @@ async def test_records_without_a_day_are_not_counted(counters: FleetUsage) -> No
     await _count_all(counters, [{**RECORDS[0], "ts": "yesterday"}])
     rows, _, _ = await counters.report([], None, None, NOW)
     assert rows == []
+
+
+async def test_denials_count_by_reason_as_in_the_audit_report(
+    counters: FleetUsage,
+) -> None:
+    """Denied requests keep their reason; other counters count to reason ``-``."""
+    denied = [
+        {"ts": "2026-11-21T10:00:00Z", "key_id": "k1", "outcome": "denied", "reason": r}
+        for r in ("key_revoked", "key_revoked", "model_not_allowed")
+    ]
+    records = [*RECORDS, *denied]
+    await _count_all(counters, records)
+    for by in (["reason"], ["key", "reason"], ["day", "reason", "model"]):
+        rows, _, _ = await counters.report(by, None, None, NOW)
+        assert rows == as_rows(aggregate(records, by=by), by), by
+    rows, _, _ = await counters.report(["reason"], None, None, NOW)
+    assert {r["reason"]: r["denied"] for r in rows} == {
+        "-": 1,
+        "key_revoked": 2,
+        "model_not_allowed": 1,
+    }

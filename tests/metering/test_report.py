@@ -46,6 +46,24 @@ def test_by_key_and_model(capsys, log_file: Path) -> None:
     }
 
 
+def test_by_reason_counts_denials_only(capsys, tmp_path: Path) -> None:
+    """--by reason: each refusal reason; admitted requests and failures count to -."""
+    log_file = tmp_path / "usage.jsonl"
+    records = [
+        {"ts": "2026-11-21T10:00:00Z", "outcome": "denied", "reason": "bad_key"},
+        {"ts": "2026-11-21T10:01:00Z", "outcome": "denied", "reason": "bad_key"},
+        {"ts": "2026-11-21T10:02:00Z", "outcome": "denied", "reason": "rpm"},
+        {"ts": "2026-11-21T10:03:00Z", "outcome": "upstream_error", "reason": "x"},
+    ]
+    write_records(log_file, records)
+    code, out, _ = run(
+        capsys, "usage", "--audit-log", str(log_file), "--by", "reason", "--json"
+    )
+    assert code == 0
+    rows = {r["reason"]: (r["requests"], r["denied"]) for r in json.loads(out)}
+    assert rows == {"-": (1, 0), "bad_key": (0, 2), "rpm": (0, 1)}
+
+
 def test_by_day_with_a_window(capsys, log_file: Path) -> None:
     """--since/--until keep records with since <= ts < until."""
     code, out, _ = run(
