@@ -217,7 +217,8 @@ def parse_usage_query(
     for dimension in by:
         if dimension not in DIMENSIONS:
             raise BadRequestError(
-                f"by: unknown dimension {dimension!r} (key, model, day, replica, reason)"
+                f"by: unknown dimension {dimension!r} "
+                "(key, model, day, replica, reason)"
             )
     since = _point("since", query.get("since"), now)
     until = _point("until", query.get("until"), now)
