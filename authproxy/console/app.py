@@ -26,6 +26,7 @@ from authproxy.console.live import setup_live_pages
 from authproxy.console.render import STATIC, template_environment
 from authproxy.console.session import session_store
 from authproxy.console.signin import setup_signin
+from authproxy.console.usage import setup_usage_pages
 from authproxy.times import Clock, utc_now
 from authproxy.web.appkeys import CONFIG_KEY
 
@@ -53,6 +54,7 @@ def create_console_app(config: Config, console: ConsoleConfig) -> web.Applicatio
     app.router.add_static("/static", STATIC, name="console_static")
     setup_signin(app)
     setup_key_pages(app)
+    setup_usage_pages(app)
     setup_live_pages(app)
     return app
 

@@ -1,4 +1,7 @@
-"""A key's tokens per day as an inline SVG bar chart, and the same numbers as CSV.
+"""Tokens per day as inline SVG bar charts (one key's, or stacked), and as CSV.
+
+``tokens_chart`` draws one key's days; ``stacked_chart`` the usage page's,
+a bar per day stacked by key or model, with a legend.
 
 Inline SVG needs no script and passes the CSP (``img-src 'self' data:``
 does not even apply: it is part of the page). Every text in it is escaped;
@@ -20,6 +23,19 @@ HEIGHT: Final = 180
 TOP: Final = 20
 BOTTOM: Final = 24
 LEFT: Final = 8
+# The stacked chart's series colours (SVG presentation attributes pass the
+# CSP, style attributes would not); the last one is "other".
+PALETTE: Final = (
+    "#2563eb",
+    "#16a34a",
+    "#d97706",
+    "#9333ea",
+    "#dc2626",
+    "#0891b2",
+    "#db2777",
+    "#65a30d",
+    "#6b7280",
+)
 
 
 def day_series(
@@ -49,16 +65,59 @@ def tokens_chart(series: Sequence[tuple[date, int, int]], label: str) -> Markup:
             f'<rect class="bar" x="{x}" y="{y}" width="{round(step - 2, 1)}" '
             f'height="{height}"><title>{escape(tip)}</title></rect>'
         )
-    first = series[0][0].isoformat() if series else ""
-    last = series[-1][0].isoformat() if series else ""
-    base = TOP + plot
+    days = [day for day, _, _ in series]
+    return _svg(label, peak, days, "".join(bars))
+
+
+def stacked_chart(
+    days: Sequence[date], stacks: Sequence[tuple[str, Sequence[int]]], label: str
+) -> Markup:
+    """Return an SVG chart of tokens per day, each bar stacked by series.
+
+    Args:
+        days: The days, oldest first (one bar each, empty days included).
+        stacks: ``(name, tokens per day)`` per series, in stacking order;
+            series ``i`` is drawn in ``PALETTE[i]`` (the legend's colour).
+        label: The chart's accessible name (``aria-label`` and ``<title>``).
+
+    Returns:
+        The ``<svg>`` markup, every text escaped.
+    """
+    totals = [sum(values[i] for _, values in stacks) for i in range(len(days))]
+    peak = max(totals, default=0)
+    plot = HEIGHT - TOP - BOTTOM
+    step = (WIDTH - 2 * LEFT) / max(len(days), 1)
+    bars = []
+    for i, day in enumerate(days):
+        x = round(LEFT + i * step + 1, 1)
+        y: float = TOP + plot
+        for n, (name, values) in enumerate(stacks):
+            tokens = values[i]
+            if not tokens or not peak:
+                continue
+            height = round(plot * tokens / peak, 1)
+            y = round(y - height, 1)
+            tip = f"{day.isoformat()}: {name}: {tokens} tokens"
+            bars.append(
+                f'<rect class="bar seg" x="{x}" y="{y}" width="{round(step - 2, 1)}" '
+                f'height="{height}" fill="{PALETTE[n % len(PALETTE)]}" '
+                f'data-day="{day.isoformat()}"><title>{escape(tip)}</title></rect>'
+            )
+    return _svg(label, peak, days, "".join(bars))
+
+
+def _svg(label: str, peak: int, days: Sequence[date], bars: str) -> Markup:
+    """Wrap ``bars`` (markup already escaped) in the chart's frame and labels."""
+    first = days[0].isoformat() if days else ""
+    last = days[-1].isoformat() if days else ""
+    base = HEIGHT - BOTTOM
     # Every text put in is escaped or a number, so the markup is ours alone.
     return Markup(  # noqa: S704
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'role="img" aria-label="{escape(label)}">'
+        f'role="img" aria-label="{escape(label)}"><title>{escape(label)}</title>'
         f'<line class="axis" x1="{LEFT}" y1="{base}" x2="{WIDTH - LEFT}" y2="{base}"/>'
         f'<text class="tick" x="{LEFT}" y="{TOP - 6}">max {peak} tokens</text>'
-        f"{''.join(bars)}"
+        f"{bars}"
         f'<text class="tick" x="{LEFT}" y="{HEIGHT - 6}">{first}</text>'
         f'<text class="tick end" x="{WIDTH - LEFT}" y="{HEIGHT - 6}" '
         f'text-anchor="end">{last}</text></svg>'

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 
-from authproxy.console.keychart import day_series, series_csv, tokens_chart
+from authproxy.console.keychart import (
+    day_series,
+    series_csv,
+    stacked_chart,
+    tokens_chart,
+)
 from tests.support.console import parse_html
 
 
@@ -50,3 +55,22 @@ def test_csv_has_a_header_and_a_line_per_day() -> None:
         series_csv(series)
         == "day,requests,tokens\r\n2026-01-01,2,9\r\n2026-01-02,0,0\r\n"
     )
+
+
+def test_a_stacked_bar_sums_its_series_and_escapes_names() -> None:
+    """Each day's segments stack to the day's total; the tallest day fills the plot."""
+    days = [date(2026, 1, 1), date(2026, 1, 2)]
+    svg = str(stacked_chart(days, [("<a>", [10, 0]), ("b", [10, 5])], "T <x>"))
+    assert "<a>" not in svg
+    assert "<x>" not in svg
+    doc = parse_html(svg)
+    segments = doc.find_all("rect", class_="seg")
+    assert [s.attrs["data-day"] for s in segments] == [
+        "2026-01-01",
+        "2026-01-01",
+        "2026-01-02",
+    ]
+    heights = [float(s.attrs["height"]) for s in segments]
+    assert heights[0] == heights[1] == 2 * heights[2]
+    assert segments[0].attrs["fill"] != segments[1].attrs["fill"]
+    assert doc.find("title") is not None
