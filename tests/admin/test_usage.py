@@ -25,10 +25,25 @@ async def test_the_file_backend_reads_the_audit_log(stack: Stack, key) -> None:
 
 
 async def test_an_unknown_dimension_names_the_known_ones(stack: Stack) -> None:
-    """by=team is a 400 listing key, model, day and replica."""
+    """by=team is a 400 listing key, model, day, replica and reason."""
     status, data = await stack.api("GET", "/admin/usage?by=team")
     assert status == 400
-    assert data == {"error": "by: unknown dimension 'team' (key, model, day, replica)"}
+    assert data == {
+        "error": "by: unknown dimension 'team' (key, model, day, replica, reason)"
+    }
+
+
+async def test_by_reason_counts_refusals_under_their_reason(
+    stack: Stack, key: Any
+) -> None:
+    """A refused request counts under its reason, an admitted one under -."""
+    assert await stack.call(str(key.token), "POST", "/api/chat", CHAT) == 200
+    assert await stack.call("not-a-key") == 401
+    status, data = await stack.api("GET", "/admin/usage?by=reason")
+    assert status == 200
+    rows = {r["reason"]: (r["requests"], r["denied"]) for r in data["rows"]}
+    assert rows.pop("-") == (1, 0)
+    assert list(rows.values()) == [(0, 1)]
 
 
 @pytest.fixture
@@ -62,6 +77,12 @@ async def test_the_redis_backend_reads_the_fleet_counters(
     assert set(data["days"]) == {"from", "to"}
     row = next(r for r in data["rows"] if r["key"] == "alice")
     assert (row["replica"], row["requests"], row["total_tokens"]) == ("r1", 2, 30)
+    assert await redis_stack.call("not-a-key") == 401
+    status, data = await redis_stack.api("GET", "/admin/usage?by=reason")
+    assert status == 200
+    denied = {r["reason"]: r["denied"] for r in data["rows"] if r["denied"]}
+    assert "-" not in denied
+    assert sum(denied.values()) >= 1
 
 
 async def test_redis_gone_is_a_503_not_a_local_answer(

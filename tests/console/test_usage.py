@@ -6,14 +6,23 @@ import csv
 import io
 from datetime import UTC, date, timedelta
 from http import HTTPStatus
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
+from authproxy.config.load import load_config
+from authproxy.console.app import create_admin_listener_app
 from authproxy.console.usage import Usage, parse_query, summarise
 from authproxy.keys.lifecycle import CreatedKey
+from authproxy.web.app import create_app
 from tests.support.admin import Stack
+from tests.support.auth import bearer_auth
 from tests.support.console import ConsoleClient, Element
+from tests.support.harness import MakeKey, ProxyTestServer
 from tests.support.payloads import CHAT
+from tests.support.polling import poll_until
 
 
 def rows_of(table: Element) -> list[list[str]]:
@@ -181,3 +190,45 @@ def test_rows_outside_the_window_and_many_series() -> None:
     assert len(stacks) == 9
     assert stacks[0] == ("K9", [19, 0])
     assert stacks[-1] == ("other", [10 + 11, 0])
+
+
+async def test_with_redis_the_page_shows_the_fleets_counters(
+    redis_overrides: dict[str, Any],
+    make_redis_key: MakeKey,
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """state.backend redis: tokens, top keys and denial reasons are Redis's numbers."""
+    ops = make_redis_key("ops", scopes=["admin"])
+    bob = make_redis_key("bob")
+    assert ops.token is not None
+    assert bob.token is not None
+    config = load_config(None, {**redis_overrides, "state.stale_after": 60})
+    proxy: TestClient[Any, Any] = await aiohttp_client(
+        ProxyTestServer(create_app(config), config)
+    )
+    admin = await aiohttp_client(create_admin_listener_app(proxy.app))
+
+    async def known() -> bool:
+        resp = await proxy.get("/api/tags", headers=bearer_auth(bob.token))
+        await resp.read()
+        return resp.status == HTTPStatus.OK
+
+    assert await poll_until(known)
+    resp = await proxy.post("/api/chat", json=CHAT, headers=bearer_auth(bob.token))
+    await resp.read()
+    resp = await proxy.get("/api/tags", headers=bearer_auth("not-a-key"))
+    await resp.read()
+    assert resp.status == HTTPStatus.UNAUTHORIZED
+    browser = ConsoleClient(admin)
+    assert (await browser.sign_in(ops.token)).status == HTTPStatus.OK
+    page = await browser.get("/admin/ui/usage")
+    assert "whole fleet" in page.text
+    resp = await admin.get("/admin/usage?by=key", headers=bearer_auth(ops.token))
+    usage = await resp.json()
+    assert usage["source"] == "redis"
+    fleet = next(r for r in usage["rows"] if r["key_id"] == bob.record.id)
+    top = {row[1]: row for row in rows_of(page.doc.by_id("top-keys"))}
+    assert top[bob.record.id][2] == str(fleet["requests"])
+    assert top[bob.record.id][-1] == str(fleet["total_tokens"])
+    denied = rows_of(page.doc.by_id("denied-reasons"))
+    assert sum(int(row[1]) for row in denied) >= 1
