@@ -36,6 +36,8 @@ async def test_a_request_through_the_proxy_shows_on_the_live_page(
     assert chat[7] == "completed"
     assert key.token not in page.text
     assert "this proxy process" in page.text
+    assert "style=" not in page.text
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
 
 
 async def test_the_page_refreshes_itself_with_and_without_script(

@@ -232,3 +232,18 @@ async def test_with_redis_the_page_shows_the_fleets_counters(
     assert top[bob.record.id][-1] == str(fleet["total_tokens"])
     denied = rows_of(page.doc.by_id("denied-reasons"))
     assert sum(int(row[1]) for row in denied) >= 1
+
+
+async def test_an_empty_window_still_has_every_part(signed_in: ConsoleClient) -> None:
+    """No traffic: zero-filled days, empty tables, the CSP and no style attribute."""
+    page = await signed_in.get("/admin/ui/usage?days=90")
+    assert page.status == HTTPStatus.OK
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    assert "style=" not in page.text
+    numbers = rows_of(page.doc.by_id("usage-tokens-table"))
+    assert len(numbers) == 90
+    assert all(row == [row[0]] for row in numbers)  # no series at all
+    for table in ("top-keys", "top-models", "denied-reasons"):
+        assert page.doc.by_id(table).find("tr", class_="empty") is not None
+    assert page.doc.by_id("denied-chart").find("svg") is not None
+    assert page.doc.by_id("usage-tokens-chart").find("rect") is None
