@@ -1,0 +1,86 @@
+"""What a person does on the admin console, as steps for browser tests.
+
+Each step uses the pages as the console contract names them (form and
+element ids); ``proxy_status`` checks the effect where it counts, on the
+proxy port.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from authproxy.keys.store import parse_token
+from tests.support.browser import Console
+from tests.support.threadstack import ThreadStack
+
+
+def proxy_status(stack: ThreadStack, token: str, model: str | None = None) -> int:
+    """Send one request through the proxy port with ``token``; return its status.
+
+    Without ``model`` it lists models; with one it generates (metered tokens).
+    """
+    body = None
+    if model is not None:
+        body = json.dumps({"model": model, "prompt": "hi", "stream": False}).encode()
+    request = urllib.request.Request(  # noqa: S310 - our loopback listener
+        stack.proxy_url + ("/api/generate" if body else "/api/tags"),
+        data=body,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code
+
+
+def sign_in(console: Console, token: str) -> None:
+    """Fill in and send the login form."""
+    console.open("/admin/ui/login")
+    console.fill("#login-form", {"token": token})
+    console.submit("#login-form")
+
+
+def signed_in(console: Console, stack: ThreadStack) -> None:
+    """Sign in with the stack's admin key and land on the keys page."""
+    sign_in(console, stack.admin_token)
+    assert console.path.startswith("/admin/ui/keys")
+
+
+def read_token(console: Console, stack: ThreadStack) -> str:
+    """Return the token a secret page shows once (and remember it as a secret)."""
+    token = console.wait_for("#new-token").get_attribute("value")
+    assert token
+    stack.secrets.add(token)
+    return token
+
+
+def create_key(console: Console, stack: ThreadStack, name: str) -> tuple[str, str]:
+    """Create a token key through the new-key form; return its id and token."""
+    console.open("/admin/ui/keys")
+    console.wait_for("#new-key").click()
+    console.fill("#create-form", {"name": name})
+    console.submit("#create-form")
+    token = read_token(console, stack)
+    parsed = parse_token(token)
+    assert parsed is not None
+    return parsed[0], token
+
+
+def act(console: Console, key_id: str, form: str, **fields: str | bool) -> None:
+    """Send one of the key page's action forms."""
+    console.open(f"/admin/ui/keys/{key_id}")
+    console.fill(form, fields)
+    console.submit(form)
+
+
+def wait_status(stack: ThreadStack, console: Console, token: str, status: int) -> None:
+    """Wait until the proxy answers ``token`` with ``status``."""
+    console.until(
+        lambda: proxy_status(stack, token) == status,
+        f"the proxy never answered {status}",
+    )
