@@ -30,8 +30,9 @@ RANK = {
     "proxy": 6,
     "web": 7,
     "admin": 8,
-    "server": 9,
-    "cli": 10,
+    "console": 9,
+    "server": 10,
+    "cli": 11,
 }
 SIDEWAYS = {("policy", "keys"), ("keys", "state")}
 HEAVY = ("argon2", "jwt", "yaml", "prometheus_client", "zstandard")
@@ -56,7 +57,7 @@ LIGHT = [
     "proxy.jsonbody",
     "proxy.formbody",
 ]
-APP_KEY_LAYERS = {"web", "admin", "server", "cli"}
+APP_KEY_LAYERS = {"web", "admin", "console", "server", "cli"}
 
 
 def modules() -> dict[str, Path]:
@@ -149,7 +150,7 @@ def test_no_import_cycle() -> None:
 
 
 def test_only_the_top_layers_know_application_keys() -> None:
-    """web.appkeys is imported by web, admin, server and cli only."""
+    """web.appkeys is imported by web, admin, console, server and cli only."""
     users = {
         package_of(name)
         for name, path in modules().items()

@@ -1,9 +1,9 @@
-"""Admin API authentication, and the admin trail of API actions."""
+"""Admin authentication (API and console sign-in), and the admin trail of actions."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final
 
 import structlog
@@ -11,7 +11,7 @@ from aiohttp import web
 
 from authproxy.admin.denials import DenialTrail
 from authproxy.auth.admission import blocked
-from authproxy.auth.credentials import CredentialError, parse_credentials
+from authproxy.auth.credentials import Credential, CredentialError, parse_credentials
 from authproxy.auth.principal import GuessRefusedError, Principal, VerifyFailedError
 from authproxy.config.model import admin_trail_file
 from authproxy.errors import Denied, VerifyBusyError
@@ -41,32 +41,67 @@ async def admin_auth_middleware(
     """Require a key with the ``admin`` scope, or an admin JWT.
 
     The proxy's brute-force limiter applies here too (one per process, so
-    guesses on either listener count together).
+    guesses on either listener count together). Requests routed into a
+    sub-application (the console) skip it: the console has its own sessions,
+    and signs in through ``authenticate_admin`` under the same limiter.
     """
-    if request.match_info.route.name in PUBLIC:
+    if request.match_info.route.name in PUBLIC or in_subapp(request):
         return await handler(request)
-    principal = await _authenticate(request)
-    actor = (
-        principal.key_name if principal.scheme != "jwt" else f"jwt:{principal.key_name}"
+    principal = await authenticate_admin(
+        request, lambda: parse_credentials(request.headers)
     )
-    if "admin" not in principal.scopes:
-        await _denied(request, "no_admin_scope", actor)
-        raise Denied(403, "no_admin_scope", "this key lacks the 'admin' scope")
+    actor = actor_of(principal)
     request[ACTOR_KEY] = actor
     structlog.contextvars.bind_contextvars(actor=actor)
     return await handler(request)
 
 
-async def _authenticate(request: web.Request) -> Principal:
-    """Verify the credential under the limiter.
+def in_subapp(request: web.Request) -> bool:
+    """Tell whether the request was routed into a sub-application of this app."""
+    return request.match_info.apps[-1] is not request.app
+
+
+def actor_of(principal: Principal) -> str:
+    """Return the actor the admin trail names: the key's name, or ``jwt:<actor>``."""
+    if principal.scheme == "jwt":
+        return f"jwt:{principal.key_name}"
+    return principal.key_name
+
+
+async def authenticate_admin(
+    request: web.Request, read: Callable[[], Credential]
+) -> Principal:
+    """Verify an admin credential under the limiter.
+
+    Args:
+        request: the request (its peer is what the limiter counts).
+        read: returns the presented credential (raising ``CredentialError``).
+
+    Raises:
+        Denied: 401, 403 (no admin scope), 429 (blocked) or 503.
+
+    Returns:
+        The principal, with the ``admin`` scope.
+    """
+    principal = await authenticate(request, read)
+    if "admin" not in principal.scopes:
+        await _denied(request, "no_admin_scope", actor_of(principal))
+        raise Denied(403, "no_admin_scope", "this key lacks the 'admin' scope")
+    return principal
+
+
+async def authenticate(
+    request: web.Request, read: Callable[[], Credential]
+) -> Principal:
+    """Verify the credential ``read`` returns under the limiter.
 
     Raises:
         Denied: 401, 429 (blocked) or 503 (verification queue full).
     """
-    main = request.app[MAIN_APP_KEY]
+    main = request.config_dict[MAIN_APP_KEY]
     guess = main[BRUTE_FORCE_KEY].guess(request.remote or "")
     try:
-        credential = parse_credentials(request.headers)
+        credential = read()
         return await main[VERIFIER_KEY].authenticate(credential, guess)
     except GuessRefusedError:
         raise await _blocked(request, guess.retry_after()) from None
@@ -88,7 +123,7 @@ async def _blocked(request: web.Request, wait: int) -> Denied:
 
 
 async def _denied(request: web.Request, reason: str, actor: str = "anonymous") -> None:
-    await request.app[DENIALS_KEY].denied(
+    await request.config_dict[DENIALS_KEY].denied(
         client=request.remote,
         actor=actor,
         reason=reason,
@@ -115,14 +150,18 @@ async def _denials_ctx(app: web.Application) -> AsyncIterator[None]:
 async def record(
     request: web.Request,
     action: str,
-    key: KeyRecord,
+    key: KeyRecord | None,
     detail: dict[str, Any],
     *,
     source: str = "api",
 ) -> None:
-    """Append a successful admin action to the admin trail (source: api, console)."""
+    """Append a successful admin action to the admin trail (source: api, console).
+
+    ``key`` is ``None`` for an action on no key (a console sign-in with an
+    admin JWT).
+    """
     await _trail(request, action, "ok", key=key, detail=detail, source=source)
-    log.info("admin_action", action=action, key_id=key.id)
+    log.info("admin_action", action=action, key_id=key.id if key else None)
 
 
 async def _trail(
@@ -134,7 +173,7 @@ async def _trail(
     detail: dict[str, Any] | None = None,
     source: str = "api",
 ) -> None:
-    config = request.app[MAIN_APP_KEY][CONFIG_KEY]
+    config = request.config_dict[MAIN_APP_KEY][CONFIG_KEY]
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(
         None,

@@ -14,6 +14,8 @@ listener in two ways:
    state-changing request must therefore say ``application/json``, even with an
    empty body, else ``415``. A JSON request needs a preflight, and this
    listener sends no CORS headers, so a browser never sends one cross-origin.
+   The console under ``/admin/ui/`` (a sub-application) takes HTML forms
+   instead; every one carries its CSRF token, and the checks below still apply.
    As a second line, a write the browser marks as cross-site or same-site
    (``Sec-Fetch-Site``), or whose ``Origin`` is not this listener, gets ``403``.
 
@@ -32,6 +34,7 @@ import structlog
 from aiohttp import hdrs, web
 from yarl import URL
 
+from authproxy.admin.auth import in_subapp
 from authproxy.config.model import AdminConfig
 from authproxy.errors import Denied
 from authproxy.responses import Handler
@@ -156,7 +159,9 @@ def _refusal(request: web.Request) -> tuple[int, str, str] | None:
         return None
     if _is_cross_site(request):
         return 403, "cross-site requests are refused", "cross_site"
-    if request.content_type != "application/json":
+    # The console (a sub-application) takes HTML forms; it checks its own
+    # CSRF token on every one of them.
+    if request.content_type != "application/json" and not in_subapp(request):
         return 415, "Content-Type must be application/json", "content_type"
     return None
 

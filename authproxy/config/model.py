@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from authproxy.config.console import ConsoleConfig
 from authproxy.config.hosts import host_patterns
 from authproxy.config.replica import replica_option
 from authproxy.config.schema import (
@@ -179,6 +180,7 @@ class AdminConfig:
     listen: str = option("127.0.0.1:11436", parse=_listen_address)
     allowed_hosts: tuple[str, ...] = option((), parse=host_patterns)
     idempotency_ttl: float = option(86400.0, parse=seconds)
+    console: ConsoleConfig = section(ConsoleConfig)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,8 +14,8 @@ from typing import IO, Any, Final
 import structlog
 from aiohttp import web
 
-from authproxy.admin.app import create_admin_app
 from authproxy.config.model import Config
+from authproxy.console.app import create_admin_listener_app
 from authproxy.errors import ConfigError, ListenError
 from authproxy.keys.lifecycle import CreatedKey, KeySpec, create_key
 from authproxy.keys.store import make_hasher
@@ -74,12 +74,12 @@ async def start_site(
 
 
 async def _start_admin(app: web.Application, config: Config) -> web.AppRunner | None:
-    """Start the admin API on its own listener (``admin.listen``; empty = off)."""
+    """Start the admin API and console (``admin.listen``; empty = off)."""
     if not config.admin.listen:
         return None
     # The proxy's HTTP limits (line and header sizes, keep-alive) apply here too.
     runner = GuardedAppRunner(
-        create_admin_app(app),
+        create_admin_listener_app(app),
         header_timeout=config.limits.header_timeout,
         **server_kwargs(config),
     )
