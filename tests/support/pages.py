@@ -76,11 +76,3 @@ def act(console: Console, key_id: str, form: str, **fields: str | bool) -> None:
     console.open(f"/admin/ui/keys/{key_id}")
     console.fill(form, fields)
     console.submit(form)
-
-
-def wait_status(stack: ThreadStack, console: Console, token: str, status: int) -> None:
-    """Wait until the proxy answers ``token`` with ``status``."""
-    console.until(
-        lambda: proxy_status(stack, token) == status,
-        f"the proxy never answered {status}",
-    )

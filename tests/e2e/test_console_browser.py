@@ -1,0 +1,320 @@
+"""The admin console in a real headless browser (Debian's chromium), end to end.
+
+One proxy stack and one browser serve the module (tests/e2e/conftest.py): the
+proxy and the admin listener with the console on real loopback sockets, in
+front of the fake Ollama, with three seeded keys and two weeks of traffic.
+Each test signs in through the login form as a person would, acts through the
+pages, and checks the effect where it counts: on the proxy port.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import pytest
+
+from tests.support.browser import CSP, Console, browser_needed
+from tests.support.pages import (
+    act,
+    create_key,
+    proxy_status,
+    read_token,
+    sign_in,
+    signed_in,
+)
+from tests.support.threadstack import ThreadStack
+
+pytestmark = browser_needed
+
+# The pages a signed-in admin can open; {id} is the seeded build-bot key.
+PAGES: Final = (
+    "/admin/ui/keys",
+    "/admin/ui/keys/new",
+    "/admin/ui/keys/{id}",
+    "/admin/ui/usage",
+    "/admin/ui/usage?days=90&by=model",
+    "/admin/ui/live",
+)
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def test_screenshots_of_every_page(
+    console: Console, console_stack: ThreadStack
+) -> None:
+    """Each page renders from the seeded state; screenshots go to the artifacts."""
+    for name in ("build-bot", "notebook"):
+        token = console_stack.keys[name].token
+        assert token is not None
+        assert proxy_status(console_stack, token, "llama3.2:latest") == 200
+    console.open("/admin/ui/")
+    console.wait_for("#login-form")
+    console.screenshot("login", docs=True)
+    signed_in(console, console_stack)
+    console.wait_for("table#keys-table")
+    console.screenshot("keys", docs=True)
+    console.open(f"/admin/ui/keys/{console_stack.keys['build-bot'].record.id}")
+    console.wait_for("figure#key-usage-chart svg")
+    console.screenshot("key", docs=True)
+    console.open("/admin/ui/usage?days=30&by=key")
+    console.wait_for("figure#usage-tokens-chart svg")
+    console.screenshot("usage", docs=True)
+    console.open("/admin/ui/live")
+    console.until(
+        lambda: len(console.find_all("tr.live-row")) >= 2, "live rows missing"
+    )
+    console.screenshot("live", docs=True)
+    create_key(console, console_stack, "docs-example")
+    console.screenshot("new-token", docs=True)
+
+
+def test_sign_in_refuses_a_bad_token_and_admits_the_admin_key(
+    console: Console, console_stack: ThreadStack
+) -> None:
+    """A wrong token gets "Sign-in failed" and no session; the admin key gets in."""
+    console.open("/admin/ui/keys")
+    assert console.path.startswith("/admin/ui/login")
+    sign_in(console, "ap_notakey_" + "x" * 32)
+    assert "Sign-in failed" in console.text(".error")
+    assert console.path.startswith("/admin/ui/login")
+    console.open("/admin/ui/keys")
+    assert console.path.startswith("/admin/ui/login")
+    signed_in(console, console_stack)
+    ops = console_stack.keys["ops"].record.id
+    assert console.find_all(f'tr[data-key-id="{ops}"]')
+
+
+def test_browsing_the_console_is_not_a_failed_authentication(
+    console: Console, console_stack: ThreadStack
+) -> None:
+    """Many page views (more than limits.auth_failures) leave this client unblocked.
+
+    A browser asks each page's origin for /favicon.ico unless the page names
+    an icon; on the admin listener that is an API request without
+    credentials, which the failure limiter counts, and 20 of them blocked the
+    admin's address on the proxy port too.
+    """
+    signed_in(console, console_stack)
+    failures = console_stack.config.limits.auth_failures
+    for _ in range(failures + 5):
+        console.open("/admin/ui/keys")
+        console.wait_for("table#keys-table")
+    token = console_stack.keys["notebook"].token
+    assert token is not None
+    assert proxy_status(console_stack, token) == 200
+
+
+def test_a_new_key_shows_its_token_once_and_it_works_on_the_proxy(
+    console: Console, console_stack: ThreadStack
+) -> None:
+    """The created key's token is shown once, with a curl line, and opens the proxy."""
+    signed_in(console, console_stack)
+    key_id, token = create_key(console, console_stack, "browser-made")
+    assert "Bearer" in console.text("#curl-line")
+    assert console.find_all("button#copy-token")
+    status, headers, _ = console.fetch(f"/admin/ui/keys/{key_id}")
+    assert status == 200
+    assert "no-store" in headers["Cache-Control"]
+    assert proxy_status(console_stack, token) == 200
+    console.open(f"/admin/ui/keys/{key_id}")
+    console.wait_for("#key-detail")
+    assert token not in console.driver.page_source
+    assert not console.find_all("#new-token")
+
+
+def test_rotate_with_grace_gives_a_new_token_and_keeps_the_old_one(
+    console: Console, console_stack: ThreadStack
+) -> None:
+    """Rotating with a grace period shows a new token; both work during the grace."""
+    signed_in(console, console_stack)
+    key_id, old = create_key(console, console_stack, "rotated")
+    act(console, key_id, "#rotate-form", grace="1h", confirm=True)
+    new = read_token(console, console_stack)
+    assert new != old
+    assert proxy_status(console_stack, new) == 200
+    assert proxy_status(console_stack, old) == 200
+
+
+def test_revoke_needs_confirmation_and_the_proxy_then_refuses_the_key(
+    console: Console, console_stack: ThreadStack
+) -> None:
+    """Revoke does not go without the box ticked; once revoked, the proxy says 401."""
+    signed_in(console, console_stack)
+    key_id, token = create_key(console, console_stack, "revoked")
+    console.open(f"/admin/ui/keys/{key_id}")
+    form = console.wait_for("#revoke-form")
+    assert console.driver.execute_script("return !arguments[0].checkValidity()", form)
+    assert proxy_status(console_stack, token) == 200
+    act(console, key_id, "#revoke-form", confirm=True)
+    assert console.text(".flash")
+    assert proxy_status(console_stack, token) == 401
+
+
+def test_disable_then_enable(console: Console, console_stack: ThreadStack) -> None:
+    """A disabled key is refused on the proxy port; enabled again, it works."""
+    signed_in(console, console_stack)
+    key_id, token = create_key(console, console_stack, "toggled")
+    act(console, key_id, "#disable-form", confirm=True)
+    assert console.text(".flash")
+    assert proxy_status(console_stack, token) == 401
+    act(console, key_id, "#enable-form")
+    assert proxy_status(console_stack, token) == 200
+
+
+def test_edit_limits_models_and_note(
+    console: Console, console_stack: ThreadStack
+) -> None:
+    """Edited limits and note show on the key page; the model list binds the proxy."""
+    signed_in(console, console_stack)
+    key_id, token = create_key(console, console_stack, "edited")
+    assert proxy_status(console_stack, token, "qwen3:8b") == 200
+    act(
+        console,
+        key_id,
+        "#edit-form",
+        rpm="30",
+        models="llama3.2:latest",
+        note="edited in a browser",
+    )
+    assert console.text(".flash")
+    detail = console.text("#key-detail")
+    assert "30" in detail
+    assert "edited in a browser" in detail
+    assert proxy_status(console_stack, token, "qwen3:8b") == 403
+    assert proxy_status(console_stack, token, "llama3.2:latest") == 200
+
+
+def test_a_request_appears_on_the_live_page_without_a_reload(
+    console: Console, console_stack: ThreadStack
+) -> None:
+    """The live table picks up a new request by itself (the page is not reloaded)."""
+    signed_in(console, console_stack)
+    key_id, token = create_key(console, console_stack, "live-probe")
+    console.open("/admin/ui/live")
+    console.wait_for("table#live-table")
+    console.driver.execute_script("window.stillHere = true")
+    assert proxy_status(console_stack, token, "qwen3:8b") == 200
+
+    def probe_rows() -> list[str]:
+        return [r.text for r in console.find_all("tr.live-row") if key_id in r.text]
+
+    console.until(probe_rows, "the request never appeared on the live page")
+    row = probe_rows()[0]
+    assert "live-probe" in row
+    assert "qwen3:8b" in row
+    assert "200" in row
+    assert token not in console.driver.page_source
+    assert console.driver.execute_script("return window.stillHere === true")
+
+
+def test_a_request_counts_in_the_usage_tables_and_csv(
+    console: Console, console_stack: ThreadStack
+) -> None:
+    """A key's tokens reach the usage page; every CSV link answers a CSV file."""
+    signed_in(console, console_stack)
+    _, token = create_key(console, console_stack, "usage-probe")
+    assert proxy_status(console_stack, token, "llama3.2:latest") == 200
+
+    def counted() -> bool:
+        console.open("/admin/ui/usage?days=7&by=key")
+        return "usage-probe" in console.text("table#top-keys")
+
+    console.until(counted, "usage-probe never showed in the top keys")
+    assert console.find_all("figure#usage-tokens-chart svg")
+    assert console.find_all("table#top-models")
+    assert console.find_all("table#denied-reasons")
+    links = [a.get_attribute("href") or "" for a in console.find_all("a.csv-link")]
+    assert len(links) >= 4
+    for link in links:
+        assert link.startswith(console.base + "/admin/ui/usage.csv?")
+        status, headers, body = console.fetch(link[len(console.base) :])
+        assert status == 200
+        assert headers["Content-Type"].startswith("text/csv")
+        assert headers["Content-Disposition"].startswith("attachment")
+        assert b"," in body.splitlines()[0]
+    status, _, body = console.fetch("/admin/ui/usage.csv?chart=top-keys&days=7&by=key")
+    assert b"usage-probe" in body
+
+
+def test_sign_out_ends_the_session(
+    console: Console, console_stack: ThreadStack
+) -> None:
+    """After sign-out the console asks to sign in again, even with the old cookie."""
+    signed_in(console, console_stack)
+    old = console.cookie_header()
+    console.submit("#logout-form")
+    assert console.path.startswith("/admin/ui/login")
+    console.open("/admin/ui/keys")
+    assert console.path.startswith("/admin/ui/login")
+    status, headers, _ = console.fetch("/admin/ui/keys", cookie=old)
+    assert status == 303
+    assert "/admin/ui/login" in headers["Location"]
+
+
+def test_every_page_has_the_csp_and_loads_nothing_from_outside(
+    console: Console, console_stack: ThreadStack
+) -> None:
+    """Each page and static file carries the CSP; no page loads another origin."""
+    console.open("/admin/ui/login")
+    pages = ["/admin/ui/login"]
+    assert console.outside_loads() == []
+    signed_in(console, console_stack)
+    key_id = console_stack.keys["build-bot"].record.id
+    loaded: set[str] = set()
+    for page in PAGES:
+        path = page.format(id=key_id)
+        console.open(path)
+        console.wait_for("main")
+        assert console.outside_loads() == [], path
+        loaded.update(
+            console.driver.execute_script(
+                "return performance.getEntriesByType('resource').map(e => e.name)"
+            )
+        )
+        pages.append(path)
+    statics = sorted(u[len(console.base) :] for u in loaded if "/static/" in u)
+    assert statics, "no page loaded the console's CSS or JS"
+    for path in pages + statics:
+        # Signed in, the login page redirects: ask for it without the session.
+        status, headers, _ = console.fetch(path, cookie="" if "login" in path else None)
+        assert status == 200, path
+        for name, value in SECURITY_HEADERS.items():
+            assert headers[name] == value, (path, name)
+
+
+def test_an_action_works_without_javascript(
+    nojs_console: Console, console_stack: ThreadStack
+) -> None:
+    """With JavaScript off, an admin signs in, creates a key and disables it."""
+    console = nojs_console
+    signed_in(console, console_stack)
+    key_id, token = create_key(console, console_stack, "no-script")
+    assert proxy_status(console_stack, token) == 200
+    act(console, key_id, "#disable-form", confirm=True)
+    assert console.text(".flash")
+    assert proxy_status(console_stack, token) == 401
+
+
+@pytest.mark.parametrize(
+    ("page", "content"),
+    [
+        ("/admin/ui/keys", "table#keys-table"),
+        ("/admin/ui/usage", "figure#usage-tokens-chart"),
+        ("/admin/ui/live", "table#live-table"),
+    ],
+    ids=["keys", "usage", "live"],
+)
+def test_a_phone_gets_no_sideways_page_scroll(
+    console: Console, console_stack: ThreadStack, page: str, content: str
+) -> None:
+    """On a phone-width viewport the page fits; wide tables scroll in their box."""
+    signed_in(console, console_stack)
+    console.emulate_phone()
+    console.open(page)
+    console.wait_for(content)
+    assert not console.page_overflows(), page
+    console.screenshot("phone-" + page.rsplit("/", 1)[1])
