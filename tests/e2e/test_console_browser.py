@@ -60,6 +60,8 @@ def test_screenshots_of_every_page(
     console.open(f"/admin/ui/keys/{console_stack.keys['build-bot'].record.id}")
     console.wait_for("figure#key-usage-chart svg")
     console.screenshot("key", docs=True)
+    create_key(console, console_stack, "docs-example")
+    console.screenshot("new-token", docs=True)
     console.open("/admin/ui/usage?days=30&by=key")
     console.wait_for("figure#usage-tokens-chart svg")
     console.screenshot("usage", docs=True)
@@ -68,8 +70,6 @@ def test_screenshots_of_every_page(
         lambda: len(console.find_all("tr.live-row")) >= 2, "live rows missing"
     )
     console.screenshot("live", docs=True)
-    create_key(console, console_stack, "docs-example")
-    console.screenshot("new-token", docs=True)
 
 
 def test_sign_in_refuses_a_bad_token_and_admits_the_admin_key(
