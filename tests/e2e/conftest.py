@@ -38,7 +38,7 @@ def _seed(stack: ThreadStack) -> None:
 
 
 @pytest.fixture(scope="module")
-def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadStack]:
+def browser_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadStack]:
     """The proxy, its admin listener with the console, and the fake Ollama."""
     stack = ThreadStack(tmp_path_factory.mktemp("console"))
     stack.start(_seed)
@@ -79,7 +79,7 @@ def _fresh(driver: WebDriver, stack: ThreadStack) -> Console:
 @pytest.fixture
 def console(
     driver: WebDriver,
-    console_stack: ThreadStack,
+    browser_stack: ThreadStack,
     log_capture: LogCapture,
     secrets_seen: Secrets,
 ) -> Iterator[Console]:
@@ -88,21 +88,21 @@ def console(
     ``log_capture`` is named so that it checks the logs after this fixture has
     handed it the secrets the test read from pages.
     """
-    console = _fresh(driver, console_stack)
+    console = _fresh(driver, browser_stack)
     yield console
-    secrets_seen.add(*console_stack.secrets.values)
+    secrets_seen.add(*browser_stack.secrets.values)
     assert console.errors() == [], "the browser logged errors (CSP, script)"
 
 
 @pytest.fixture
 def nojs_console(
     nojs_driver: WebDriver,
-    console_stack: ThreadStack,
+    browser_stack: ThreadStack,
     log_capture: LogCapture,
     secrets_seen: Secrets,
 ) -> Iterator[Console]:
     """The JavaScript-less browser on the console, signed out."""
-    console = _fresh(nojs_driver, console_stack)
+    console = _fresh(nojs_driver, browser_stack)
     yield console
-    secrets_seen.add(*console_stack.secrets.values)
+    secrets_seen.add(*browser_stack.secrets.values)
     assert console.errors() == []

@@ -44,23 +44,23 @@ SECURITY_HEADERS: Final = {
 
 
 def test_screenshots_of_every_page(
-    console: Console, console_stack: ThreadStack
+    console: Console, browser_stack: ThreadStack
 ) -> None:
     """Each page renders from the seeded state; screenshots go to the artifacts."""
     for name in ("build-bot", "notebook"):
-        token = console_stack.keys[name].token
+        token = browser_stack.keys[name].token
         assert token is not None
-        assert proxy_status(console_stack, token, "llama3.2:latest") == 200
+        assert proxy_status(browser_stack, token, "llama3.2:latest") == 200
     console.open("/admin/ui/")
     console.wait_for("#login-form")
     console.screenshot("login", docs=True)
-    signed_in(console, console_stack)
+    signed_in(console, browser_stack)
     console.wait_for("table#keys-table")
     console.screenshot("keys", docs=True)
-    console.open(f"/admin/ui/keys/{console_stack.keys['build-bot'].record.id}")
+    console.open(f"/admin/ui/keys/{browser_stack.keys['build-bot'].record.id}")
     console.wait_for("figure#key-usage-chart svg")
     console.screenshot("key", docs=True)
-    create_key(console, console_stack, "docs-example")
+    create_key(console, browser_stack, "docs-example")
     console.screenshot("new-token", docs=True)
     console.open("/admin/ui/usage?days=30&by=key")
     console.wait_for("figure#usage-tokens-chart svg")
@@ -73,7 +73,7 @@ def test_screenshots_of_every_page(
 
 
 def test_sign_in_refuses_a_bad_token_and_admits_the_admin_key(
-    console: Console, console_stack: ThreadStack
+    console: Console, browser_stack: ThreadStack
 ) -> None:
     """A wrong token gets "Sign-in failed" and no session; the admin key gets in."""
     console.open("/admin/ui/keys")
@@ -83,13 +83,13 @@ def test_sign_in_refuses_a_bad_token_and_admits_the_admin_key(
     assert console.path.startswith("/admin/ui/login")
     console.open("/admin/ui/keys")
     assert console.path.startswith("/admin/ui/login")
-    signed_in(console, console_stack)
-    ops = console_stack.keys["ops"].record.id
+    signed_in(console, browser_stack)
+    ops = browser_stack.keys["ops"].record.id
     assert console.find_all(f'tr[data-key-id="{ops}"]')
 
 
 def test_browsing_the_console_is_not_a_failed_authentication(
-    console: Console, console_stack: ThreadStack
+    console: Console, browser_stack: ThreadStack
 ) -> None:
     """Many page views (more than limits.auth_failures) leave this client unblocked.
 
@@ -98,28 +98,28 @@ def test_browsing_the_console_is_not_a_failed_authentication(
     credentials, which the failure limiter counts, and 20 of them blocked the
     admin's address on the proxy port too.
     """
-    signed_in(console, console_stack)
-    failures = console_stack.config.limits.auth_failures
+    signed_in(console, browser_stack)
+    failures = browser_stack.config.limits.auth_failures
     for _ in range(failures + 5):
         console.open("/admin/ui/keys")
         console.wait_for("table#keys-table")
-    token = console_stack.keys["notebook"].token
+    token = browser_stack.keys["notebook"].token
     assert token is not None
-    assert proxy_status(console_stack, token) == 200
+    assert proxy_status(browser_stack, token) == 200
 
 
 def test_a_new_key_shows_its_token_once_and_it_works_on_the_proxy(
-    console: Console, console_stack: ThreadStack
+    console: Console, browser_stack: ThreadStack
 ) -> None:
     """The created key's token is shown once, with a curl line, and opens the proxy."""
-    signed_in(console, console_stack)
-    key_id, token = create_key(console, console_stack, "browser-made")
+    signed_in(console, browser_stack)
+    key_id, token = create_key(console, browser_stack, "browser-made")
     assert "Bearer" in console.text("#curl-line")
     assert console.find_all("button#copy-token")
     status, headers, _ = console.fetch(f"/admin/ui/keys/{key_id}")
     assert status == 200
     assert "no-store" in headers["Cache-Control"]
-    assert proxy_status(console_stack, token) == 200
+    assert proxy_status(browser_stack, token) == 200
     console.open(f"/admin/ui/keys/{key_id}")
     console.wait_for("#key-detail")
     assert token not in console.driver.page_source
@@ -127,51 +127,51 @@ def test_a_new_key_shows_its_token_once_and_it_works_on_the_proxy(
 
 
 def test_rotate_with_grace_gives_a_new_token_and_keeps_the_old_one(
-    console: Console, console_stack: ThreadStack
+    console: Console, browser_stack: ThreadStack
 ) -> None:
     """Rotating with a grace period shows a new token; both work during the grace."""
-    signed_in(console, console_stack)
-    key_id, old = create_key(console, console_stack, "rotated")
+    signed_in(console, browser_stack)
+    key_id, old = create_key(console, browser_stack, "rotated")
     act(console, key_id, "#rotate-form", grace="1h", confirm=True)
-    new = read_token(console, console_stack)
+    new = read_token(console, browser_stack)
     assert new != old
-    assert proxy_status(console_stack, new) == 200
-    assert proxy_status(console_stack, old) == 200
+    assert proxy_status(browser_stack, new) == 200
+    assert proxy_status(browser_stack, old) == 200
 
 
 def test_revoke_needs_confirmation_and_the_proxy_then_refuses_the_key(
-    console: Console, console_stack: ThreadStack
+    console: Console, browser_stack: ThreadStack
 ) -> None:
     """Revoke does not go without the box ticked; once revoked, the proxy says 401."""
-    signed_in(console, console_stack)
-    key_id, token = create_key(console, console_stack, "revoked")
+    signed_in(console, browser_stack)
+    key_id, token = create_key(console, browser_stack, "revoked")
     console.open(f"/admin/ui/keys/{key_id}")
     form = console.wait_for("#revoke-form")
     assert console.driver.execute_script("return !arguments[0].checkValidity()", form)
-    assert proxy_status(console_stack, token) == 200
+    assert proxy_status(browser_stack, token) == 200
     act(console, key_id, "#revoke-form", confirm=True)
     assert console.text(".flash")
-    assert proxy_status(console_stack, token) == 401
+    assert proxy_status(browser_stack, token) == 401
 
 
-def test_disable_then_enable(console: Console, console_stack: ThreadStack) -> None:
+def test_disable_then_enable(console: Console, browser_stack: ThreadStack) -> None:
     """A disabled key is refused on the proxy port; enabled again, it works."""
-    signed_in(console, console_stack)
-    key_id, token = create_key(console, console_stack, "toggled")
+    signed_in(console, browser_stack)
+    key_id, token = create_key(console, browser_stack, "toggled")
     act(console, key_id, "#disable-form", confirm=True)
     assert console.text(".flash")
-    assert proxy_status(console_stack, token) == 401
+    assert proxy_status(browser_stack, token) == 401
     act(console, key_id, "#enable-form")
-    assert proxy_status(console_stack, token) == 200
+    assert proxy_status(browser_stack, token) == 200
 
 
 def test_edit_limits_models_and_note(
-    console: Console, console_stack: ThreadStack
+    console: Console, browser_stack: ThreadStack
 ) -> None:
     """Edited limits and note show on the key page; the model list binds the proxy."""
-    signed_in(console, console_stack)
-    key_id, token = create_key(console, console_stack, "edited")
-    assert proxy_status(console_stack, token, "qwen3:8b") == 200
+    signed_in(console, browser_stack)
+    key_id, token = create_key(console, browser_stack, "edited")
+    assert proxy_status(browser_stack, token, "qwen3:8b") == 200
     act(
         console,
         key_id,
@@ -184,20 +184,20 @@ def test_edit_limits_models_and_note(
     detail = console.text("#key-detail")
     assert "30" in detail
     assert "edited in a browser" in detail
-    assert proxy_status(console_stack, token, "qwen3:8b") == 403
-    assert proxy_status(console_stack, token, "llama3.2:latest") == 200
+    assert proxy_status(browser_stack, token, "qwen3:8b") == 403
+    assert proxy_status(browser_stack, token, "llama3.2:latest") == 200
 
 
 def test_a_request_appears_on_the_live_page_without_a_reload(
-    console: Console, console_stack: ThreadStack
+    console: Console, browser_stack: ThreadStack
 ) -> None:
     """The live table picks up a new request by itself (the page is not reloaded)."""
-    signed_in(console, console_stack)
-    key_id, token = create_key(console, console_stack, "live-probe")
+    signed_in(console, browser_stack)
+    key_id, token = create_key(console, browser_stack, "live-probe")
     console.open("/admin/ui/live")
     console.wait_for("table#live-table")
     console.driver.execute_script("window.stillHere = true")
-    assert proxy_status(console_stack, token, "qwen3:8b") == 200
+    assert proxy_status(browser_stack, token, "qwen3:8b") == 200
 
     def probe_rows() -> list[str]:
         return [r.text for r in console.find_all("tr.live-row") if key_id in r.text]
@@ -212,12 +212,12 @@ def test_a_request_appears_on_the_live_page_without_a_reload(
 
 
 def test_a_request_counts_in_the_usage_tables_and_csv(
-    console: Console, console_stack: ThreadStack
+    console: Console, browser_stack: ThreadStack
 ) -> None:
     """A key's tokens reach the usage page; every CSV link answers a CSV file."""
-    signed_in(console, console_stack)
-    _, token = create_key(console, console_stack, "usage-probe")
-    assert proxy_status(console_stack, token, "llama3.2:latest") == 200
+    signed_in(console, browser_stack)
+    _, token = create_key(console, browser_stack, "usage-probe")
+    assert proxy_status(browser_stack, token, "llama3.2:latest") == 200
 
     def counted() -> bool:
         console.open("/admin/ui/usage?days=7&by=key")
@@ -241,10 +241,10 @@ def test_a_request_counts_in_the_usage_tables_and_csv(
 
 
 def test_sign_out_ends_the_session(
-    console: Console, console_stack: ThreadStack
+    console: Console, browser_stack: ThreadStack
 ) -> None:
     """After sign-out the console asks to sign in again, even with the old cookie."""
-    signed_in(console, console_stack)
+    signed_in(console, browser_stack)
     old = console.cookie_header()
     console.submit("#logout-form")
     assert console.path.startswith("/admin/ui/login")
@@ -256,14 +256,14 @@ def test_sign_out_ends_the_session(
 
 
 def test_every_page_has_the_csp_and_loads_nothing_from_outside(
-    console: Console, console_stack: ThreadStack
+    console: Console, browser_stack: ThreadStack
 ) -> None:
     """Each page and static file carries the CSP; no page loads another origin."""
     console.open("/admin/ui/login")
     pages = ["/admin/ui/login"]
     assert console.outside_loads() == []
-    signed_in(console, console_stack)
-    key_id = console_stack.keys["build-bot"].record.id
+    signed_in(console, browser_stack)
+    key_id = browser_stack.keys["build-bot"].record.id
     loaded: set[str] = set()
     for page in PAGES:
         path = page.format(id=key_id)
@@ -287,16 +287,16 @@ def test_every_page_has_the_csp_and_loads_nothing_from_outside(
 
 
 def test_an_action_works_without_javascript(
-    nojs_console: Console, console_stack: ThreadStack
+    nojs_console: Console, browser_stack: ThreadStack
 ) -> None:
     """With JavaScript off, an admin signs in, creates a key and disables it."""
     console = nojs_console
-    signed_in(console, console_stack)
-    key_id, token = create_key(console, console_stack, "no-script")
-    assert proxy_status(console_stack, token) == 200
+    signed_in(console, browser_stack)
+    key_id, token = create_key(console, browser_stack, "no-script")
+    assert proxy_status(browser_stack, token) == 200
     act(console, key_id, "#disable-form", confirm=True)
     assert console.text(".flash")
-    assert proxy_status(console_stack, token) == 401
+    assert proxy_status(browser_stack, token) == 401
 
 
 @pytest.mark.parametrize(
@@ -309,10 +309,10 @@ def test_an_action_works_without_javascript(
     ids=["keys", "usage", "live"],
 )
 def test_a_phone_gets_no_sideways_page_scroll(
-    console: Console, console_stack: ThreadStack, page: str, content: str
+    console: Console, browser_stack: ThreadStack, page: str, content: str
 ) -> None:
     """On a phone-width viewport the page fits; wide tables scroll in their box."""
-    signed_in(console, console_stack)
+    signed_in(console, browser_stack)
     console.emulate_phone()
     console.open(page)
     console.wait_for(content)
