@@ -16,6 +16,7 @@ from authproxy.admin.app import create_admin_app
 from authproxy.admin.auth import MAIN_APP_KEY
 from authproxy.config.console import ConsoleConfig
 from authproxy.config.model import Config
+from authproxy.console.access import HOME, console_session_middleware
 from authproxy.console.appkeys import CONSOLE_CONFIG_KEY, SESSIONS_KEY, TEMPLATES_KEY
 from authproxy.console.context import see_other
 from authproxy.console.edge import console_edge_middleware
@@ -23,7 +24,7 @@ from authproxy.console.headers import setup_security_headers
 from authproxy.console.keypages import setup_key_pages
 from authproxy.console.render import STATIC, template_environment
 from authproxy.console.session import session_store
-from authproxy.console.signin import HOME, console_session_middleware, setup_signin
+from authproxy.console.signin import setup_signin
 from authproxy.times import Clock, utc_now
 from authproxy.web.appkeys import CONFIG_KEY
 

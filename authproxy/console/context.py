@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -15,6 +19,11 @@ from authproxy.console.appkeys import (
     SESSIONS_KEY,
 )
 from authproxy.console.session import Session
+from authproxy.keys.record import KeyRecord
+from authproxy.keys.store import StoreRef
+from authproxy.web.appkeys import KEY_BACKEND_KEY, WATCHER_KEY
+
+T = TypeVar("T")
 
 
 def now(request: web.Request) -> datetime:
@@ -55,3 +64,24 @@ async def flash(request: web.Request, message: str) -> None:
 def see_other(location: str) -> web.Response:
     """Return a 303 to ``location`` (a console path), for a page or after a write."""
     return web.Response(status=303, headers={"Location": location})
+
+
+def key_url(record: KeyRecord) -> str:
+    """Return the console page of a key."""
+    return f"/admin/ui/keys/{record.id}"
+
+
+def key_store(request: web.Request) -> StoreRef:
+    """Return the key store the admin API writes to (the file, or Redis)."""
+    return main_app(request)[KEY_BACKEND_KEY].store
+
+
+async def blocking(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking store operation (argon2, file or Redis writes) in the executor."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(func, *args, **kwargs))
+
+
+async def applied(request: web.Request) -> None:
+    """Put a store change in service now (revocations act within a second)."""
+    await main_app(request)[WATCHER_KEY].reload(force=True)

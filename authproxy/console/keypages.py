@@ -11,6 +11,7 @@ from authproxy.console.context import main_app, now
 from authproxy.console.keyactions import setup_key_actions
 from authproxy.console.keychart import day_series, series_csv, tokens_chart
 from authproxy.console.keyforms import LIMIT_FIELDS
+from authproxy.console.keysecrets import setup_secret_actions
 from authproxy.console.keytable import (
     DAYS,
     KINDS,
@@ -145,4 +146,5 @@ def setup_key_pages(app: web.Application) -> None:
     r.add_get("/keys/new", new_key_page, name="console_new_key")
     r.add_get("/keys/{id}", key_page, name="console_key")
     r.add_get("/keys/{id}/usage.csv", key_usage_csv, name="console_key_usage_csv")
+    setup_secret_actions(app)
     setup_key_actions(app)

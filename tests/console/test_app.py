@@ -33,6 +33,17 @@ async def test_the_root_leads_to_the_keys_page(signed_in: ConsoleClient) -> None
     assert resp.headers["Location"] == "/admin/ui/keys"
 
 
+async def test_the_prefix_without_its_slash_leads_into_the_console(
+    signed_in: ConsoleClient,
+) -> None:
+    """/admin/ui: 303 to /admin/ui/, where the session cookie is sent."""
+    resp = await signed_in.client.get("/admin/ui", allow_redirects=False)
+    assert resp.status == HTTPStatus.SEE_OTHER
+    assert resp.headers["Location"] == "/admin/ui/"
+    page = await signed_in.get("/admin/ui")
+    assert page.url == "/admin/ui/keys"
+
+
 async def test_every_kind_of_response_carries_the_security_headers(
     signed_in: ConsoleClient, browser: ConsoleClient
 ) -> None:
@@ -133,3 +144,36 @@ async def test_a_disabled_console_is_not_mounted(
     resp = await admin.get("/admin/ui/login")
     assert resp.status == HTTPStatus.UNAUTHORIZED
     assert resp.content_type == "application/json"
+
+
+async def test_every_field_on_every_page_has_a_label(
+    signed_in: ConsoleClient, console_stack: Stack
+) -> None:
+    """Accessible forms: each visible input names its label (for=id or wrapped)."""
+    status, alice = await console_stack.api("GET", "/admin/keys/alice")
+    assert status == HTTPStatus.OK
+    paths = [
+        "/admin/ui/keys",
+        "/admin/ui/keys/new",
+        f"/admin/ui/keys/{alice['id']}",
+    ]
+    pages = [await signed_in.get(p) for p in paths]
+    pages.append(await signed_in.create_key(name="labelled"))
+    console_stack.secrets.add(pages[-1].secret or "")
+    checked = 0
+    for page in pages:
+        assert page.status in {HTTPStatus.OK, HTTPStatus.CREATED}, page.url
+        labels = page.doc.find_all("label")
+        targets = {label.attrs.get("for") for label in labels}
+        wrapped = {id(el) for label in labels for el in label.iter()}
+        for el in page.doc.iter():
+            if el.tag not in {"input", "select", "textarea"}:
+                continue
+            if el.attrs.get("type") in {"hidden", "submit"}:
+                continue
+            checked += 1
+            assert el.attrs.get("id") in targets or id(el) in wrapped, (
+                page.url,
+                el.attrs,
+            )
+    assert checked > 20

@@ -8,9 +8,11 @@ would (``application/x-www-form-urlencoded``, same-origin headers).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import ClientResponse
@@ -124,6 +126,14 @@ class _TreeBuilder(HTMLParser):
         self.stack[-1].parts.append(data)
 
 
+def admin_trail(audit_path: Path) -> list[dict[str, Any]]:
+    """Return the admin trail's records (``admin.jsonl`` beside ``audit_path``)."""
+    path = audit_path.with_name("admin.jsonl")
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def parse_html(text: str) -> Element:
     """Parse an HTML document into an ``Element`` tree (its root is #document)."""
     builder = _TreeBuilder()
@@ -141,6 +151,12 @@ class Page:
     text: str
     doc: Element
     url: str = ""  # the path and query of the page (after redirects)
+
+    @property
+    def secret(self) -> str | None:
+        """The token or JWT a secret page shows once in ``#new-token``, if any."""
+        el = self.doc.find(id="new-token")
+        return None if el is None else el.attrs.get("value")
 
     @property
     def csrf(self) -> str:
@@ -214,6 +230,24 @@ class ConsoleClient:
             allow_redirects=allow_redirects,
         )
         return await self.page(resp)
+
+    async def create_key(self, **fields: Any) -> Page:
+        """Fill in the new-key form as a browser would and send it.
+
+        The form's ticked scopes are sent unless ``scopes`` is given; a list
+        value sends its field once per item.
+        """
+        form = await self.get("/admin/ui/keys/new")
+        ticked = [
+            el.attrs["value"]
+            for el in form.doc.by_id("create-form").find_all("input", name="scopes")
+            if "checked" in el.attrs
+        ]
+        data: list[tuple[str, str]] = []
+        for name, value in {"kind": "token", "scopes": ticked, **fields}.items():
+            values = value if isinstance(value, list) else [value]
+            data += [(name, str(v)) for v in values]
+        return await self.submit("/admin/ui/keys", data)
 
     async def sign_out(self) -> Page:
         """Send the sign-out form from the navigation bar."""
