@@ -9,10 +9,13 @@ pages, and checks the effect where it counts: on the proxy port.
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Final
 
 import pytest
 
+from tests.support.audit import read_audit
 from tests.support.browser import CSP, Console, browser_needed
 from tests.support.pages import (
     act,
@@ -198,6 +201,28 @@ def test_edit_limits_models_and_note(
     assert "edited in a browser" in detail
     assert proxy_status(browser_stack, token, "qwen3:8b") == 403
     assert proxy_status(browser_stack, token, "llama3.2:latest") == 200
+
+
+def test_the_key_chart_downloads_as_csv(
+    console: Console, browser_stack: ThreadStack
+) -> None:
+    """The key page's chart links a CSV file of the key's tokens per day."""
+    signed_in(console, browser_stack)
+    console.open(f"/admin/ui/keys/{browser_stack.keys['grafana'].record.id}")
+    link = console.wait_for("figure#key-usage-chart a.csv-link").get_attribute("href")
+    assert link is not None
+    assert link.startswith(console.base + "/admin/ui/")
+    status, headers, body = console.fetch(link[len(console.base) :])
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/csv")
+    assert headers["Content-Disposition"].startswith("attachment")
+    rows = list(csv.reader(io.StringIO(body.decode())))
+    assert len(rows) == 31  # a header, then the chart's 30 days
+    key_id = browser_stack.keys["grafana"].record.id
+    seeded = [r for r in read_audit(browser_stack.audit_path) if r["key_id"] == key_id]
+    assert sum(int(row[2]) for row in rows[1:]) == sum(
+        r["total_tokens"] for r in seeded
+    )
 
 
 def test_a_request_appears_on_the_live_page_without_a_reload(
