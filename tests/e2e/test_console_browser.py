@@ -1,52 +1,31 @@
-"""The admin console in a real headless browser (Debian's chromium), end to end.
+"""The admin console's sign-in and key pages in a real headless browser, end to end.
 
 One proxy stack and one browser serve the module (tests/e2e/conftest.py): the
 proxy and the admin listener with the console on real loopback sockets, in
 front of the fake Ollama, with three seeded keys and two weeks of traffic.
 Each test signs in through the login form as a person would, acts through the
-pages, and checks the effect where it counts: on the proxy port.
+pages, and checks the effect where it counts: on the proxy port. The usage,
+live, CSP and phone checks are in test_console_views.py.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from typing import Final
-
-import pytest
 
 from tests.support.audit import read_audit
-from tests.support.browser import CSP, Console, browser_needed
+from tests.support.browser import Console, browser_needed
 from tests.support.pages import (
     act,
     create_key,
     proxy_status,
     read_token,
-    require_page,
     sign_in,
     signed_in,
 )
 from tests.support.threadstack import ThreadStack
 
 pytestmark = browser_needed
-
-# The console's pages; {id} is the seeded build-bot key.
-PAGES: Final = (
-    "/admin/ui/login",
-    "/admin/ui/keys",
-    "/admin/ui/keys/new",
-    "/admin/ui/keys/{id}",
-    "/admin/ui/usage",
-    "/admin/ui/usage?days=90&by=model",
-    "/admin/ui/live",
-)
-PAGE_IDS: Final = ("login", "keys", "new-key", "key", "usage", "usage-90", "live")
-SECURITY_HEADERS: Final = {
-    "Content-Security-Policy": CSP,
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 
 
 def test_screenshots_of_the_sign_in_and_key_pages(
@@ -64,27 +43,6 @@ def test_screenshots_of_the_sign_in_and_key_pages(
     console.screenshot("key", docs=True)
     create_key(console, browser_stack, "docs-example")
     console.screenshot("new-token", docs=True)
-
-
-def test_screenshots_of_the_usage_and_live_pages(
-    console: Console, browser_stack: ThreadStack
-) -> None:
-    """The usage charts and the live table render the seeded traffic and today's."""
-    for name in ("build-bot", "notebook"):
-        token = browser_stack.keys[name].token
-        assert token is not None
-        assert proxy_status(browser_stack, token, "llama3.2:latest") == 200
-    signed_in(console, browser_stack)
-    require_page(console, "/admin/ui/usage")
-    console.open("/admin/ui/usage?days=30&by=key")
-    console.wait_for("figure#usage-tokens-chart svg")
-    console.screenshot("usage", docs=True)
-    require_page(console, "/admin/ui/live")
-    console.open("/admin/ui/live")
-    console.until(
-        lambda: len(console.find_all("tr.live-row")) >= 2, "live rows missing"
-    )
-    console.screenshot("live", docs=True)
 
 
 def test_sign_in_refuses_a_bad_token_and_admits_the_admin_key(
@@ -225,60 +183,6 @@ def test_the_key_chart_downloads_as_csv(
     )
 
 
-def test_a_request_appears_on_the_live_page_without_a_reload(
-    console: Console, browser_stack: ThreadStack
-) -> None:
-    """The live table picks up a new request by itself (the page is not reloaded)."""
-    signed_in(console, browser_stack)
-    require_page(console, "/admin/ui/live")
-    key_id, token = create_key(console, browser_stack, "live-probe")
-    console.open("/admin/ui/live")
-    console.wait_for("table#live-table")
-    console.driver.execute_script("window.stillHere = true")
-    assert proxy_status(browser_stack, token, "qwen3:8b") == 200
-
-    def probe_rows() -> list[str]:
-        return [r.text for r in console.find_all("tr.live-row") if key_id in r.text]
-
-    console.until(probe_rows, "the request never appeared on the live page")
-    row = probe_rows()[0]
-    assert "live-probe" in row
-    assert "qwen3:8b" in row
-    assert "200" in row
-    assert token not in console.driver.page_source
-    assert console.driver.execute_script("return window.stillHere === true")
-
-
-def test_a_request_counts_in_the_usage_tables_and_csv(
-    console: Console, browser_stack: ThreadStack
-) -> None:
-    """A key's tokens reach the usage page; every CSV link answers a CSV file."""
-    signed_in(console, browser_stack)
-    require_page(console, "/admin/ui/usage")
-    _, token = create_key(console, browser_stack, "usage-probe")
-    assert proxy_status(browser_stack, token, "llama3.2:latest") == 200
-
-    def counted() -> bool:
-        console.open("/admin/ui/usage?days=7&by=key")
-        return "usage-probe" in console.text("table#top-keys")
-
-    console.until(counted, "usage-probe never showed in the top keys")
-    assert console.find_all("figure#usage-tokens-chart svg")
-    assert console.find_all("table#top-models")
-    assert console.find_all("table#denied-reasons")
-    links = [a.get_attribute("href") or "" for a in console.find_all("a.csv-link")]
-    assert len(links) >= 4
-    for link in links:
-        assert link.startswith(console.base + "/admin/ui/usage.csv?")
-        status, headers, body = console.fetch(link[len(console.base) :])
-        assert status == 200
-        assert headers["Content-Type"].startswith("text/csv")
-        assert headers["Content-Disposition"].startswith("attachment")
-        assert b"," in body.splitlines()[0]
-    status, _, body = console.fetch("/admin/ui/usage.csv?chart=top-keys&days=7&by=key")
-    assert b"usage-probe" in body
-
-
 def test_sign_out_ends_the_session(
     console: Console, browser_stack: ThreadStack
 ) -> None:
@@ -294,31 +198,6 @@ def test_sign_out_ends_the_session(
     assert "/admin/ui/login" in headers["Location"]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
-def test_the_page_has_the_csp_and_loads_nothing_from_outside(
-    console: Console, browser_stack: ThreadStack, page: str
-) -> None:
-    """The page and its files carry the CSP; it loads nothing from elsewhere."""
-    if page != "/admin/ui/login":
-        signed_in(console, browser_stack)
-    path = page.format(id=browser_stack.keys["build-bot"].record.id)
-    require_page(console, path)
-    console.open(path)
-    console.wait_for("main")
-    assert console.path == path
-    assert console.outside_loads() == []
-    loaded = console.driver.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name)"
-    )
-    statics = sorted(u[len(console.base) :] for u in loaded if "/static/" in u)
-    assert len(statics) >= 2, "the page loaded no console.css or console.js"
-    for url in [path, *statics]:
-        status, headers, _ = console.fetch(url)
-        assert status == 200, url
-        for name, value in SECURITY_HEADERS.items():
-            assert headers[name] == value, (url, name)
-
-
 def test_an_action_works_without_javascript(
     nojs_console: Console, browser_stack: ThreadStack
 ) -> None:
@@ -330,25 +209,3 @@ def test_an_action_works_without_javascript(
     act(console, key_id, "#disable-form", confirm=True)
     assert console.text(".flash")
     assert proxy_status(browser_stack, token) == 401
-
-
-@pytest.mark.parametrize(
-    ("page", "content"),
-    [
-        ("/admin/ui/keys", "table#keys-table"),
-        ("/admin/ui/usage", "figure#usage-tokens-chart"),
-        ("/admin/ui/live", "table#live-table"),
-    ],
-    ids=["keys", "usage", "live"],
-)
-def test_a_phone_gets_no_sideways_page_scroll(
-    console: Console, browser_stack: ThreadStack, page: str, content: str
-) -> None:
-    """On a phone-width viewport the page fits; wide tables scroll in their box."""
-    signed_in(console, browser_stack)
-    require_page(console, page)
-    console.emulate_phone()
-    console.open(page)
-    console.wait_for(content)
-    assert not console.page_overflows(), page
-    console.screenshot("phone-" + page.rsplit("/", 1)[1])
