@@ -220,11 +220,13 @@ class Console:
     def outside_loads(self) -> list[str]:
         """Return every URL the page loaded or embeds that is not this origin."""
         urls = cast("list[str]", self.driver.execute_script(_LOADED_JS))
-        return [
-            url
-            for url in urls
-            if not (url.startswith((self.base + "/", "data:")) or url == "")
-        ]
+        return sorted(
+            {
+                url
+                for url in urls
+                if not (url.startswith((self.base + "/", "data:")) or url == "")
+            }
+        )
 
     def errors(self) -> list[dict[str, Any]]:
         """Return (and clear) the browser's SEVERE log entries but HTTP statuses.
