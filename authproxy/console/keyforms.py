@@ -101,6 +101,20 @@ def create_body(form: Form) -> dict[str, Any]:
     return body
 
 
+def form_values_of(form: Form) -> dict[str, Any]:
+    """Return what a submitted key form held, to show it again (never the password)."""
+    return {
+        "name": text(form, "name"),
+        "kind": text(form, "kind") or "token",
+        "public_key": text(form, "public_key"),
+        "scopes": _scopes(form),
+        "models": text(form, "models"),
+        "expires": text(form, "expires"),
+        "note": text(form, "note"),
+        "limits": {field: text(form, field) for field in LIMIT_FIELDS},
+    }
+
+
 def update_body(form: Form) -> dict[str, Any]:
     """Read the edit form into a ``PATCH /admin/keys/{id}`` body (every field).
 

@@ -11,7 +11,7 @@ from authproxy.console.context import main_app, now
 from authproxy.console.keyactions import setup_key_actions
 from authproxy.console.keychart import day_series, series_csv, tokens_chart
 from authproxy.console.keyforms import LIMIT_FIELDS
-from authproxy.console.keysecrets import setup_secret_actions
+from authproxy.console.keysecrets import new_key_form, setup_secret_actions
 from authproxy.console.keytable import (
     DAYS,
     KINDS,
@@ -78,23 +78,23 @@ async def keys_page(request: web.Request) -> web.Response:
 
 def form_values(row: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return the values the key forms show: the key's, or a new key's defaults."""
-    limits = (row or {}).get("limits") or {}
+    data = row or {}
+    limits = data.get("limits") or {}
     return {
-        "scopes": (row or {}).get("scopes", list(DEFAULT_SCOPES)),
-        "models": ", ".join((row or {}).get("models") or []),
-        "expires": (row or {}).get("expires_at") or "",
-        "note": (row or {}).get("note") or "",
+        "name": data.get("name", ""),
+        "kind": data.get("kind", "token"),
+        "public_key": "",
+        "scopes": data.get("scopes", list(DEFAULT_SCOPES)),
+        "models": ", ".join(data.get("models") or []),
+        "expires": data.get("expires_at") or "",
+        "note": data.get("note") or "",
         "limits": {f: limits.get(name) or "" for f, name in LIMIT_FIELDS.items()},
     }
 
 
 async def new_key_page(request: web.Request) -> web.Response:
     """GET /admin/ui/keys/new: the form that creates a key."""
-    return await render(
-        request,
-        "key_new.html",
-        {"all_scopes": ALL_SCOPES, "values": form_values(), "kinds": KINDS},
-    )
+    return await new_key_form(request, form_values())
 
 
 async def key_page(request: web.Request) -> web.Response:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
 from authproxy.admin.auth import record
 from authproxy.admin.body import (
+    BadRequestError,
     parse_key_spec,
     parse_password_change,
     parse_rotation,
@@ -29,20 +30,37 @@ from authproxy.console.context import applied, blocking, key_store, main_app, no
 from authproxy.console.keyforms import (
     confirmed,
     create_body,
+    form_values_of,
     password_body,
     rotation_body,
     token_body,
 )
 from authproxy.console.render import render
+from authproxy.errors import KeyStoreError, KeyStoreUnavailableError
 from authproxy.keys.codec import describe
 from authproxy.keys.lifecycle import create_key, find_key, format_when, rotate_key
-from authproxy.keys.record import KeyRecord
+from authproxy.keys.record import ALL_SCOPES, KeyRecord
 from authproxy.keys.store import make_hasher
 from authproxy.times import parse_timestamp
 from authproxy.web.appkeys import CONFIG_KEY, KEY_BACKEND_KEY, VERIFIER_KEY
 
 NO_STORE: Final = {"Cache-Control": "no-store"}
 COPY_NOW: Final = "Copy the new token now: it is shown only once. "
+
+
+async def new_key_form(
+    request: web.Request,
+    values: dict[str, Any],
+    error: str | None = None,
+    status: int = 200,
+) -> web.Response:
+    """Render the new-key form with ``values`` (and what was wrong with them)."""
+    return await render(
+        request,
+        "key_new.html",
+        {"all_scopes": ALL_SCOPES, "values": values, "error": error},
+        status=status,
+    )
 
 
 def proxy_base(request: web.Request) -> str:
@@ -95,17 +113,23 @@ async def _secret_page(
 
 async def create(request: web.Request) -> web.Response:
     """POST /admin/ui/keys: create a key; its token is on this page only."""
-    body = create_body(await request.post())
+    form = await request.post()
     moment = now(request)
-    spec = parse_key_spec(body, moment)
     config = main_app(request)[CONFIG_KEY]
-    created = await blocking(
-        create_key,
-        key_store(request),
-        make_hasher(config.keys.argon2),
-        spec,
-        now=moment,
-    )
+    try:
+        spec = parse_key_spec(create_body(form), moment)
+        created = await blocking(
+            create_key,
+            key_store(request),
+            make_hasher(config.keys.argon2),
+            spec,
+            now=moment,
+        )
+    except KeyStoreUnavailableError:
+        raise
+    except (BadRequestError, KeyStoreError) as err:
+        # The form again, as filled in (but the password), saying what is wrong.
+        return await new_key_form(request, form_values_of(form), str(err), 400)
     await applied(request)
     await record(
         request,

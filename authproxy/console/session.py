@@ -94,10 +94,11 @@ class SessionStore(Protocol):
 class MemorySessionStore:
     """Sessions in this process (lost at restart; ``state.backend: file``)."""
 
-    def __init__(self) -> None:
-        """Start empty."""
+    def __init__(self, limit: int = MAX_SESSIONS) -> None:
+        """Start empty; hold at most ``limit`` sessions (the oldest go first)."""
         # Insertion order is age order: a refreshed session moves to the end.
         self._sessions: dict[str, str] = {}
+        self._limit = limit
 
     async def load(self, session_id: str) -> Session | None:
         """Return the session of ``session_id``, or ``None``."""
@@ -109,7 +110,7 @@ class MemorySessionStore:
         digest = _digest(session_id)
         self._sessions.pop(digest, None)
         self._sessions[digest] = session.to_json()
-        while len(self._sessions) > MAX_SESSIONS:
+        while len(self._sessions) > self._limit:
             del self._sessions[next(iter(self._sessions))]
 
     async def delete(self, session_id: str) -> None:

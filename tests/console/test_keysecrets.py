@@ -106,13 +106,46 @@ async def test_a_password_key_and_an_ollama_key(
 async def test_bad_input_is_a_400_page_naming_the_field(
     signed_in: ConsoleClient, console_stack: Stack, fields: dict[str, Any], message: str
 ) -> None:
-    """Validated by the API's parsers and the store: the same refusals, as pages."""
+    """Validated by the API's parsers and the store: the form again, saying why."""
     page = await signed_in.create_key(**fields)
     assert page.status == HTTPStatus.BAD_REQUEST, page.text
-    assert message in page.doc.by_id("error").text
+    assert message in page.doc.by_id("create-error").text
+    form = page.doc.by_id("create-form")
+    assert form.value_of("name") == fields["name"]
+    assert form.value_of("password") in {None, ""}  # never echoed
     status, listed = await console_stack.api("GET", "/admin/keys")
     assert status == HTTPStatus.OK
     assert sorted(k["name"] for k in listed["keys"]) == ["alice", "ops"]
+
+
+async def test_the_form_shown_again_keeps_what_was_typed(
+    signed_in: ConsoleClient,
+) -> None:
+    """Kind, scopes, models, limits, note: as sent; the password field empty."""
+    page = await signed_in.create_key(
+        name="x",
+        kind="password",
+        password="short",
+        scopes=["embeddings"],
+        models="m1, m2",
+        rpm="7",
+        note="<b>n</b>",
+    )
+    assert page.status == HTTPStatus.BAD_REQUEST
+    form = page.doc.by_id("create-form")
+    selected = [o for o in form.find_all("option") if "selected" in o.attrs]
+    assert [o.attrs["value"] for o in selected] == ["password"]
+    ticked = [
+        el.attrs["value"]
+        for el in form.find_all("input", name="scopes")
+        if "checked" in el.attrs
+    ]
+    assert ticked == ["embeddings"]
+    assert form.value_of("models") == "m1, m2"
+    assert form.value_of("rpm") == "7"
+    assert form.value_of("password") == ""
+    assert form.find("textarea", name="note").text == "<b>n</b>"  # type: ignore[union-attr]
+    assert "<b>n</b>" not in page.text
 
 
 async def test_rotate_with_grace_keeps_the_old_token_for_a_while(

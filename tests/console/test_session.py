@@ -168,3 +168,19 @@ async def test_the_redis_store_reports_an_outage() -> None:
         await shared.load("id")
     assert "127.0.0.1" not in str(err.value)
     await shared.close()
+
+
+async def test_the_memory_store_drops_its_oldest_sessions_past_its_bound() -> None:
+    """A bounded dict: past its limit the least recently saved goes first."""
+    store = MemorySessionStore(limit=3)
+    ids = [new_session_id() for _ in range(4)]
+    for sid in ids[:3]:
+        await store.save(sid, a_session(), 900)
+    await store.save(ids[0], a_session(flash="used"), 900)  # refreshed: now newest
+    await store.save(ids[3], a_session(), 900)
+    assert await store.load(ids[1]) is None
+    assert [await store.load(s) is not None for s in (ids[0], ids[2], ids[3])] == [
+        True,
+        True,
+        True,
+    ]
