@@ -22,6 +22,7 @@ from typing import Any, Final, cast
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
@@ -183,8 +184,16 @@ class Console:
             By.CSS_SELECTOR,
             "button[type=submit], input[type=submit], button:not([type])",
         ).click()
-        WebDriverWait(self.driver, WAIT).until(
-            expected_conditions.staleness_of(old), message=f"{form} did not submit"
+        # Mid-navigation chromedriver may answer "node does not belong to the
+        # document" rather than "stale": both mean the old page is going.
+        WebDriverWait(
+            self.driver, WAIT, ignored_exceptions=(WebDriverException,)
+        ).until(expected_conditions.staleness_of(old), message=f"{form} did not submit")
+        self.until(
+            lambda: (
+                self.driver.execute_script("return document.readyState") == "complete"
+            ),
+            f"the page after {form} did not load",
         )
 
     def screenshot(self, name: str, *, docs: bool = False) -> Path:
