@@ -30,7 +30,8 @@ log = structlog.stdlib.get_logger(__name__)
 MAIN_APP_KEY: Final = web.AppKey("main_app", web.Application)
 ACTOR_KEY: Final = web.RequestKey("admin_actor", str)
 DENIALS_KEY: Final = web.AppKey("admin_denials", DenialTrail)
-PUBLIC: Final = frozenset({"openapi", "metrics"})
+# console_root: GET / on the admin listener leads a browser to the console.
+PUBLIC: Final = frozenset({"openapi", "metrics", "console_root"})
 CHALLENGE: Final = (("WWW-Authenticate", 'Bearer realm="authproxy-admin"'),)
 
 

@@ -67,12 +67,20 @@ async def index(request: web.Request) -> web.Response:
     return see_other(HOME)
 
 
+async def to_console(request: web.Request) -> web.Response:
+    """GET / on the admin listener: the console."""
+    return see_other(PREFIX)
+
+
 def setup_console(admin_app: web.Application) -> None:
     """Mount the console on the admin API's application, unless it is disabled."""
     config = admin_app[MAIN_APP_KEY][CONFIG_KEY]
     if not config.admin.console.enabled:
         return
     admin_app.add_subapp(PREFIX, create_console_app(config, config.admin.console))
+    # A browser pointed at the listener itself lands in the console, rather
+    # than on a 401 the failure limiter would count against its address.
+    admin_app.router.add_get("/", to_console, name="console_root")
 
 
 def create_admin_listener_app(

@@ -33,6 +33,20 @@ async def test_the_root_leads_to_the_keys_page(signed_in: ConsoleClient) -> None
     assert resp.headers["Location"] == "/admin/ui/keys"
 
 
+async def test_the_admin_listeners_root_leads_to_the_console(
+    browser: ConsoleClient, console_stack: Stack
+) -> None:
+    """GET / without a credential: 303 to /admin/ui/, never a 401 the limiter counts."""
+    for _ in range(30):  # more than limits.auth_failures would allow as failures
+        resp = await browser.client.get("/", allow_redirects=False)
+        assert resp.status == HTTPStatus.SEE_OTHER
+        assert resp.headers["Location"] == "/admin/ui/"
+    page = await browser.get("/")
+    assert page.doc.find(id="login-form") is not None
+    # Not blocked: none of those visits counted as a failed authentication.
+    assert (await browser.sign_in(console_stack.admin_token)).status == HTTPStatus.OK
+
+
 async def test_the_prefix_without_its_slash_leads_into_the_console(
     signed_in: ConsoleClient,
 ) -> None:
