@@ -13,7 +13,13 @@ from typing import Final
 import pytest
 
 from tests.support.browser import CSP, Console, browser_needed
-from tests.support.pages import create_key, proxy_status, require_page, signed_in
+from tests.support.pages import (
+    create_key,
+    page_faults,
+    proxy_status,
+    require_page,
+    signed_in,
+)
 from tests.support.threadstack import ThreadStack
 
 pytestmark = browser_needed
@@ -116,7 +122,7 @@ def test_a_request_counts_in_the_usage_tables_and_csv(
 def test_the_page_has_the_csp_and_loads_nothing_from_outside(
     console: Console, browser_stack: ThreadStack, page: str
 ) -> None:
-    """The page and its files carry the CSP; it loads nothing from elsewhere."""
+    """The page is well formed, it and its files carry the CSP, nothing is foreign."""
     if page != "/admin/ui/login":
         signed_in(console, browser_stack)
     path = page.format(id=browser_stack.keys["build-bot"].record.id)
@@ -124,6 +130,7 @@ def test_the_page_has_the_csp_and_loads_nothing_from_outside(
     console.open(path)
     console.wait_for("main")
     assert console.path == path
+    assert page_faults(console) == []
     assert console.outside_loads() == []
     loaded = console.driver.execute_script(
         "return performance.getEntriesByType('resource').map(e => e.name)"

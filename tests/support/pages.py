@@ -8,6 +8,7 @@ proxy port.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 
@@ -89,3 +90,33 @@ def require_page(console: Console, path: str) -> None:
     status, _, _ = console.fetch(path)
     if status == 404:
         pytest.skip(f"the console does not serve {path} yet")
+
+
+_DUPLICATE_IDS_JS = """
+const seen = {};
+for (const el of document.querySelectorAll('[id]')) {
+  seen[el.id] = (seen[el.id] || 0) + 1;
+}
+return Object.keys(seen).filter(id => seen[id] > 1).sort();
+"""
+
+
+def page_faults(console: Console) -> list[str]:
+    """Return what is wrong with the page's markup as the browser built it.
+
+    Tests and console.js find elements by id, so an id must be unique; a
+    title or main id holding markup means a template block went astray.
+    """
+    faults = [
+        f"duplicate id {name}"
+        for name in console.driver.execute_script(_DUPLICATE_IDS_JS)
+    ]
+    title = str(console.driver.title)
+    if "<" in title or not title.endswith("authproxy"):
+        faults.append(f"title {title[:60]!r}")
+    main = str(
+        console.driver.execute_script("return document.querySelector('main').id")
+    )
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", main):
+        faults.append(f"main id {main[:60]!r}")
+    return faults
