@@ -118,7 +118,7 @@ async def test_blocked_client_gets_429_before_any_hashing(
 async def test_requests_without_a_credential_are_no_guesses(
     start_proxy, key, fake: FakeOllama
 ) -> None:
-    """Credential-less requests (a favicon, a client awaiting the challenge) don't block.
+    """Credential-less requests (a favicon, a client awaiting the challenge): no block.
 
     A malformed credential still counts: only the absence of any is no guess.
     """
