@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 
 from authproxy.admin.denials import DenialTrail
-from authproxy.auth.admission import blocked
+from authproxy.auth.admission import blocked, is_guess
 from authproxy.auth.credentials import Credential, CredentialError, parse_credentials
 from authproxy.auth.principal import GuessRefusedError, Principal, VerifyFailedError
 from authproxy.config.model import admin_trail_file
@@ -107,7 +107,7 @@ async def authenticate(
     except GuessRefusedError:
         raise await _blocked(request, guess.retry_after()) from None
     except (CredentialError, VerifyFailedError) as err:
-        wait = guess.refused()
+        wait = guess.refused() if is_guess(err) else None
         if wait is not None:
             raise await _blocked(request, wait) from None
         await _denied(request, err.reason)

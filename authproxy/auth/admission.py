@@ -105,7 +105,7 @@ async def authenticate(
         raise AuthRefused(blocked(guess.retry_after()), scheme, None) from None
     except (CredentialError, VerifyFailedError) as err:
         key_id = err.key_id if isinstance(err, VerifyFailedError) else None
-        wait = guess.refused()
+        wait = guess.refused() if is_guess(err) else None
         if wait is not None:
             raise AuthRefused(blocked(wait), scheme, key_id) from None
         log.info("auth_failed", reason=err.reason, key_id=key_id, scheme=scheme)
@@ -118,6 +118,17 @@ async def authenticate(
         raise AuthRefused(busy, scheme, None) from None
     structlog.contextvars.bind_contextvars(key_id=principal.key_id)
     return principal
+
+
+def is_guess(err: CredentialError | VerifyFailedError) -> bool:
+    """Tell whether a failure counts for the brute-force limiter.
+
+    A request with no credential at all guesses nothing: browsers ask for a
+    favicon, and many clients send a first request without credentials and
+    add them after the ``401`` challenge. Counting those would lock out the
+    people it protects; a wrong or malformed credential always counts.
+    """
+    return not (isinstance(err, CredentialError) and err.reason == "missing")
 
 
 def _challenged(

@@ -145,6 +145,7 @@ async def test_reads_need_no_content_type(admin: Admin) -> None:
     [
         {"Origin": "http://evil.example"},
         {"Origin": "null"},
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
         {"Origin": "http://127.0.0.1:1"},
         {"Origin": "https://{host}"},
         {"Sec-Fetch-Site": "cross-site"},
@@ -169,6 +170,10 @@ async def test_same_origin_writes_and_cross_site_reads_pass(admin: Admin) -> Non
     own = {"Origin": f"http://127.0.0.1:{admin.port}"}
     headers = {**admin.auth, **JSON, **own, "Sec-Fetch-Site": "same-origin"}
     status, _ = await admin.send("POST", "/admin/keys", headers, b'{"name":"x"}')
+    assert status == HTTPStatus.CREATED
+    # Chromium's form post from a page with Referrer-Policy: no-referrer.
+    nulled = {**admin.auth, **JSON, "Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    status, _ = await admin.send("POST", "/admin/keys", nulled, b'{"name":"y"}')
     assert status == HTTPStatus.CREATED
     cross = {**admin.auth, "Origin": "http://evil.example", "Sec-Fetch-Site": "none"}
     status, _ = await admin.send("GET", "/admin/keys", cross)

@@ -115,6 +115,27 @@ async def test_blocked_client_gets_429_before_any_hashing(
     assert fake.received == []
 
 
+async def test_requests_without_a_credential_are_no_guesses(
+    start_proxy, key, fake: FakeOllama
+) -> None:
+    """Credential-less requests (a favicon, a client awaiting the challenge): no block.
+
+    A malformed credential still counts: only the absence of any is no guess.
+    """
+    client = await start_proxy({"limits.auth_failures": 3})
+    for _ in range(10):
+        resp = await client.get("/favicon.ico")
+        assert resp.status == HTTPStatus.UNAUTHORIZED
+        assert "WWW-Authenticate" in resp.headers
+    good = {"Authorization": f"Bearer {key.token}"}
+    assert (await client.get("/api/tags", headers=good)).status == 200
+    for _ in range(3):
+        bad = await client.get("/api/tags", headers={"Authorization": "Bearer nope"})
+        assert bad.status == HTTPStatus.UNAUTHORIZED
+    blocked = await client.get("/api/tags", headers={"Authorization": "Bearer nope"})
+    assert blocked.status == HTTPStatus.TOO_MANY_REQUESTS
+
+
 async def test_other_clients_are_unaffected(start_proxy, key, fake: FakeOllama) -> None:
     """Behind a trusted proxy, blocking one client leaves the others working."""
     client = await start_proxy(

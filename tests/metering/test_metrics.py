@@ -7,7 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
 from authproxy.admin.app import create_admin_app
+from authproxy.config.model import MetricsConfig
+from authproxy.metering.metrics import _LATENCY_BUCKETS, Metrics
 from tests.support.audit import wait_audit
 from tests.support.fake_ollama.server import FakeOllama
 from tests.support.harness import MakeKey
@@ -206,3 +210,35 @@ async def test_a_huge_requested_model_name_stays_small(
     records = await wait_audit(audit_path, 2)
     assert len(records) == 2
     assert max(len(line) for line in audit_path.read_bytes().splitlines()) < 2048
+
+
+def test_route_histograms_expose_what_a_prometheus_histogram_would() -> None:
+    """The list-counted latency histograms give prometheus_client's exposition."""
+    ours = Metrics(MetricsConfig())
+    theirs = CollectorRegistry()
+    reference = Histogram(
+        "authproxy_request_duration_seconds",
+        "Time until the request ended.",
+        ["route"],
+        buckets=_LATENCY_BUCKETS,
+        registry=theirs,
+    )
+    # Values on bucket bounds count to that bucket (le), and past the last one.
+    values = [0.0, 0.005, 0.0051, 0.3, 1.0, 2.5, 599.0, 600.0, 601.0, 1e9]
+    for i, value in enumerate(values):
+        route = "inference" if i % 3 else "models"
+        ours.duration.observe(route, value)
+        reference.labels(route).observe(value)
+
+    def lines(registry: CollectorRegistry) -> set[str]:
+        text = generate_latest(registry).decode()
+        return {
+            line
+            for line in text.splitlines()
+            if line.startswith("authproxy_request_duration_seconds")
+            and "_created" not in line
+        }
+
+    expected = lines(theirs)
+    assert len(expected) == 2 * (len(_LATENCY_BUCKETS) + 3)
+    assert lines(ours.registry) == expected
