@@ -99,7 +99,7 @@ def stacked_chart(
             y = round(y - height, 1)
             tip = f"{day.isoformat()}: {name}: {tokens} tokens"
             bars.append(
-                f'<rect class="bar seg" x="{x}" y="{y}" width="{round(step - 2, 1)}" '
+                f'<rect class="seg" x="{x}" y="{y}" width="{round(step - 2, 1)}" '
                 f'height="{height}" fill="{PALETTE[n % len(PALETTE)]}" '
                 f'data-day="{day.isoformat()}"><title>{escape(tip)}</title></rect>'
             )

@@ -206,7 +206,7 @@ def denied_chart(reasons: Mapping[str, int]) -> Markup:
         name = escape(reason)
         bars.append(
             f'<text class="tick" x="0" y="{y + 14}">{name}</text>'
-            f'<rect class="bar" x="{text_w}" y="{y}" width="{w}" height="{row - 6}" '
+            f'<rect class="denied" x="{text_w}" y="{y}" width="{w}" height="{row - 6}" '
             f'fill="{PALETTE[4]}"><title>{name}: {count} denied</title></rect>'
             f'<text class="tick" x="{text_w + w + 6}" y="{y + 14}">{count}</text>'
         )

@@ -73,4 +73,6 @@ def test_a_stacked_bar_sums_its_series_and_escapes_names() -> None:
     heights = [float(s.attrs["height"]) for s in segments]
     assert heights[0] == heights[1] == 2 * heights[2]
     assert segments[0].attrs["fill"] != segments[1].attrs["fill"]
+    # The stylesheet fills .bar with one colour, which beats a fill attribute.
+    assert all("bar" not in s.attrs["class"].split() for s in segments)
     assert doc.find("title") is not None
