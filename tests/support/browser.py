@@ -22,7 +22,10 @@ from typing import Any, Final, cast
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
@@ -139,10 +142,17 @@ class Console:
     def until(
         self, condition: Callable[[], object], message: str, within: float = WAIT
     ) -> None:
-        """Wait until ``condition()`` is true (polled); fail with ``message``."""
-        WebDriverWait(self.driver, within, poll_frequency=0.1).until(
-            lambda _: condition(), message=message
-        )
+        """Wait until ``condition()`` is true (polled); fail with ``message``.
+
+        A stale element counts as not yet: the live page's poller replaces
+        its rows while a condition may be reading them.
+        """
+        WebDriverWait(
+            self.driver,
+            within,
+            poll_frequency=0.1,
+            ignored_exceptions=(StaleElementReferenceException,),
+        ).until(lambda _: condition(), message=message)
 
     def find_all(self, css: str) -> list[WebElement]:
         """Return every element matching ``css`` (no waiting)."""

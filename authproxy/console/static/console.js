@@ -39,10 +39,12 @@ function setUpPolling() {
   document.querySelectorAll("tbody[data-poll]").forEach(function (body) {
     var url = body.getAttribute("data-poll");
     var every = parseInt(body.getAttribute("data-every") || "2000", 10);
+    var last = null;
     var tick = function () {
       fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
         .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
-        .then(function (html) { body.innerHTML = html; })
+        // Unchanged rows stay as they are (no flicker, a selection survives).
+        .then(function (html) { if (html !== last) { body.innerHTML = html; last = html; } })
         .catch(function () {})
         .finally(function () { window.setTimeout(tick, every); });
     };
