@@ -12,8 +12,6 @@ import re
 import urllib.error
 import urllib.request
 
-import pytest
-
 from authproxy.keys.store import parse_token
 from tests.support.browser import Console
 from tests.support.threadstack import ThreadStack
@@ -79,17 +77,6 @@ def act(console: Console, key_id: str, form: str, **fields: str | bool) -> None:
     console.open(f"/admin/ui/keys/{key_id}")
     console.fill(form, fields)
     console.submit(form)
-
-
-def require_page(console: Console, path: str) -> None:
-    """Skip the test while the console does not serve ``path`` (404) yet.
-
-    The usage and live pages of issue 17 are built apart from the keys
-    pages; their tests run as soon as the pages answer.
-    """
-    status, _, _ = console.fetch(path)
-    if status == 404:
-        pytest.skip(f"the console does not serve {path} yet")
 
 
 _DUPLICATE_IDS_JS = """
