@@ -5,20 +5,13 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
-
-from authproxy.config.load import load_config
-from authproxy.console.app import create_admin_listener_app
 from authproxy.keys.lifecycle import CreatedKey
 from authproxy.times import utc_now
-from authproxy.web.app import create_app
+from tests.console.conftest import RedisConsole
 from tests.support.admin import Stack
 from tests.support.auth import bearer_auth
 from tests.support.console import ConsoleClient, Element
-from tests.support.harness import MakeKey, ProxyTestServer
 from tests.support.payloads import CHAT
-from tests.support.polling import poll_until
 
 COLUMNS = [
     "name",
@@ -233,30 +226,12 @@ async def test_markup_in_a_key_note_is_shown_as_text(
 
 
 async def test_with_redis_the_numbers_are_the_fleets(
-    redis_overrides: dict[str, Any],
-    make_redis_key: MakeKey,
-    aiohttp_client: AiohttpClient,
+    redis_console: RedisConsole,
 ) -> None:
     """state.backend redis: the fleet counters feed the table; last used is a day."""
-    ops = make_redis_key("ops", scopes=["admin"])
-    bob = make_redis_key("bob")
+    admin = redis_console.admin
+    ops, bob = redis_console.ops, redis_console.bob
     assert ops.token is not None
-    assert bob.token is not None
-    config = load_config(None, {**redis_overrides, "state.stale_after": 60})
-    proxy: TestClient[Any, Any] = await aiohttp_client(
-        ProxyTestServer(create_app(config), config)
-    )
-    admin = await aiohttp_client(create_admin_listener_app(proxy.app))
-
-    async def known() -> bool:
-        resp = await proxy.get("/api/tags", headers=bearer_auth(bob.token))
-        await resp.read()
-        return resp.status == HTTPStatus.OK
-
-    assert await poll_until(known)
-    resp = await proxy.post("/api/chat", json=CHAT, headers=bearer_auth(bob.token))
-    await resp.read()
-    assert resp.status == HTTPStatus.OK
     browser = ConsoleClient(admin)
     assert (await browser.sign_in(ops.token)).status == HTTPStatus.OK
     page = await browser.get("/admin/ui/keys")

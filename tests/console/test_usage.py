@@ -6,23 +6,16 @@ import csv
 import io
 from datetime import UTC, date, timedelta
 from http import HTTPStatus
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
-from authproxy.config.load import load_config
-from authproxy.console.app import create_admin_listener_app
 from authproxy.console.usage import Usage, parse_query, summarise
 from authproxy.keys.lifecycle import CreatedKey
-from authproxy.web.app import create_app
+from tests.console.conftest import RedisConsole
 from tests.support.admin import Stack
 from tests.support.auth import bearer_auth
 from tests.support.console import ConsoleClient, Element
-from tests.support.harness import MakeKey, ProxyTestServer
 from tests.support.payloads import CHAT
-from tests.support.polling import poll_until
 
 
 def rows_of(table: Element) -> list[list[str]]:
@@ -193,29 +186,12 @@ def test_rows_outside_the_window_and_many_series() -> None:
 
 
 async def test_with_redis_the_page_shows_the_fleets_counters(
-    redis_overrides: dict[str, Any],
-    make_redis_key: MakeKey,
-    aiohttp_client: AiohttpClient,
+    redis_console: RedisConsole,
 ) -> None:
     """state.backend redis: tokens, top keys and denial reasons are Redis's numbers."""
-    ops = make_redis_key("ops", scopes=["admin"])
-    bob = make_redis_key("bob")
+    proxy, admin = redis_console.proxy, redis_console.admin
+    ops, bob = redis_console.ops, redis_console.bob
     assert ops.token is not None
-    assert bob.token is not None
-    config = load_config(None, {**redis_overrides, "state.stale_after": 60})
-    proxy: TestClient[Any, Any] = await aiohttp_client(
-        ProxyTestServer(create_app(config), config)
-    )
-    admin = await aiohttp_client(create_admin_listener_app(proxy.app))
-
-    async def known() -> bool:
-        resp = await proxy.get("/api/tags", headers=bearer_auth(bob.token))
-        await resp.read()
-        return resp.status == HTTPStatus.OK
-
-    assert await poll_until(known)
-    resp = await proxy.post("/api/chat", json=CHAT, headers=bearer_auth(bob.token))
-    await resp.read()
     resp = await proxy.get("/api/tags", headers=bearer_auth("not-a-key"))
     await resp.read()
     assert resp.status == HTTPStatus.UNAUTHORIZED
