@@ -20,7 +20,7 @@ from aiohttp import web
 
 from authproxy.admin.body import parse_usage_query
 from authproxy.errors import Denied
-from authproxy.metering.audit import rotated_files
+from authproxy.metering.logfiles import rotated_files
 from authproxy.metering.report import aggregate, as_rows, read_records
 from authproxy.state.connection import RedisError
 from authproxy.web.appkeys import CONFIG_KEY, FLEET_USAGE_KEY, VERIFIER_KEY

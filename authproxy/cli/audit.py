@@ -14,8 +14,8 @@ from authproxy.cli.common import printable, store, store_exists
 from authproxy.config.model import Config
 from authproxy.errors import ConfigError, KeyStoreError
 from authproxy.keys.store import read_store
-from authproxy.metering.audit import rotated_files
 from authproxy.metering.chain import split_chains, verify_files
+from authproxy.metering.logfiles import rotated_files
 from authproxy.metering.report import DIMENSIONS, aggregate, as_rows, read_records
 from authproxy.times import parse_when, utc_now
 

@@ -19,7 +19,7 @@ from authproxy.cli.common import load_table, printable
 from authproxy.config.model import Config
 from authproxy.keys.codec import describe
 from authproxy.metering.activity import Activity, key_activity
-from authproxy.metering.audit import rotated_files
+from authproxy.metering.logfiles import rotated_files
 from authproxy.metering.report import read_records
 from authproxy.times import utc_now
 

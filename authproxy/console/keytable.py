@@ -24,7 +24,7 @@ from authproxy.errors import Denied
 from authproxy.keys.codec import describe
 from authproxy.keys.record import KeyRecord
 from authproxy.metering.activity import key_activity
-from authproxy.metering.audit import rotated_files
+from authproxy.metering.logfiles import rotated_files
 from authproxy.metering.report import read_records
 from authproxy.times import format_timestamp
 from authproxy.web.appkeys import CONFIG_KEY, FLEET_USAGE_KEY

@@ -12,7 +12,7 @@ import structlog
 from authproxy.config.model import Config
 from authproxy.errors import KeyStoreError
 from authproxy.limits.quotas import KeyLimiter
-from authproxy.metering.audit import rotated_files
+from authproxy.metering.logfiles import rotated_files
 from authproxy.metering.report import read_records
 from authproxy.tasks import stop
 

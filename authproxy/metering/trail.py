@@ -16,8 +16,8 @@ import structlog
 
 from authproxy.config.replica import replica_name
 from authproxy.files import store_lock
-from authproxy.metering.audit import open_private
 from authproxy.metering.chain import ChainState, seal, tail_state
+from authproxy.metering.logfiles import open_private
 from authproxy.times import format_timestamp, utc_now
 
 log = structlog.stdlib.get_logger(__name__)

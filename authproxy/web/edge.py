@@ -139,7 +139,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         counters = app.get(FLEET_USAGE_KEY)
         record = build_record(ex, now, replica_name(app[CONFIG_KEY].server.replica))
         if writer is not None:
-            writer.append(record)
+            writer.append_soon(record)
         if counters is not None:
             counters.count(record)
         # The live page's window: the same record, kept as is.

@@ -10,7 +10,8 @@ import pytest
 
 from authproxy.cli.main import main
 from authproxy.config.model import AuditConfig
-from authproxy.metering.audit import AuditWriter, rotated_files
+from authproxy.metering.audit import AuditWriter
+from authproxy.metering.logfiles import rotated_files
 from tests.support.admin import Stack
 from tests.support.audit import (
     USAGE_RECORDS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import shutil
@@ -14,7 +15,7 @@ import pytest
 
 from authproxy.cli.main import main
 from authproxy.config.model import AuditConfig
-from authproxy.metering.audit import AuditWriter, rotated_files
+from authproxy.metering.audit import AuditWriter
 from authproxy.metering.chain import (
     ChainError,
     ChainState,
@@ -23,6 +24,7 @@ from authproxy.metering.chain import (
     tail_state,
     verify_files,
 )
+from authproxy.metering.logfiles import rotated_files
 from authproxy.web.appkeys import AUDIT_KEY
 from tests.support.polling import poll_until
 
@@ -210,3 +212,34 @@ def test_a_record_whose_newline_did_not_fit(small_fs: Path) -> None:
     report = verify_files([path])
     assert (report.ok, report.records, report.warnings) == (True, 3, ())
     assert len(path.read_bytes().splitlines()) == 3
+
+
+async def test_a_batch_cut_short_keeps_its_whole_records(small_fs: Path) -> None:
+    """One write of three records cut inside the second: the first counts, two wait.
+
+    The second's start is left torn; once there is room it and the third are
+    written whole after a newline, and verify passes with one warning.
+    """
+    path = small_fs / "usage.jsonl"
+    writer = AuditWriter(AuditConfig(file=str(path)))
+    writer.open()
+    writer.append(line_of(PAGE - 1500, writer.state))
+    filler = fill(small_fs)
+    state = writer.state
+    first = line_of(1000, state)
+    writer.append_soon(first)
+    second = line_of(1000, seal(first, state)[1])
+    writer.append_soon(second)
+    writer.append_soon({"n": 4})
+    await asyncio.sleep(0)  # one write(2): 1500 bytes fit of 2,000 and more
+    assert (writer.healthy, writer.written, path.stat().st_size) == (False, 2, PAGE)
+    assert torn_tail(path)
+    filler.unlink()
+    writer.close()
+    assert writer.written == 4
+    report = verify_files([path])
+    assert (report.ok, report.records) == (True, 4)
+    assert report.warnings == (
+        f"{path}:3: torn line skipped (a short write): its record, seq 3, "
+        f"was written whole at {path}:4",
+    )

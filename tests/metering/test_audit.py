@@ -11,12 +11,13 @@ import pytest
 from authproxy.cli.main import main
 from authproxy.config.model import AuditConfig
 from authproxy.errors import ConfigError
-from authproxy.metering.audit import AuditWriter, rotated_files
+from authproxy.metering.audit import AuditWriter
 from authproxy.metering.chain import (
     check_line,
     tail_state,
     verify_files,
 )
+from authproxy.metering.logfiles import rotated_files
 from tests.support.audit import (
     read_audit,
     sealed_lines,
@@ -238,6 +239,64 @@ class TestFiles:
         assert [r["n"] for r in read_audit(path)] == [0, 1]
         assert log_capture.events("audit_write_recovered")
         writer.close()
+
+
+class TestBatches:
+    """``append_soon``: the records of one loop turn are sealed and written together."""
+
+    async def test_one_turns_records_go_out_together_in_order(
+        self, tmp_path: Path
+    ) -> None:
+        """Nothing is written during the turn; at the next, every record, in order."""
+        path = tmp_path / "a.jsonl"
+        writer = writer_for(path)
+        for i in range(5):
+            writer.append_soon({"n": i})
+        assert (writer.waiting, writer.written, read_audit(path)) == (5, 0, [])
+        await asyncio.sleep(0)
+        assert (writer.waiting, writer.written) == (0, 5)
+        assert [r["n"] for r in read_audit(path)] == [0, 1, 2, 3, 4]
+        assert [r["seq"] for r in read_audit(path)] == [1, 2, 3, 4, 5]
+        assert tail_state(path) == writer.state
+        writer.close()
+        assert verify_files([path]).records == 5
+
+    async def test_close_and_reopen_write_what_waits(self, tmp_path: Path) -> None:
+        """A stop or a logrotate reopen in the same turn loses no waiting record."""
+        path = tmp_path / "a.jsonl"
+        writer = writer_for(path)
+        writer.append_soon({"n": 0})
+        path.rename(tmp_path / "a.jsonl.1")
+        writer.reopen()
+        assert [r["n"] for r in read_audit(path)] == [0]
+        writer.append_soon({"n": 1})
+        writer.close()
+        assert [r["n"] for r in read_audit(path)] == [0, 1]
+        await asyncio.sleep(0)  # the turn's scheduled write finds nothing left
+        assert writer.written == 2
+
+    def test_outside_an_event_loop_it_writes_at_once(self, tmp_path: Path) -> None:
+        """Without a running loop there is no next turn: the record goes out now."""
+        path = tmp_path / "a.jsonl"
+        writer = writer_for(path)
+        writer.append_soon({"n": 0})
+        assert [r["n"] for r in read_audit(path)] == [0]
+        writer.close()
+
+    async def test_batches_respect_rotation(self, tmp_path: Path) -> None:
+        """A batch that would pass ``max_bytes`` is split at the rotation."""
+        path = tmp_path / "a.jsonl"
+        writer = writer_for(path, max_bytes=600, backups=3)
+        for i in range(8):
+            writer.append_soon({"n": i, "pad": "x" * 60})
+        await asyncio.sleep(0)
+        writer.close()
+        files = rotated_files(path)
+        assert len(files) > 1
+        assert all(f.stat().st_size <= 600 for f in files)
+        records = [r for f in files for r in read_audit(f)]
+        assert [r["n"] for r in records] == list(range(8))
+        assert verify_files(files).records == 8
 
 
 async def test_concurrent_requests_give_whole_lines(
