@@ -89,7 +89,11 @@ class AuditWriter:
     def append(self, record: dict[str, Any]) -> None:
         """Seal and write one record now; on failure keep it for the next attempt."""
         self._pending.append(record)
-        self._drain()
+        self.write_waiting()
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Queue a record for the next ``write_waiting`` (a batch's caller calls it)."""
+        self._pending.append(record)
 
     def append_soon(self, record: dict[str, Any]) -> None:
         """Seal and write the record at the start of the event loop's next turn.
@@ -103,13 +107,13 @@ class AuditWriter:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._drain()
+            self.write_waiting()
             return
         self._drain_scheduled = True
-        loop.call_soon(self._drain)
+        loop.call_soon(self.write_waiting)
 
-    def _drain(self) -> None:
-        """Seal the pending records onto the backlog and write it."""
+    def write_waiting(self) -> None:
+        """Seal the waiting records, in order, and write them with one ``write(2)``."""
         self._drain_scheduled = False
         pending, self._pending = self._pending, []
         state = self._state
@@ -128,7 +132,7 @@ class AuditWriter:
         if self.config.file == STDOUT:
             return
         self._close()
-        self._drain()
+        self.write_waiting()
         log.info("audit_reopened", path=str(self.path))
 
     def close(self) -> None:
@@ -137,7 +141,7 @@ class AuditWriter:
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
-        self._drain()
+        self.write_waiting()
         self._close()
 
     def _flush(self) -> None:

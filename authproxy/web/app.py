@@ -15,6 +15,7 @@ from yarl import URL
 from authproxy.auth.bruteforce import FailureLimiter
 from authproxy.auth.fleet import SharedFailures
 from authproxy.config.model import Config, limits_state_file
+from authproxy.config.replica import replica_name
 from authproxy.limits.admission import LocalAdmission
 from authproxy.limits.quotas import KeyLimiter
 from authproxy.limits.shared import SharedAdmission
@@ -35,6 +36,7 @@ from authproxy.web.appkeys import (
     BRUTE_FORCE_KEY,
     CLOCK_KEY,
     CONFIG_KEY,
+    FINISHER_KEY,
     FLEET_USAGE_KEY,
     FORWARDING_KEY,
     KEY_LIMITS_KEY,
@@ -47,6 +49,7 @@ from authproxy.web.appkeys import (
 )
 from authproxy.web.cors import setup_cors
 from authproxy.web.edge import edge_middleware
+from authproxy.web.finish import Finisher, Sinks
 from authproxy.web.health import setup_health
 from authproxy.web.keys import setup_keys
 from authproxy.web.metrics import setup_metrics
@@ -70,12 +73,14 @@ def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     # report into them.
     # The cleanup contexts start in this order and stop in reverse, so the
     # audit log opens before anything can be served and closes after
-    # everything else, with the last records; the key store and the limits
+    # everything else, with the last records (the finisher, next, records the
+    # last turn's requests as it stops); the key store and the limits
     # come next; the upstream session last, so it closes first. The proxy's
     # catch-all route must be registered after every route of its own.
     setup_cors(app, config)
     setup_metrics(app, config)
     setup_audit(app, config)
+    setup_finish(app, config)
     setup_keys(app, config, clock)
     setup_limits(app, config, clock)
     setup_upstream(app, config)
@@ -101,6 +106,31 @@ def setup_audit(app: web.Application, config: Config) -> None:
             writer.close()
 
     app.cleanup_ctx.append(audit_ctx)
+
+
+def setup_finish(app: web.Application, config: Config) -> None:
+    """Record finished requests a loop turn at a time (``web.finish``)."""
+    replica = replica_name(config.server.replica)
+
+    def sinks() -> Sinks:
+        return Sinks(
+            app.get(AUDIT_KEY),
+            app.get(FLEET_USAGE_KEY),
+            app[RECENT_KEY],
+            app[METRICS_KEY],
+            replica,
+        )
+
+    finisher = Finisher(sinks)
+    app[FINISHER_KEY] = finisher
+
+    async def finish_ctx(app: web.Application) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            finisher.record_waiting()
+
+    app.cleanup_ctx.append(finish_ctx)
 
 
 def setup_limits(app: web.Application, config: Config, clock: Clock) -> None:

@@ -29,6 +29,7 @@ from authproxy.metering.metrics import Metrics
 from authproxy.metering.recent import RecentRequests
 from authproxy.proxy.upstream import Forwarding, Upstream
 from authproxy.times import Clock
+from authproxy.web.finish import Finisher
 
 
 @dataclass(slots=True)
@@ -57,6 +58,8 @@ FLEET_USAGE_KEY: Final = web.AppKey("fleet_usage", FleetUsage)
 LIFECYCLE_KEY: Final = web.AppKey("lifecycle", Lifecycle)
 # The last requests this process finished (the console's live page).
 RECENT_KEY: Final = web.AppKey("recent", RecentRequests)
+# Records finished requests a loop turn at a time (web.finish).
+FINISHER_KEY: Final = web.AppKey("finisher", Finisher)
 STREAMS_KEY: Final = web.AppKey("streams", weakref.WeakSet[web.StreamResponse])
 
 REQUEST_ID_KEY: Final = web.RequestKey("request_id", str)

@@ -6,9 +6,9 @@ health probes it strips ``server.root_path`` (the rest of the pipeline sees
 the request as if sent without it; outside it, 404), creates the ``Exchange``,
 answers ``Denied`` and
 ``UpstreamError`` with ``{"error": ...}``, turns an unexpected exception into
-a logged JSON 500 (a bug, never routine), and in its ``finally`` feeds the
-one finished record to the audit log, the metrics and the live page's
-window of recent requests.
+a logged JSON 500 (a bug, never routine), and in its ``finally`` hands the
+finished ``Exchange`` to ``web.finish``, which records it (audit log, usage
+counters, live page, metrics) at the loop's next turn.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from authproxy.config.replica import replica_name
 from authproxy.errors import Denied, UpstreamError
 from authproxy.metering.audit import AuditWriter
-from authproxy.metering.exchange import Exchange, build_record
+from authproxy.metering.exchange import Exchange
 from authproxy.policy.routes import classify
 from authproxy.proxy.headers import REQUEST_ID_HEADER, client_address, request_id
 from authproxy.responses import Handler, json_error
@@ -34,10 +33,8 @@ from authproxy.web.appkeys import (
     CLOCK_KEY,
     CONFIG_KEY,
     EXCHANGE_KEY,
-    FLEET_USAGE_KEY,
+    FINISHER_KEY,
     LIFECYCLE_KEY,
-    METRICS_KEY,
-    RECENT_KEY,
     REQUEST_ID_KEY,
     UPSTREAM_KEY,
 )
@@ -122,7 +119,6 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         route_class=classify(request.path),
     )
     request[EXCHANGE_KEY] = ex
-    writer = app.get(AUDIT_KEY)
     response: web.StreamResponse | None = None
     try:
         if inside is None:
@@ -135,16 +131,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         if response is not None:
             _finish_from_response(ex, response)
-        now = time.monotonic()
-        counters = app.get(FLEET_USAGE_KEY)
-        record = build_record(ex, now, replica_name(app[CONFIG_KEY].server.replica))
-        if writer is not None:
-            writer.append_soon(record)
-        if counters is not None:
-            counters.count(record)
-        # The live page's window: the same record, kept as is.
-        app[RECENT_KEY].add(record)
-        app[METRICS_KEY].observe(ex, now - ex.started)
+        app[FINISHER_KEY].add(ex, time.monotonic())
 
 
 async def _answer(

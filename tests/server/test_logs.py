@@ -90,6 +90,41 @@ async def test_access_lines_in_console_format(proxy, bearer) -> None:
     assert not text.lstrip().startswith("{")
 
 
+async def test_held_access_fields_render_when_written(tmp_path) -> None:
+    """Fields held for a file become the documented line when written, in order."""
+    path = tmp_path / "log.jsonl"
+    with path.open("w") as stream:
+        logs.configure(fmt="json", level="info", stream=stream)
+        [handler] = [
+            h for h in logging.getLogger().handlers if isinstance(h, logs._Handler)
+        ]
+        at = 1_796_169_600.25  # 2026-12-02T00:00:00.25Z
+        handler.write_line('{"event":"http_request","n":1}\n')
+        handler.write_access(
+            ("rid", "kid", "POST", "/api/chat", 200, 0.0123456, 407, "::1", at)
+        )
+        stream.flush()
+        assert path.read_text() == ""  # held: nothing rendered or written yet
+        handler.flush()
+        first, second = (json.loads(x) for x in path.read_text().splitlines())
+        assert first == {"event": "http_request", "n": 1}
+        assert second == {
+            "request_id": "rid",
+            "key_id": "kid",
+            "method": "POST",
+            "path": "/api/chat",
+            "status": 200,
+            "duration_ms": 12.346,
+            "bytes_out": 407,
+            "peer": "::1",
+            "event": "http_request",
+            "level": "info",
+            "logger": "authproxy.access",
+            "timestamp": "2026-12-02T00:00:00.250000Z",
+        }
+        logs.configure(fmt="json", level="info", stream=io.StringIO())
+
+
 async def test_access_lines_to_a_file_are_held_then_written_in_order(tmp_path) -> None:
     """Lines for a file wait (one write for many); other records go after them."""
     path = tmp_path / "log.jsonl"
