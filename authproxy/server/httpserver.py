@@ -26,6 +26,7 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
 from authproxy.config.model import Config
+from authproxy.server.fastroute import catch_all_handler
 from authproxy.server.logs import AccessLogger
 
 log = structlog.stdlib.get_logger(__name__)
@@ -167,6 +168,8 @@ class GuardedAppRunner(web.AppRunner):
             the proxy's 401 and its ``WWW-Authenticate`` challenges; without it
             such a request gets the plain 400 (listeners that take no
             credentials must not invite a client to send some).
+        fast_route: route past aiohttp's router when the app's shape allows
+            it (``server.fastroute``); off only to compare with aiohttp's own.
         **kwargs: passed on to ``web.AppRunner``.
     """
 
@@ -176,16 +179,21 @@ class GuardedAppRunner(web.AppRunner):
         *,
         header_timeout: float,
         challenge: bool = True,
+        fast_route: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self._header_timeout = header_timeout
         self._challenge = challenge
+        self._fast_route = fast_route
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
+        handler = (catch_all_handler(self._app) if self._fast_route else None) or (
+            plain.request_handler
+        )
         return GuardedServer(
-            plain.request_handler,
+            handler,
             request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation,
             loop=plain._loop,

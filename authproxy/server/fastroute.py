@@ -1,0 +1,87 @@
+"""A shortcut through aiohttp's router for an app of plain paths and one catch-all.
+
+For every request aiohttp's ``Application._handle`` asks the loop for its
+debug flag (on Python 3.11 a ``getpid(2)``), walks the URL's parts through the
+router's index awaiting each candidate's regular expression, and looks the
+middleware chain up in an ``lru_cache``. For the proxy's router, plain paths
+(``/healthz``, ``/readyz``, ``/metrics``) and one ``/{tail:.*}`` route for
+every method, the answer is known in advance: a plain path's own resource when
+the path is exactly one of them, else the catch-all (a plain path asked with
+another method falls through to the catch-all in aiohttp too).
+
+``catch_all_handler`` answers the catch-all itself, with the match info and
+the middleware chain aiohttp would have built, and hands everything else (a
+plain path, an ``Expect`` header, a path the catch-all's pattern would not
+match) to ``Application._handle``. An app of any other shape (sub-apps, other
+patterns, the admin API) gets ``None``: aiohttp routes it as always.
+
+Warning:
+    Relies on aiohttp 3.x internals (``UrlMappingMatchInfo``,
+    ``web_app._build_middlewares``, ``Request._match_info``,
+    ``DynamicResource._pattern``), which the version pin keeps stable;
+    tests/server/test_fastroute.py checks the answers against aiohttp's own.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import hdrs, web
+from aiohttp.web_app import _build_middlewares
+from aiohttp.web_urldispatcher import (
+    DynamicResource,
+    PlainResource,
+    UrlMappingMatchInfo,
+)
+
+from authproxy.responses import Handler
+
+CATCH_ALL: Final = "/{tail:.*}"
+
+
+def catch_all_handler(app: web.Application) -> Handler | None:
+    """Return a request handler for a frozen ``app`` shaped as above, else ``None``."""
+    if app._has_legacy_middlewares:  # aiohttp builds their chain per request
+        return None
+    plain: set[str] = set()
+    catch_all: web.AbstractRoute | None = None
+    expected = DynamicResource(CATCH_ALL)._pattern.pattern
+    for resource in app.router.resources():
+        if type(resource) is PlainResource:
+            plain.add(resource.canonical)
+            continue
+        routes = list(resource)
+        if (
+            catch_all is not None
+            or type(resource) is not DynamicResource
+            or resource._pattern.pattern != expected
+            or [r.method for r in routes] != [hdrs.METH_ANY]
+        ):
+            return None
+        catch_all = routes[0]
+    if catch_all is None:
+        return None
+    route = catch_all
+    chain = _build_middlewares(route.handler, (app,))
+    routed = app._handle
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        path = request.rel_url.path_safe
+        # "." in the pattern matches anything but a newline (a decoded %0A).
+        if (
+            path in plain
+            or path[:1] != "/"
+            or "\n" in path
+            or hdrs.EXPECT in request.headers
+        ):
+            return await routed(request)
+        tail = path[1:]
+        if "%" in tail:  # as aiohttp unquotes a path-safe match
+            tail = tail.replace("%2F", "/").replace("%25", "%")
+        match_info = UrlMappingMatchInfo({"tail": tail}, route)
+        match_info.add_app(app)
+        match_info.freeze()
+        request._match_info = match_info
+        return await chain(request)
+
+    return handle
