@@ -63,6 +63,7 @@ def _small(small: dict[str, Any]) -> list[str]:
     rows = [
         *small["rows"],
         *small["audit"]["runs"],
+        *(small.get("floor_pairs") or {}).get("runs", []),
         small["log_level"],
     ]
     out += _table(
@@ -109,6 +110,15 @@ def _small(small: dict[str, Any]) -> list[str]:
         ),
         "",
     ]
+    pairs = small.get("floor_pairs")
+    if pairs:
+        ratios = ", ".join(f"{r:.3f}" for r in pairs["cpu_ratios"])
+        out += [
+            "authproxy vs the bare aiohttp proxy, the same way (fresh authproxy, "
+            "audit and access log on): CPU per request ratios (bare req/s over "
+            f"authproxy req/s) {ratios}; median {pairs['cpu_ratio']:.2f}x.",
+            "",
+        ]
     return out
 
 

@@ -9,10 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import authcost, authproxy, profile, streams
-from bench.lab import Lab, Target
+from bench.lab import FLOOR_PROXY, Lab, Target
 from bench.loop import run_loop
 from bench.machine import Snapshot
 from bench.procs import Proc
+
+AUDIT_ON = "authproxy-audit-on"
+FLOOR_PAIR = "authproxy-floor-pair"
 
 
 def _say(text: str) -> None:
@@ -32,7 +35,8 @@ def small_requests(lab: Lab) -> dict[str, Any]:
             _say(f"small requests: {target.label}, {connections} connection(s)")
             rows.append(lab.load(target, connections))
     result: dict[str, Any] = {"rows": rows}
-    result["audit"] = _audit(lab, proxy, port)
+    result["audit"] = _audit(lab)
+    result["floor_pairs"] = _floor_pairs(lab)
     result["log_level"] = _log_cost(lab)
     if settings.profile:
         result["profile"] = _profile(lab, proxy, port)
@@ -40,8 +44,13 @@ def small_requests(lab: Lab) -> dict[str, Any]:
     return result
 
 
-def _audit(lab: Lab, on_proxy: Proc, on_port: int) -> dict[str, Any]:
-    """Audit on vs off, loaded at the same time on the same core, repeated."""
+def _audit(lab: Lab) -> dict[str, Any]:
+    """Audit on vs off, loaded at the same time on the same core, repeated.
+
+    Both sides are fresh processes started together, so neither carries the
+    heap, caches and audit file of the scenarios before (like for like).
+    """
+    on_proxy, on_port = lab.start_authproxy(AUDIT_ON, lab.origin_port, audit=True)
     off, off_port = lab.start_authproxy(
         "authproxy-audit-off", lab.origin_port, audit=False
     )
@@ -55,8 +64,9 @@ def _audit(lab: Lab, on_proxy: Proc, on_port: int) -> dict[str, Any]:
         pair = lab.same_time([on, off_target], 32)
         runs += pair
         ratios.append(pair[0]["rps"] / pair[1]["rps"])
-    lines = authproxy.audit_lines(lab.run_dir, "authproxy")
+    lines = authproxy.audit_lines(lab.run_dir, AUDIT_ON)
     lab.children.stop(off)
+    lab.children.stop(on_proxy)
     ratio = statistics.median(ratios)
     return {
         "method": "same-time pairs on one core (req/s ratio = inverse CPU cost)",
@@ -67,6 +77,34 @@ def _audit(lab: Lab, on_proxy: Proc, on_port: int) -> dict[str, Any]:
         "cost": round(1 - ratio, 4),
         "audit_file_lines": lines,
         "audit_feature_active": lines > 0,
+    }
+
+
+def _floor_pairs(lab: Lab) -> dict[str, Any] | None:
+    """authproxy (fresh, audit on) and the bare aiohttp proxy loaded at once.
+
+    A second reading of the CPU ratio to the floor, immune to the host's speed
+    drifting between the sequential rows: sharing one core at the same moment,
+    bare req/s over authproxy req/s is authproxy's CPU per request over bare's.
+    """
+    if not lab.floors:
+        return None
+    proxy, port = lab.start_authproxy(FLOOR_PAIR, lab.origin_port, audit=True)
+    ours = Target("authproxy", "bearer, audit on", port, lab.main_key.bearer, proxy)
+    bare = Target(FLOOR_PROXY, "", lab.floor_ports["proxy"], {}, lab.floors["proxy"])
+    runs: list[dict[str, Any]] = []
+    ratios: list[float] = []
+    for _ in range(lab.settings.audit_repeats):
+        _say("floor: authproxy and the bare aiohttp proxy at the same time")
+        pair = lab.same_time([ours, bare], 32)
+        runs += pair
+        ratios.append(pair[1]["rps"] / pair[0]["rps"])
+    lab.children.stop(proxy)
+    return {
+        "method": "same-time pairs on one core (bare req/s over authproxy req/s)",
+        "runs": runs,
+        "cpu_ratios": [round(r, 3) for r in ratios],
+        "cpu_ratio": round(statistics.median(ratios), 3),
     }
 
 
