@@ -57,13 +57,7 @@ def _audit(lab: Lab) -> dict[str, Any]:
     key = lab.main_key
     on = Target("authproxy", "bearer, audit on", on_port, key.bearer, on_proxy)
     off_target = Target("authproxy", "bearer, audit off", off_port, key.bearer, off)
-    runs: list[dict[str, Any]] = []
-    ratios: list[float] = []
-    for _ in range(lab.settings.audit_repeats):
-        _say("audit: on and off at the same time, 32 connections each")
-        pair = lab.same_time([on, off_target], 32)
-        runs += pair
-        ratios.append(pair[0]["rps"] / pair[1]["rps"])
+    runs, ratios = _same_time_pairs(lab, on, off_target, "audit: on and off")
     lines = authproxy.audit_lines(lab.run_dir, AUDIT_ON)
     lab.children.stop(off)
     lab.children.stop(on_proxy)
@@ -80,6 +74,20 @@ def _audit(lab: Lab) -> dict[str, Any]:
     }
 
 
+def _same_time_pairs(
+    lab: Lab, first: Target, second: Target, what: str
+) -> tuple[list[dict[str, Any]], list[float]]:
+    """Load both at once, ``audit_repeats`` times; rows and first/second req/s."""
+    runs: list[dict[str, Any]] = []
+    ratios: list[float] = []
+    for _ in range(lab.settings.audit_repeats):
+        _say(f"{what} at the same time, 32 connections each")
+        pair = lab.same_time([first, second], 32)
+        runs += pair
+        ratios.append(pair[0]["rps"] / pair[1]["rps"])
+    return runs, ratios
+
+
 def _floor_pairs(lab: Lab) -> dict[str, Any] | None:
     """authproxy (fresh, audit on) and the bare aiohttp proxy loaded at once.
 
@@ -92,13 +100,9 @@ def _floor_pairs(lab: Lab) -> dict[str, Any] | None:
     proxy, port = lab.start_authproxy(FLOOR_PAIR, lab.origin_port, audit=True)
     ours = Target("authproxy", "bearer, audit on", port, lab.main_key.bearer, proxy)
     bare = Target(FLOOR_PROXY, "", lab.floor_ports["proxy"], {}, lab.floors["proxy"])
-    runs: list[dict[str, Any]] = []
-    ratios: list[float] = []
-    for _ in range(lab.settings.audit_repeats):
-        _say("floor: authproxy and the bare aiohttp proxy at the same time")
-        pair = lab.same_time([ours, bare], 32)
-        runs += pair
-        ratios.append(pair[1]["rps"] / pair[0]["rps"])
+    runs, ratios = _same_time_pairs(
+        lab, bare, ours, "floor: the bare aiohttp proxy and authproxy"
+    )
     lab.children.stop(proxy)
     return {
         "method": "same-time pairs on one core (bare req/s over authproxy req/s)",

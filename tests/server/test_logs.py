@@ -6,6 +6,7 @@ import io
 import json
 import logging
 from datetime import UTC, datetime
+from typing import TextIO
 
 import structlog
 
@@ -90,14 +91,20 @@ async def test_access_lines_in_console_format(proxy, bearer) -> None:
     assert not text.lstrip().startswith("{")
 
 
+def _json_handler(stream: TextIO) -> logs._Handler:
+    """Configure JSON logs to ``stream`` and return the root logger's handler."""
+    logs.configure(fmt="json", level="info", stream=stream)
+    [handler] = [
+        h for h in logging.getLogger().handlers if isinstance(h, logs._Handler)
+    ]
+    return handler
+
+
 async def test_held_access_fields_render_when_written(tmp_path) -> None:
     """Fields held for a file become the documented line when written, in order."""
     path = tmp_path / "log.jsonl"
     with path.open("w") as stream:
-        logs.configure(fmt="json", level="info", stream=stream)
-        [handler] = [
-            h for h in logging.getLogger().handlers if isinstance(h, logs._Handler)
-        ]
+        handler = _json_handler(stream)
         at = 1_796_169_600.25  # 2026-12-02T00:00:00.25Z
         handler.write_line('{"event":"http_request","n":1}\n')
         handler.write_access(
@@ -129,10 +136,7 @@ async def test_access_lines_to_a_file_are_held_then_written_in_order(tmp_path) -
     """Lines for a file wait (one write for many); other records go after them."""
     path = tmp_path / "log.jsonl"
     with path.open("w") as stream:
-        logs.configure(fmt="json", level="info", stream=stream)
-        [handler] = [
-            h for h in logging.getLogger().handlers if isinstance(h, logs._Handler)
-        ]
+        handler = _json_handler(stream)
         handler.write_line('{"event":"http_request","n":1}\n')
         handler.write_line('{"event":"http_request","n":2}\n')
         stream.flush()
