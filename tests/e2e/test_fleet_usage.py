@@ -71,7 +71,12 @@ async def _traffic(fleet: dict[str, Stack], make_redis_key: MakeKey) -> int:
     assert alice is not None
     assert reader is not None
     a, b = fleet["a"], fleet["b"]
-    # Both replicas follow the table within a second; these calls count too.
+    # Each replica follows the table in Redis on its own (within a second when
+    # idle, later on a loaded machine): wait until both hold the new keys, as
+    # their admin API shows, so no request below meets a table without them.
+    for stack in (a, b):
+        holds = functools.partial(_holds, stack, {"alice", "reader"})
+        assert await poll_until(holds, within=10.0)
     first = [await a.call(alice), await b.call(alice)]
     sent = [
         await a.call(alice, "POST", "/api/chat", CHAT),
@@ -84,6 +89,13 @@ async def _traffic(fleet: dict[str, Stack], make_redis_key: MakeKey) -> int:
     ]
     assert (first, sent) == ([200, 200], [200, 200, 200, 200, 403, 401, 200])
     return len(first) + len(sent)
+
+
+async def _holds(stack: Stack, names: set[str]) -> bool:
+    """Tell whether the replica's key table holds keys of all these names."""
+    status, data = await stack.api("GET", "/admin/keys")
+    assert status == 200
+    return names <= {key["name"] for key in data["keys"]}
 
 
 async def _fleet_equals(stack: Stack, query: str, rows: list[Any]) -> bool:
