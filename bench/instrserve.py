@@ -9,7 +9,8 @@ are dumped (``callgrind_control -d``); (count(N2) - count(N1)) / (N2 - N1) is on
 request. authproxy runs ``authproxy serve`` (uvloop, gc settled, audit and access
 log on unless ``--audit off``) with cheap argon2 parameters (the key is warm).
 
-``python -m bench.instrserve {authproxy,proxy,alone} [--audit off] [-c 32]
+``python -m bench.instrserve {authproxy,proxy,alone,lean-alone,lean-proxy}
+[--audit off] [-c 32]
 [--n 200,1200] [--keep DIR]``; prints one JSON line. See
 bench/results/issue14-levers.md.
 """
@@ -71,7 +72,7 @@ def _sut(mode: str, work: Path, port: int, upstream: int, audit: bool) -> list[s
     return [
         sys.executable,
         "-m",
-        "bench.floor",
+        "bench.leanfloor" if mode.startswith("lean-") else "bench.floor",
         mode,
         "--port",
         str(port),
@@ -206,7 +207,9 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
 def cli() -> None:
     """Parse the arguments, run, print the result as JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench.instrserve")
-    parser.add_argument("mode", choices=("authproxy", "proxy", "alone"))
+    parser.add_argument(
+        "mode", choices=("authproxy", "proxy", "alone", "lean-alone", "lean-proxy")
+    )
     parser.add_argument("--audit", choices=("on", "off"), default="on")
     parser.add_argument("-c", type=int, default=32)
     parser.add_argument(
