@@ -120,13 +120,20 @@ async def _serve(app: web.Application, port: int) -> None:
     await asyncio.Event().wait()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one floor server until killed."""
-    parser = argparse.ArgumentParser(prog="python -m bench.floor")
-    parser.add_argument("mode", choices=("alone", "proxy"))
+def floor_args(
+    prog: str, modes: tuple[str, ...], argv: list[str] | None
+) -> argparse.Namespace:
+    """Parse a floor server's command line: ``MODE --port P [--upstream-port U]``."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("mode", choices=modes)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream-port", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one floor server until killed."""
+    args = floor_args("python -m bench.floor", ("alone", "proxy"), argv)
     app = alone_app() if args.mode == "alone" else proxy_app(args.upstream_port)
     run_loop(_serve(app, args.port))
     return 0

@@ -20,7 +20,6 @@ are yardsticks, not servers.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from typing import cast
 
@@ -30,6 +29,7 @@ from yarl import URL
 
 from authproxy.proxy.lean import LeanClient
 from bench import bodies
+from bench.floor import floor_args
 from bench.loop import run_loop
 from bench.procs import HOST
 
@@ -134,11 +134,8 @@ async def _serve(mode: str, port: int, upstream_port: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one lean floor until killed."""
-    parser = argparse.ArgumentParser(prog="python -m bench.leanfloor")
-    parser.add_argument("mode", choices=("lean-alone", "lean-proxy"))
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--upstream-port", type=int, default=0)
-    args = parser.parse_args(argv)
+    modes = ("lean-alone", "lean-proxy")
+    args = floor_args("python -m bench.leanfloor", modes, argv)
     run_loop(_serve(args.mode, args.port, args.upstream_port))
     return 0
 
