@@ -24,8 +24,6 @@ Warning:
 
 from __future__ import annotations
 
-from typing import Final
-
 from aiohttp import hdrs, web
 from aiohttp.web_app import _build_middlewares
 from aiohttp.web_urldispatcher import (
@@ -35,8 +33,7 @@ from aiohttp.web_urldispatcher import (
 )
 
 from authproxy.responses import Handler
-
-CATCH_ALL: Final = "/{tail:.*}"
+from authproxy.web.app import CATCH_ALL
 
 
 def catch_all_handler(app: web.Application) -> Handler | None:
@@ -61,7 +58,7 @@ def catch_all_handler(app: web.Application) -> Handler | None:
         catch_all = routes[0]
     if catch_all is None:
         return None
-    route = catch_all
+    route = catch_all  # narrowed, for the closure below
     chain = _build_middlewares(route.handler, (app,))
     routed = app._handle
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import AsyncIterator, Callable
+from typing import Final
 
 import aiohttp
 import structlog
@@ -276,13 +277,17 @@ def _lean_client(config: Config, upstream: Upstream) -> LeanClient | None:
     )
 
 
+# Every path the proxy does not answer itself (server.fastroute finds it directly).
+CATCH_ALL: Final = "/{tail:.*}"
+
+
 def setup_routes(app: web.Application, config: Config) -> None:
     """Register /metrics (when public) and the catch-all proxy route, last."""
     if config.metrics.public:
         path = config.server.root_path + "/metrics"
         app.router.add_get(path, metrics_route, name="metrics")
     app.router.add_route(
-        "*", "/{tail:.*}", proxy_route, name="proxy", expect_handler=defer_expect
+        "*", CATCH_ALL, proxy_route, name="proxy", expect_handler=defer_expect
     )
     app.on_response_prepare.append(_hide_server_header)
 

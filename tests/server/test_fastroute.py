@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -68,9 +67,6 @@ def _answer(reply: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         if k not in _PER_REQUEST and k != "Content-Length"
     )
     return parsed.status, headers, _CREATED_AT.sub(b"", body)
-
-
-Request = Callable[[str], bytes]
 
 
 def _requests(token: str) -> list[bytes]:
