@@ -29,7 +29,7 @@ from yarl import URL
 
 from authproxy.proxy.lean import LeanClient
 from bench import bodies
-from bench.floor import floor_args
+from bench.floor import HOP, floor_args
 from bench.loop import run_loop
 from bench.procs import HOST
 
@@ -37,14 +37,10 @@ _FIXED = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
     b"Content-Length: %d\r\n\r\n%b" % (len(bodies.CHAT_REPLY), bodies.CHAT_REPLY)
 )
-# Hop-by-hop and framing headers, never relayed.
-_HOP = frozenset(
-    {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
-)
 
 
 class _Server(asyncio.Protocol):
-    """One connection: parse with httptools, answer in ``_answer``."""
+    """One connection: parsed by httptools, answered fixed or relayed."""
 
     def __init__(self, client: LeanClient | None) -> None:
         self._client = client
@@ -102,7 +98,7 @@ async def _relay(
     sent: CIMultiDict[str] = CIMultiDict()
     for name, value in headers:
         text = name.decode("latin-1")
-        if text.lower() not in _HOP:
+        if text.lower() not in HOP:
             sent.add(text, value.decode("latin-1"))
     target = URL(url.decode("latin-1"), encoded=True)
     async with client.request(method, target, sent, body) as reply:
@@ -111,7 +107,7 @@ async def _relay(
     lines += [
         f"{name}: {value}\r\n"
         for name, value in reply.headers.items()
-        if name.lower() not in _HOP
+        if name.lower() not in HOP
     ]
     lines.append(f"Content-Length: {len(data)}\r\n\r\n")
     transport.write("".join(lines).encode("latin-1") + data)
