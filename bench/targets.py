@@ -149,8 +149,11 @@ def evaluate(results: dict[str, Any]) -> list[Check]:
 def _floor(rows: list[dict[str, Any]], pairs: dict[str, Any] | None) -> list[Check]:
     """authproxy's CPU per request over the bare aiohttp proxy's (issue 14).
 
-    The verdict is the sequential rows' ratio, as the issue asks; the same-time
-    pairs' ratio is given beside it (a drifting host moves the first).
+    The verdict is the same-time pairs' median when the run has them: both
+    share the proxy core at the same moment, so the host's speed drifting
+    between the sequential rows (a minute or more apart; the Basic row has
+    come out cheaper than bearer by 12 %) cannot move it. The sequential
+    rows' ratio is given beside it, and is the verdict without pairs.
     """
     ap32 = _row(rows, "authproxy", "bearer", 32)
     bare = _row(rows, FLOOR_PROXY, "", 32)
@@ -162,23 +165,22 @@ def _floor(rows: list[dict[str, Any]], pairs: dict[str, Any] | None) -> list[Che
         and bare.get("cpu_us_per_request")
     ):
         return [Check(name, "n/a", "<= 1.0x", None, "no floor rows in this run")]
-    ratio = ap32["cpu_us_per_request"] / bare["cpu_us_per_request"]
+    sequential = ap32["cpu_us_per_request"] / bare["cpu_us_per_request"]
+    rows_text = (
+        f"{sequential:.2f}x ({ap32['cpu_us_per_request']} vs "
+        f"{bare['cpu_us_per_request']} µs)"
+    )
+    if pairs:
+        ratio = float(pairs["cpu_ratio"])
+        measured = f"{ratio:.2f}x (median of same-time pairs)"
+        note = f"sequential rows: {rows_text}"
+    else:
+        ratio, measured, note = sequential, rows_text, "no same-time pairs in this run"
+    note += "; stretch <= 0.75x: " + ("met" if ratio <= 0.75 else "not met")
     alone = _row(rows, FLOOR_ALONE, "", 32)
-    note = "stretch <= 0.75x: " + ("met" if ratio <= 0.75 else "not met")
     if alone and alone.get("cpu_us_per_request"):
         note += f"; aiohttp server alone {alone['cpu_us_per_request']} µs"
-    if pairs:
-        note += f"; same-time pairs: {pairs['cpu_ratio']:.2f}x"
-    return [
-        Check(
-            name,
-            f"{ratio:.2f}x ({ap32['cpu_us_per_request']} vs "
-            f"{bare['cpu_us_per_request']} µs)",
-            "<= 1.0x",
-            ratio <= 1.0,
-            note,
-        )
-    ]
+    return [Check(name, measured, "<= 1.0x", ratio <= 1.0, note)]
 
 
 def _streams(streams: dict[str, Any]) -> list[Check]:
