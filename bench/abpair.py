@@ -32,6 +32,7 @@ from typing import Any
 from bench import machine
 from bench.lab import FLOOR_PROXY, Lab, Target
 from bench.procs import Pinning
+from bench.scenarios import same_time_pairs
 from bench.settings import Settings
 
 
@@ -61,32 +62,27 @@ def _b_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
-def compare(
-    lab: Lab, b_env: dict[str, str], repeats: int, floor: bool
-) -> dict[str, Any]:
-    """Start A and B, load the pairs ``repeats`` times; cost ratios per pair."""
+def compare(lab: Lab, b_env: dict[str, str], floor: bool) -> dict[str, Any]:
+    """Start A and B, load the pairs ``audit_repeats`` times; cost ratios per pair."""
     proc_a, port_a = lab.start_authproxy("authproxy-a", lab.origin_port)
     proc_b, port_b = lab.start_authproxy("authproxy-b", lab.origin_port, env=b_env)
     key = lab.main_key.bearer
     a = Target("authproxy", "A", port_a, key, proc_a)
     b = Target("authproxy", "B", port_b, key, proc_b)
-    # (cheaper-if-faster first, second): second's req/s over first's is the
-    # first's CPU per request over the second's.
-    pairs = {"B vs A": (b, a)}
+    # (first, second): the first's req/s over the second's is the second's
+    # CPU per request over the first's, as in bench/run's floor pairs.
+    pairs = {"B vs A": (a, b)}
     if floor:
         bare = Target(
             FLOOR_PROXY, "", lab.floor_ports["proxy"], {}, lab.floors["proxy"]
         )
-        pairs |= {"A vs bare": (a, bare), "B vs bare": (b, bare)}
-    ratios: dict[str, list[float]] = {name: [] for name in pairs}
-    for _ in range(repeats):
-        for name, (first, second) in pairs.items():
-            rows = lab.same_time([first, second], 32)
-            ratios[name].append(round(rows[1]["rps"] / rows[0]["rps"], 3))
-    return {
-        name: {"ratios": values, "median": statistics.median(values)}
-        for name, values in ratios.items()
-    }
+        pairs |= {"A vs bare": (bare, a), "B vs bare": (bare, b)}
+    result: dict[str, Any] = {}
+    for name, (first, second) in pairs.items():
+        _, ratios = same_time_pairs(lab, first, second, name)
+        rounded = [round(r, 3) for r in ratios]
+        result[name] = {"ratios": rounded, "median": statistics.median(rounded)}
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,16 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.chmod(0o755)  # nginx workers read the htpasswd file in it
     pin = Pinning.detect()
     os.sched_setaffinity(0, pin.load)
-    lab = Lab(run_dir, Settings(duration=args.duration), pin)
+    settings = Settings(duration=args.duration, audit_repeats=args.repeats)
+    lab = Lab(run_dir, settings, pin)
+    b_env = _b_env(args)
     machine.wait_for_quiet(threshold=0.1, max_wait=60)
     try:
         lab.create_keys()
         lab.start_upstreams()
-        result = compare(lab, _b_env(args), args.repeats, args.floor)
+        result = compare(lab, b_env, args.floor)
     finally:
         lab.children.stop_all()
         shutil.rmtree(run_dir, ignore_errors=True)
-    print(json.dumps({"b_env": _b_env(args), **result}))
+    print(json.dumps({"b_env": b_env, **result}))
     return 0
 
 

@@ -57,7 +57,7 @@ def _audit(lab: Lab) -> dict[str, Any]:
     key = lab.main_key
     on = Target("authproxy", "bearer, audit on", on_port, key.bearer, on_proxy)
     off_target = Target("authproxy", "bearer, audit off", off_port, key.bearer, off)
-    runs, ratios = _same_time_pairs(lab, on, off_target, "audit: on and off")
+    runs, ratios = same_time_pairs(lab, on, off_target, "audit: on and off")
     lines = authproxy.audit_lines(lab.run_dir, AUDIT_ON)
     lab.children.stop(off)
     lab.children.stop(on_proxy)
@@ -74,7 +74,7 @@ def _audit(lab: Lab) -> dict[str, Any]:
     }
 
 
-def _same_time_pairs(
+def same_time_pairs(
     lab: Lab, first: Target, second: Target, what: str
 ) -> tuple[list[dict[str, Any]], list[float]]:
     """Load both at once, ``audit_repeats`` times; rows and first/second req/s."""
@@ -100,7 +100,7 @@ def _floor_pairs(lab: Lab) -> dict[str, Any] | None:
     proxy, port = lab.start_authproxy(FLOOR_PAIR, lab.origin_port, audit=True)
     ours = Target("authproxy", "bearer, audit on", port, lab.main_key.bearer, proxy)
     bare = Target(FLOOR_PROXY, "", lab.floor_ports["proxy"], {}, lab.floors["proxy"])
-    runs, ratios = _same_time_pairs(
+    runs, ratios = same_time_pairs(
         lab, bare, ours, "floor: the bare aiohttp proxy and authproxy"
     )
     lab.children.stop(proxy)
