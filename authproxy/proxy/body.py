@@ -26,6 +26,7 @@ from authproxy.policy.routes import FORM_MODEL_ROUTES, MODEL_FIELDS, ZSTD_ROUTES
 from authproxy.policy.rules import ModelUse
 from authproxy.proxy.formbody import form_field
 from authproxy.proxy.jsonbody import BodyFormatError, folded_get, parse_object
+from authproxy.proxy.request import ProxyRequest
 
 # Parsing a body this big (base64 images) would stall the loop noticeably.
 PARSE_OFF_LOOP: Final = 1024 * 1024
@@ -44,7 +45,7 @@ async def defer_expect(request: web.Request) -> None:
     """
 
 
-async def send_continue(request: web.Request) -> None:
+async def send_continue(request: ProxyRequest) -> None:
     """Send ``100 Continue`` if the client waits for it (RFC 9110 §10.1.1).
 
     Raises:
@@ -68,7 +69,7 @@ async def _next_chunk(content: aiohttp.StreamReader, idle: float) -> bytes:
 
 
 async def read_body(
-    request: web.Request, ex: Exchange, limit: int, idle: float
+    request: ProxyRequest, ex: Exchange, limit: int, idle: float
 ) -> bytes:
     """Read the whole body, at most ``limit`` bytes, with ``idle`` between chunks.
 
@@ -130,7 +131,7 @@ class BodyLimit:
 
 
 async def read_model_body(
-    request: web.Request,
+    request: ProxyRequest,
     ex: Exchange,
     *,
     limit: int,
@@ -171,7 +172,7 @@ async def read_model_body(
     return decoded, models
 
 
-def _content_coding(request: web.Request) -> bool:
+def _content_coding(request: ProxyRequest) -> bool:
     """Tell whether the body is zstd; refuse codings Ollama would not decode.
 
     Ollama decompresses exactly ``zstd`` on the /v1 cloud-passthrough routes and
@@ -190,7 +191,7 @@ def _content_coding(request: web.Request) -> bool:
 
 
 def _inspect(
-    request: web.Request, body: bytes, zstd: bool
+    request: ProxyRequest, body: bytes, zstd: bool
 ) -> tuple[bytes, dict[str, Any] | None, ModelUse]:
     """Decode and read the body (also run in a worker thread for big bodies)."""
     if zstd:
@@ -228,7 +229,7 @@ def _decompress(body: bytes) -> bytes:
     return decoded
 
 
-def _form_models(request: web.Request, body: bytes) -> ModelUse:
+def _form_models(request: ProxyRequest, body: bytes) -> ModelUse:
     # Go's FormValue reads the query string before the form: refuse both.
     if request.query_string:
         raise Denied(

@@ -28,6 +28,7 @@ from authproxy.proxy.body import BodyLimit, read_body, read_model_body, send_con
 from authproxy.proxy.headers import forward_request_headers
 from authproxy.proxy.listing import is_listing, relay_listing
 from authproxy.proxy.relay import Reply, relay
+from authproxy.proxy.request import ProxyRequest
 from authproxy.proxy.upstream import (
     Forwarding,
     Upstream,
@@ -45,7 +46,7 @@ Reserve = Callable[[Exchange], Awaitable[None]]
 
 
 async def forward(
-    request: web.Request,
+    request: ProxyRequest,
     ex: Exchange,
     principal: Principal,
     fwd: Forwarding,
@@ -91,7 +92,7 @@ async def forward(
 
 
 async def _send(  # noqa: PLR0917 - one request's parts, passed once
-    request: web.Request,
+    request: ProxyRequest,
     ex: Exchange,
     url: URL,
     headers: CIMultiDict[str],
@@ -152,7 +153,7 @@ def _call(
 
 
 async def _request_body(
-    request: web.Request,
+    request: ProxyRequest,
     ex: Exchange,
     headers: CIMultiDict[str],
     limit: BodyLimit,

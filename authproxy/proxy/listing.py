@@ -12,17 +12,18 @@ from authproxy.metering.exchange import Exchange
 from authproxy.policy.rules import LISTINGS, filter_listing
 from authproxy.proxy.headers import REQUEST_ID_HEADER, filter_response_headers
 from authproxy.proxy.relay import Reply
+from authproxy.proxy.request import ProxyRequest
 
 _OK: Final = 200
 
 
-def is_listing(request: web.Request, status: int) -> bool:
+def is_listing(request: ProxyRequest, status: int) -> bool:
     """Tell whether the reply is a model listing the proxy must filter."""
     return request.method == "GET" and request.path in LISTINGS and status == _OK
 
 
 async def relay_listing(
-    request: web.Request,
+    request: ProxyRequest,
     reply: Reply,
     ex: Exchange,
     rules: tuple[tuple[str, ...], ...],

@@ -16,6 +16,7 @@ from authproxy.metering.usage import UsageParser
 from authproxy.policy.routes import is_metered
 from authproxy.proxy.headers import REQUEST_ID_HEADER, filter_response_headers
 from authproxy.proxy.lean import LeanResponse
+from authproxy.proxy.request import ProxyRequest, start_response
 from authproxy.proxy.upstream import failure_reason, public_url
 
 log = structlog.stdlib.get_logger(__name__)
@@ -25,7 +26,7 @@ Reply = aiohttp.ClientResponse | LeanResponse
 
 
 async def relay(
-    request: web.Request,
+    request: ProxyRequest,
     reply: Reply,
     ex: Exchange,
     idle_timeout: float,
@@ -49,7 +50,7 @@ async def relay(
         headers=filter_response_headers(reply.headers),
     )
     response.headers[REQUEST_ID_HEADER] = ex.request_id
-    await response.prepare(request)
+    await start_response(response, request)
     if not _body_ready(reply):
         request.writer.send_headers()  # nothing to send them with: now, for TTFB
     ex.ttfb = time.monotonic() - ex.started
@@ -133,7 +134,7 @@ def _judge_stream(ex: Exchange) -> None:
         ex.outcome = "stream_error"
 
 
-def _abort(request: web.Request, reply: Reply, err: BaseException) -> None:
+def _abort(request: ProxyRequest, reply: Reply, err: BaseException) -> None:
     """End the client's stream without its terminator so it can tell it was cut."""
     reply.close()
     log.warning(

@@ -27,6 +27,7 @@ from authproxy.metering.recent import RecentRequests
 from authproxy.proxy.body import defer_expect
 from authproxy.proxy.headers import TrustedProxies, parse_networks
 from authproxy.proxy.lean import LeanClient
+from authproxy.proxy.request import as_middleware
 from authproxy.proxy.upstream import Forwarding, Upstream
 from authproxy.state.connection import async_client
 from authproxy.tasks import stop
@@ -62,7 +63,8 @@ log = structlog.stdlib.get_logger(__name__)
 def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     """Build the proxy application for ``config``."""
     app = web.Application(
-        middlewares=[edge_middleware], client_max_size=config.server.max_body_size
+        middlewares=[as_middleware(edge_middleware)],
+        client_max_size=config.server.max_body_size,
     )
     app[CONFIG_KEY] = config
     app[CLOCK_KEY] = clock

@@ -29,7 +29,7 @@ from typing import Final
 from aiohttp import hdrs, web
 
 from authproxy.config.model import Config
-from authproxy.responses import Handler
+from authproxy.proxy.request import ProxyHandler, ProxyRequest, as_middleware
 
 ALLOW_METHODS: Final = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"
 # Ollama's list (shared/ollama-wire.md §8), plus the other credential and the
@@ -95,7 +95,7 @@ class OriginPolicy:
         return any(p.fullmatch(origin) for p in self._patterns)
 
 
-def _is_preflight(request: web.Request) -> bool:
+def _is_preflight(request: ProxyRequest) -> bool:
     return (
         request.method == hdrs.METH_OPTIONS
         and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
@@ -110,14 +110,14 @@ def setup_cors(app: web.Application, config: Config) -> None:
 
     @web.middleware
     async def cors_middleware(
-        request: web.Request, handler: Handler
+        request: ProxyRequest, handler: ProxyHandler
     ) -> web.StreamResponse:
         """Answer an allowed origin's preflight; everything else goes on."""
         if _is_preflight(request) and policy.allows(request.headers.get(hdrs.ORIGIN)):
             return web.Response(status=204)  # its headers come from cors_headers
         return await handler(request)
 
-    async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    async def cors_headers(request: ProxyRequest, response: web.StreamResponse) -> None:
         """Replace any CORS headers (Ollama's) with the proxy's, just before sending."""
         headers = response.headers
         for name in {n for n in headers if n.lower().startswith("access-control-")}:
@@ -141,5 +141,5 @@ def setup_cors(app: web.Application, config: Config) -> None:
             headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = EXPOSE_HEADERS
 
     # First of all: a preflight is answered before the edge makes a record.
-    app.middlewares.insert(0, cors_middleware)
+    app.middlewares.insert(0, as_middleware(cors_middleware))
     app.on_response_prepare.append(cors_headers)

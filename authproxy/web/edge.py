@@ -27,7 +27,8 @@ from authproxy.metering.audit import AuditWriter
 from authproxy.metering.exchange import Exchange
 from authproxy.policy.routes import classify
 from authproxy.proxy.headers import REQUEST_ID_HEADER, client_address, request_id
-from authproxy.responses import Handler, json_error
+from authproxy.proxy.request import ProxyHandler, ProxyRequest, start_response
+from authproxy.responses import json_error
 from authproxy.web.appkeys import (
     AUDIT_KEY,
     CLOCK_KEY,
@@ -54,7 +55,7 @@ _UNREAD_BODY: Final = frozenset({408, 413})
 _SELF_LOGGED: Final = frozenset({401, 429})
 
 
-def bind_request(request: web.Request) -> str:
+def bind_request(request: ProxyRequest) -> str:
     """Assign the request id and bind it, with the peer, to the log context.
 
     aiohttp runs each request in a task of its own, with a copy of the
@@ -69,7 +70,7 @@ def bind_request(request: web.Request) -> str:
     return rid
 
 
-def below_root(request: web.Request, root: str) -> web.Request | None:
+def below_root(request: ProxyRequest, root: str) -> ProxyRequest | None:
     """Return the request as sent without ``root``, or ``None`` if outside it.
 
     Like uvicorn's ``--root-path``: ``/ollama/api/tags`` is seen as
@@ -90,7 +91,7 @@ def below_root(request: web.Request, root: str) -> web.Request | None:
     return request.clone(rel_url=url)
 
 
-def _client(request: web.Request) -> str:
+def _client(request: ProxyRequest) -> str:
     """Return the client address (X-Forwarded-For believed from trusted peers)."""
     peer = request.remote or ""
     trusted = request.app[UPSTREAM_KEY].trusted_proxies
@@ -100,7 +101,9 @@ def _client(request: web.Request) -> str:
 
 
 @web.middleware
-async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def edge_middleware(
+    request: ProxyRequest, handler: ProxyHandler
+) -> web.StreamResponse:
     """Track the request in an Exchange, answer its errors, record it at the end."""
     rid = bind_request(request)
     if request.match_info.route.name in PUBLIC_ROUTES:
@@ -135,7 +138,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def _answer(
-    request: web.Request, handler: Handler, ex: Exchange
+    request: ProxyRequest, handler: ProxyHandler, ex: Exchange
 ) -> web.StreamResponse:
     """Run the handler; answer what it raises (a cancellation goes on)."""
     try:
@@ -183,7 +186,7 @@ def _error(
     return response
 
 
-async def _denied(request: web.Request, ex: Exchange, err: Denied) -> web.Response:
+async def _denied(request: ProxyRequest, ex: Exchange, err: Denied) -> web.Response:
     """Answer a refusal, note it in the record, and log it (401s log themselves)."""
     ex.deny(err.reason)
     if err.status not in _SELF_LOGGED:
@@ -192,7 +195,7 @@ async def _denied(request: web.Request, ex: Exchange, err: Denied) -> web.Respon
     response = _error(ex, err.status, err.message, err.headers)
     if err.status in _UNREAD_BODY:
         response.force_close()
-        await response.prepare(request)
+        await start_response(response, request)
         await response.write_eof()
         if request.transport is not None:
             request.transport.close()

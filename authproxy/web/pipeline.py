@@ -21,6 +21,7 @@ from authproxy.keys.record import KeyLimits
 from authproxy.limits.quotas import Ticket
 from authproxy.metering.exchange import Exchange
 from authproxy.proxy.handler import forward
+from authproxy.proxy.request import ProxyRequest
 from authproxy.web.appkeys import (
     ADMISSION_KEY,
     BRUTE_FORCE_KEY,
@@ -34,7 +35,7 @@ from authproxy.web.metrics import metrics_response
 
 @asynccontextmanager
 async def admitted(
-    request: web.Request,
+    request: ProxyRequest,
 ) -> AsyncIterator[tuple[Principal, Ticket | None]]:
     """Authenticate and admit the request; settle its ticket when it ends.
 
@@ -48,7 +49,7 @@ async def admitted(
         request.app[ADMISSION_KEY].settle(ticket, request[EXCHANGE_KEY])
 
 
-async def admit_request(request: web.Request) -> tuple[Principal, Ticket | None]:
+async def admit_request(request: ProxyRequest) -> tuple[Principal, Ticket | None]:
     """Authenticate and admit the request; the caller settles the ticket.
 
     Raises:
@@ -88,7 +89,7 @@ def _explained(err: AuthRefused) -> AuthRefused:
     )
 
 
-async def proxy_route(request: web.Request) -> web.StreamResponse:
+async def proxy_route(request: ProxyRequest) -> web.StreamResponse:
     """Every path that is not the proxy's own: forward it to Ollama."""
     app = request.app
     fwd = app[FORWARDING_KEY]
@@ -106,7 +107,7 @@ async def proxy_route(request: web.Request) -> web.StreamResponse:
         gate.settle(ticket, ex)
 
 
-async def metrics_route(request: web.Request) -> web.StreamResponse:
+async def metrics_route(request: ProxyRequest) -> web.StreamResponse:
     """GET /metrics on the proxy port: with ``metrics.public`` and an admin key."""
     async with admitted(request) as (principal, _):
         if "admin" not in principal.scopes:
