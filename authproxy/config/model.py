@@ -101,6 +101,12 @@ class ServerConfig:
     keepalive_timeout: float = option(75.0, parse=seconds)
     backlog: int = option(1024, check=(_positive, "int > 0"))
     trusted_proxies: tuple[str, ...] = option((), parse=_networks)
+    # What serves the proxy listener's connections: "lean" (server.leanfront:
+    # plainly shaped requests without aiohttp's Request, all others handed
+    # to aiohttp) or "aiohttp" (aiohttp's handler for every request).
+    front: str = option(
+        "lean", check=(lambda v: v in {"lean", "aiohttp"}, "lean|aiohttp")
+    )
     event_loop: str = option(
         "auto",
         check=(lambda v: v in {"auto", "uvloop", "asyncio"}, "auto|uvloop|asyncio"),

@@ -24,6 +24,8 @@ Warning:
 
 from __future__ import annotations
 
+from typing import NamedTuple, cast
+
 from aiohttp import hdrs, web
 from aiohttp.web_app import _build_middlewares
 from aiohttp.web_urldispatcher import (
@@ -32,12 +34,22 @@ from aiohttp.web_urldispatcher import (
     UrlMappingMatchInfo,
 )
 
+from authproxy.proxy.request import ProxyHandler
 from authproxy.responses import Handler
 from authproxy.web.app import CATCH_ALL
 
 
-def catch_all_handler(app: web.Application) -> Handler | None:
-    """Return a request handler for a frozen ``app`` shaped as above, else ``None``."""
+class CatchAll(NamedTuple):
+    """The proxy app's catch-all route, its middleware chain and the plain paths."""
+
+    app: web.Application
+    route: web.AbstractRoute
+    chain: ProxyHandler
+    plain_paths: frozenset[str]
+
+
+def find_catch_all(app: web.Application) -> CatchAll | None:
+    """Return the catch-all of a frozen ``app`` shaped as above, else ``None``."""
     if app._has_legacy_middlewares:  # aiohttp builds their chain per request
         return None
     plain: set[str] = set()
@@ -58,8 +70,18 @@ def catch_all_handler(app: web.Application) -> Handler | None:
         catch_all = routes[0]
     if catch_all is None:
         return None
-    route = catch_all  # narrowed, for the closure below
-    chain = _build_middlewares(route.handler, (app,))
+    # The chain is the pipeline's middlewares around proxy_route, all of
+    # which take a ProxyRequest (aiohttp types it for its own Request).
+    chain = cast(ProxyHandler, _build_middlewares(catch_all.handler, (app,)))
+    return CatchAll(app, catch_all, chain, frozenset(plain))
+
+
+def catch_all_handler(app: web.Application) -> Handler | None:
+    """Return a request handler for a frozen ``app`` shaped as above, else ``None``."""
+    found = find_catch_all(app)
+    if found is None:
+        return None
+    route, chain, plain = found.route, found.chain, found.plain_paths
     routed = app._handle
 
     async def handle(request: web.Request) -> web.StreamResponse:

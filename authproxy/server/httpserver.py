@@ -18,16 +18,20 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import structlog
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.log import access_logger as aiohttp_access_logger
+from aiohttp.web_log import AccessLogger as AiohttpAccessLogger
 from aiohttp.web_protocol import RequestHandler
 
 from authproxy.config.model import Config
-from authproxy.server.fastroute import catch_all_handler
+from authproxy.server.fastroute import CatchAll, catch_all_handler, find_catch_all
+from authproxy.server.leanfront import LeanFront
 from authproxy.server.logs import AccessLogger
+from authproxy.server.plainhttp import Limits
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -137,17 +141,61 @@ class GuardedRequestHandler(RequestHandler):
 
 
 class GuardedServer(web.Server):
-    """A ``web.Server`` whose connections use ``GuardedRequestHandler``."""
+    """A ``web.Server`` whose connections use ``GuardedRequestHandler``.
+
+    With ``lean_front`` (the proxy app's catch-all), each connection starts
+    on ``server.leanfront.LeanFront``, which hands it to a
+    ``GuardedRequestHandler`` at the first request it does not serve itself.
+    """
 
     def __init__(
-        self, *args: Any, header_timeout: float, challenge: bool = True, **kwargs: Any
+        self,
+        *args: Any,
+        header_timeout: float,
+        challenge: bool = True,
+        lean_front: CatchAll | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout = header_timeout
         self.challenge = challenge
+        self._lean_front = lean_front
+        kw = self._kwargs
+        self._limits = Limits(
+            max_line=kw.get("max_line_size", 8190),
+            max_field=kw.get("max_field_size", 8190),
+            max_headers=kw.get("max_headers", 128),
+        )
+        # The access logger aiohttp's handler would build (None: turned off).
+        access_log = kw.get("access_log", aiohttp_access_logger)
+        self._access_logger = (
+            kw.get("access_log_class", AiohttpAccessLogger)(
+                access_log, kw.get("access_log_format", AiohttpAccessLogger.LOG_FORMAT)
+            )
+            if access_log
+            else None
+        )
 
     def __call__(self) -> RequestHandler:
         """Create the protocol for one connection."""
+        if self._lean_front is None:
+            return self.guarded_handler()
+        access = self._access_logger
+        front = LeanFront(
+            self,
+            fallback=self.guarded_handler,
+            catch_all=self._lean_front,
+            limits=self._limits,
+            keepalive_timeout=self._kwargs.get("keepalive_timeout", 3630),
+            tcp_keepalive=self._kwargs.get("tcp_keepalive", True),
+            access_logger=access if access is not None and access.enabled else None,
+            handler_cancellation=self.handler_cancellation,
+        )
+        # A protocol like RequestHandler to web.Server and the loop.
+        return cast(RequestHandler, front)
+
+    def guarded_handler(self) -> GuardedRequestHandler:
+        """Create aiohttp's handler for one connection, with our guards."""
         return GuardedRequestHandler(
             self,
             loop=self._loop,
@@ -170,6 +218,8 @@ class GuardedAppRunner(web.AppRunner):
             credentials must not invite a client to send some).
         fast_route: route past aiohttp's router when the app's shape allows
             it (``server.fastroute``); off only to compare with aiohttp's own.
+        lean_front: serve plainly shaped requests to such an app with
+            ``server.leanfront`` (``server.front: lean``).
         **kwargs: passed on to ``web.AppRunner``.
     """
 
@@ -180,12 +230,14 @@ class GuardedAppRunner(web.AppRunner):
         header_timeout: float,
         challenge: bool = True,
         fast_route: bool = True,
+        lean_front: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self._header_timeout = header_timeout
         self._challenge = challenge
         self._fast_route = fast_route
+        self._lean_front = lean_front
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
@@ -199,6 +251,11 @@ class GuardedAppRunner(web.AppRunner):
             loop=plain._loop,
             header_timeout=self._header_timeout,
             challenge=self._challenge,
+            lean_front=(
+                find_catch_all(self._app)
+                if self._fast_route and self._lean_front
+                else None
+            ),
             **plain._kwargs,
         )
 

@@ -252,6 +252,7 @@ async def _run(
         app,
         header_timeout=config.limits.header_timeout,
         handler_cancellation=True,
+        lean_front=config.server.front == "lean",
         **server_kwargs(config),
     )
     await runner.setup()

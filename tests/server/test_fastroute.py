@@ -42,10 +42,17 @@ class RoutedByAiohttp(ProxyTestServer):
         )
 
 
+class ShortcutOnly(ProxyTestServer):
+    """The production runner with the shortcut and without the lean front."""
+
+    async def _make_runner(self, **kwargs: Any) -> GuardedAppRunner:
+        return await super()._make_runner(lean_front=False, **kwargs)
+
+
 @pytest.fixture
 async def pair(config: Config, key: Any) -> Any:
     """(shortcut server, aiohttp-routed server), both started."""
-    servers = [ProxyTestServer(create_app(config), config)]
+    servers: list[ProxyTestServer] = [ShortcutOnly(create_app(config), config)]
     servers.append(RoutedByAiohttp(create_app(config), config))
     for server in servers:
         await server.start_server()

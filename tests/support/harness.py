@@ -41,6 +41,7 @@ class ProxyTestServer(TestServer):
 
     async def _make_runner(self, **kwargs: Any) -> GuardedAppRunner:
         kwargs.update(server_kwargs(self.config))
+        kwargs.setdefault("lean_front", self.config.server.front == "lean")
         return GuardedAppRunner(
             self.app, header_timeout=self.config.limits.header_timeout, **kwargs
         )

@@ -148,7 +148,13 @@ class ThreadStack:
         if prepare is not None:
             prepare(self)
         app = create_app(self.config)
-        self.proxy_url = await self._serve(self._runner(app, handler_cancellation=True))
+        self.proxy_url = await self._serve(
+            self._runner(
+                app,
+                handler_cancellation=True,
+                lean_front=self.config.server.front == "lean",
+            )
+        )
         self.admin_url = await self._serve(self._runner(admin_listener_app(app)))
 
     def _runner(self, app: web.Application, **kwargs: Any) -> GuardedAppRunner:
