@@ -8,7 +8,6 @@ every answer, and what reached Ollama, must be the same.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pytest
@@ -18,62 +17,26 @@ from aiohttp.test_utils import TestServer
 from authproxy.admin.app import create_admin_app
 from authproxy.config.model import Config
 from authproxy.server.fastroute import catch_all_handler
-from authproxy.server.httpserver import GuardedAppRunner, server_kwargs
 from authproxy.web.app import create_app
 from tests.support.fake_ollama.server import FakeOllama
 from tests.support.harness import ProxyTestServer
-from tests.support.rawhttp import build_request, exchange, parse
-
-# Fields that differ between any two requests, whoever routes them.
-_PER_REQUEST = {"Date", "X-Request-ID"}
-_CREATED_AT = re.compile(rb'"created_at":"[^"]*"')
-
-
-class RoutedByAiohttp(ProxyTestServer):
-    """The production runner with the shortcut off: aiohttp resolves every request."""
-
-    async def _make_runner(self, **kwargs: Any) -> GuardedAppRunner:
-        kwargs.update(server_kwargs(self.config))
-        return GuardedAppRunner(
-            self.app,
-            header_timeout=self.config.limits.header_timeout,
-            fast_route=False,
-            **kwargs,
-        )
-
-
-class ShortcutOnly(ProxyTestServer):
-    """The production runner with the shortcut and without the lean front."""
-
-    async def _make_runner(self, **kwargs: Any) -> GuardedAppRunner:
-        return await super()._make_runner(lean_front=False, **kwargs)
+from tests.support.rawhttp import build_request, comparable, exchange
 
 
 @pytest.fixture
 async def pair(config: Config, key: Any) -> Any:
     """(shortcut server, aiohttp-routed server), both started."""
-    servers: list[ProxyTestServer] = [ShortcutOnly(create_app(config), config)]
-    servers.append(RoutedByAiohttp(create_app(config), config))
+    # The shortcut, and aiohttp resolving every request; both without the
+    # lean front, which would take the shortcut's requests itself.
+    servers = [
+        ProxyTestServer(create_app(config), config, lean_front=False),
+        ProxyTestServer(create_app(config), config, lean_front=False, fast_route=False),
+    ]
     for server in servers:
         await server.start_server()
     yield servers
     for server in servers:
         await server.close()
-
-
-def _answer(reply: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-    head, _, body = reply.partition(b"\r\n\r\n")
-    parsed = parse(head + b"\r\n\r\n")
-    # The fake's created_at varies in length, so a Content-Length is checked
-    # against its own body and left out of the comparison.
-    if "Content-Length" in parsed.headers:
-        assert int(parsed.headers["Content-Length"]) == len(body)
-    headers = sorted(
-        (k, v)
-        for k, v in parsed.headers.items()
-        if k not in _PER_REQUEST and k != "Content-Length"
-    )
-    return parsed.status, headers, _CREATED_AT.sub(b"", body)
 
 
 def _requests(token: str) -> list[bytes]:
@@ -119,10 +82,10 @@ async def test_answers_and_upstream_requests_match_aiohttps_routing(
     fast, routed = pair
     for request in _requests(token):
         before = len(fake.received)
-        by_shortcut = _answer(await exchange(fast.port, request))
+        by_shortcut = comparable(await exchange(fast.port, request))
         reached = [(r.method, r.path_qs, r.body) for r in fake.received[before:]]
         del fake.received[before:]
-        by_aiohttp = _answer(await exchange(routed.port, request))
+        by_aiohttp = comparable(await exchange(routed.port, request))
         reached_routed = [(r.method, r.path_qs, r.body) for r in fake.received[before:]]
         assert by_shortcut == by_aiohttp, request
         assert reached == reached_routed, request

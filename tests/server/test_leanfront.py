@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from typing import Any
 
 import pytest
@@ -22,70 +21,34 @@ from authproxy.config.model import Config
 from authproxy.server.httpserver import (
     GuardedAppRunner,
     GuardedRequestHandler,
-    server_kwargs,
 )
 from authproxy.server.leanfront import LeanFront
 from authproxy.server.plainhttp import MAX_BODY
 from authproxy.web.app import create_app
 from tests.support.fake_ollama.server import FakeOllama
 from tests.support.harness import ProxyTestServer
-from tests.support.rawhttp import build_request, connect, parse, read_reply
-
-_PER_REQUEST = {"Date", "X-Request-ID"}
-_CREATED_AT = re.compile(rb'"created_at":"[^"]*"')
-
-
-class LeanServer(ProxyTestServer):
-    """The production runner with the lean front on."""
-
-    async def _make_runner(self, **kwargs: Any) -> GuardedAppRunner:
-        kwargs.update(server_kwargs(self.config))
-        return GuardedAppRunner(
-            self.app,
-            header_timeout=self.config.limits.header_timeout,
-            lean_front=True,
-            **kwargs,
-        )
-
-
-class AiohttpServer(ProxyTestServer):
-    """The production runner with the lean front off."""
-
-    async def _make_runner(self, **kwargs: Any) -> GuardedAppRunner:
-        kwargs.update(server_kwargs(self.config))
-        return GuardedAppRunner(
-            self.app,
-            header_timeout=self.config.limits.header_timeout,
-            lean_front=False,
-            **kwargs,
-        )
+from tests.support.rawhttp import (
+    PER_REQUEST,
+    build_request,
+    comparable,
+    connect,
+    parse,
+    read_reply,
+)
 
 
 @pytest.fixture
 async def pair(config: Config, key: Any) -> Any:
     """(lean server, aiohttp server), both started."""
     servers = [
-        LeanServer(create_app(config), config),
-        AiohttpServer(create_app(config), config),
+        ProxyTestServer(create_app(config), config, lean_front=True),
+        ProxyTestServer(create_app(config), config, lean_front=False),
     ]
     for server in servers:
         await server.start_server()
     yield servers
     for server in servers:
         await server.close()
-
-
-def _answer(reply: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-    head, _, body = reply.partition(b"\r\n\r\n")
-    parsed = parse(head + b"\r\n\r\n")
-    if body and "Content-Length" in parsed.headers:  # (HEAD: a length, no body)
-        assert int(parsed.headers["Content-Length"]) == len(body)
-    headers = sorted(
-        (k, v)
-        for k, v in parsed.headers.items()
-        if k not in _PER_REQUEST and k != "Content-Length"
-    )
-    return parsed.status, headers, _CREATED_AT.sub(b"", body)
 
 
 def _chat(auth: str, *extra: str, stream: bool = False, pad: int = 0) -> bytes:
@@ -159,7 +122,7 @@ def _reached(fake: FakeOllama, since: int) -> list[Any]:
             r.method,
             r.path_qs,
             r.body,
-            sorted((k, v) for k, v in r.headers.items() if k not in _PER_REQUEST),
+            sorted((k, v) for k, v in r.headers.items() if k not in PER_REQUEST),
         )
         for r in fake.received[since:]
     ]
@@ -172,10 +135,11 @@ async def test_answers_and_upstream_requests_match_aiohttps(
     lean, plain = pair
     for request in _requests(token):
         before = len(fake.received)
-        by_lean = _answer(await _exchange(lean.port, request))
+        head = request.startswith(b"HEAD ")
+        by_lean = comparable(await _exchange(lean.port, request), head=head)
         reached = _reached(fake, before)
         del fake.received[before:]
-        by_aiohttp = _answer(await _exchange(plain.port, request))
+        by_aiohttp = comparable(await _exchange(plain.port, request), head=head)
         reached_plain = _reached(fake, before)
         assert by_lean == by_aiohttp, request
         assert reached == reached_plain, request
@@ -192,7 +156,7 @@ async def _replies(port: int | None, data: bytes, count: int) -> list[Any]:
     async with connect(port) as (reader, writer):
         writer.write(data)
         await writer.drain()
-        return [_answer(await _read_whole(reader)) for _ in range(count)]
+        return [comparable(await _read_whole(reader)) for _ in range(count)]
 
 
 async def test_a_kept_alive_connection_is_served_lean(

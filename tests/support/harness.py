@@ -33,15 +33,21 @@ StartProxy = Callable[..., Awaitable[TestClient[web.Request, None]]]
 
 
 class ProxyTestServer(TestServer):
-    """aiohttp's test server running the production runner (``GuardedAppRunner``)."""
+    """aiohttp's test server running the production runner (``GuardedAppRunner``).
 
-    def __init__(self, app: web.Application, config: Config) -> None:
+    ``runner`` options (``lean_front``, ``fast_route``) override what the
+    config says, for tests that compare one front or router with another.
+    """
+
+    def __init__(self, app: web.Application, config: Config, **runner: Any) -> None:
         super().__init__(app)
         self.config = config
+        self._runner_options = runner
 
     async def _make_runner(self, **kwargs: Any) -> GuardedAppRunner:
         kwargs.update(server_kwargs(self.config))
         kwargs.setdefault("lean_front", self.config.server.front == "lean")
+        kwargs.update(self._runner_options)
         return GuardedAppRunner(
             self.app, header_timeout=self.config.limits.header_timeout, **kwargs
         )

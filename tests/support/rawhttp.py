@@ -4,7 +4,7 @@ Build a request with :func:`build_request`, send it with :func:`send_raw` (all t
 server says, until it closes) or :func:`exchange` (the first complete reply), or
 hold the connection with :func:`connect` to talk step by step (slow clients,
 ``Expect: 100-continue``). :func:`parse` splits a reply into status, headers and
-JSON body.
+JSON body; :func:`comparable` is a reply as two servers' answers compare.
 """
 
 from __future__ import annotations
@@ -110,6 +110,33 @@ def parse(reply: bytes) -> Reply:
     return Reply(
         int(status_line.split(" ")[1]), headers, json.loads(body) if body else None
     )
+
+
+# Fields that differ between any two requests, whoever serves them.
+PER_REQUEST: Final = frozenset({"Date", "X-Request-ID"})
+# The fake Ollama's timestamps (their length varies too).
+_CREATED_AT: Final = re.compile(rb'"created_at":"[^"]*"')
+
+
+def comparable(
+    reply: bytes, *, head: bool = False
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A reply as two servers' answers to one request compare.
+
+    Status, headers but ``PER_REQUEST`` and ``Content-Length`` (sorted), and
+    the body without the fake's timestamps. A ``Content-Length`` is checked
+    against the reply's own body instead (a reply to ``head`` has none).
+    """
+    top, _, body = reply.partition(b"\r\n\r\n")
+    parsed = parse(top + b"\r\n\r\n")
+    if not head and "Content-Length" in parsed.headers:
+        assert int(parsed.headers["Content-Length"]) == len(body)
+    headers = sorted(
+        (k, v)
+        for k, v in parsed.headers.items()
+        if k not in PER_REQUEST and k != "Content-Length"
+    )
+    return parsed.status, headers, _CREATED_AT.sub(b"", body)
 
 
 def status_and_json(reply: bytes) -> tuple[int, Any]:
