@@ -49,6 +49,7 @@ _UNTRUSTED_REQUEST_DROP: Final = REQUEST_DROP | UNTRUSTED_DROP
 REQUEST_ID_HEADER: Final = "X-Request-ID"
 _REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 TRUST_MEMO_SIZE: Final = 4096
+_NO_TOKENS: Final[frozenset[str]] = frozenset()
 
 
 def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
@@ -96,13 +97,24 @@ class TrustedProxies:
         return any(ip in net for net in self.networks)
 
 
-def connection_tokens(headers: Mapping[str, str] | CIMultiDictProxy[str]) -> set[str]:
+def connection_tokens(
+    headers: Mapping[str, str] | CIMultiDictProxy[str],
+) -> frozenset[str]:
     """Return the lower-cased header names listed in ``Connection``."""
     if "Connection" not in headers:
-        return set()
+        return _NO_TOKENS
     getall = getattr(headers, "getall", None)
     values = getall("Connection", []) if getall else [headers.get("Connection", "")]
-    return {t.strip().lower() for v in values for t in v.split(",") if t.strip()}
+    if len(values) == 1 and (known := _TOKENS_SEEN.get(values[0])) is not None:
+        return known  # "keep-alive", "close": a few values come on every request
+    tokens = frozenset(
+        t.strip().lower() for v in values for t in v.split(",") if t.strip()
+    )
+    if len(values) == 1:
+        if len(_TOKENS_SEEN) >= KEEP_MEMO_SIZE:
+            _TOKENS_SEEN.clear()
+        _TOKENS_SEEN[values[0]] = tokens
+    return tokens
 
 
 def client_address(peer: str, forwarded_for: list[str], trusted: TrustedProxies) -> str:
@@ -180,8 +192,8 @@ def forward_request_headers(
         The filtered headers, plus Host, X-Forwarded-* and X-Request-ID.
     """
     listed = connection_tokens(headers)
-    if listed:
-        drop = REQUEST_DROP if trusted_peer else _UNTRUSTED_REQUEST_DROP
+    drop = REQUEST_DROP if trusted_peer else _UNTRUSTED_REQUEST_DROP
+    if listed - drop:  # Connection names a header the sets do not drop anyway
         out = _without(headers, drop | listed)
     else:
         out = _kept(headers, _TRUSTED_KEEP if trusted_peer else _UNTRUSTED_KEEP)
@@ -207,7 +219,7 @@ def forward_request_headers(
 def filter_response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     """Copy the upstream response headers minus hop-by-hop ones."""
     listed = connection_tokens(headers)
-    if listed:
+    if listed - HOP_BY_HOP:  # more than "keep-alive" or "close"
         return _without(headers, HOP_BY_HOP | listed)
     return _kept(headers, _RESPONSE_KEEP)
 
@@ -234,6 +246,8 @@ KEEP_MEMO_SIZE: Final = 1024
 _TRUSTED_KEEP: Final = _KeepMemo(REQUEST_DROP)
 _UNTRUSTED_KEEP: Final = _KeepMemo(_UNTRUSTED_REQUEST_DROP)
 _RESPONSE_KEEP: Final = _KeepMemo(HOP_BY_HOP)
+# Connection header values and their tokens, bounded like the keep memos.
+_TOKENS_SEEN: Final[dict[str, frozenset[str]]] = {}
 
 
 def _kept(headers: CIMultiDictProxy[str], keep: _KeepMemo) -> CIMultiDict[str]:

@@ -16,6 +16,7 @@ from authproxy.metering.usage import UsageParser
 from authproxy.policy.routes import is_metered
 from authproxy.proxy.headers import REQUEST_ID_HEADER, filter_response_headers
 from authproxy.proxy.lean import LeanResponse
+from authproxy.proxy.relayed import Relayed
 from authproxy.proxy.request import ProxyRequest, start_response
 from authproxy.proxy.upstream import failure_reason, public_url
 
@@ -44,21 +45,22 @@ async def relay(
     ex.status = reply.status
     ex.streamed = content_type.startswith(_STREAM_TYPES)
     parser = UsageParser(content_type) if is_metered(ex.route_class) else None
-    response = _Relayed(
+    response = Relayed(
         status=reply.status,
         reason=reply.reason,
         headers=filter_response_headers(reply.headers),
     )
     response.headers[REQUEST_ID_HEADER] = ex.request_id
+    if _body_done(reply):
+        # A reply that came whole is relayed without waiting: no open stream
+        # to count (or to wait for at shutdown; a WeakSet entry costs ~1.5 µs).
+        await _relay_whole(request, reply, response, ex, parser)
+        return response
     await start_response(response, request)
     if not _body_ready(reply):
         request.writer.send_headers()  # nothing to send them with: now, for TTFB
     ex.ttfb = time.monotonic() - ex.started
-    # A reply that came whole is relayed without waiting: no open stream to
-    # count (or to wait for at shutdown), and a WeakSet entry costs ~1.5 µs.
-    tracked = not _body_done(reply)
-    if tracked:
-        streams.add(response)
+    streams.add(response)
     content = reply.content
     try:
         while True:
@@ -75,9 +77,7 @@ async def relay(
                     return response
                 await response.write(chunk)
             except ConnectionError:
-                reply.close()
-                ex.outcome = "client_disconnected"
-                log.info("client_disconnected")
+                _client_left(reply, ex)
                 return response
             ex.bytes_out += len(chunk)
             if parser is not None:
@@ -86,23 +86,60 @@ async def relay(
         reply.close()
         raise
     finally:
-        if tracked:
-            streams.discard(response)
+        streams.discard(response)
+        _finish_usage(ex, parser)
+
+
+async def _relay_whole(
+    request: ProxyRequest,
+    reply: Reply,
+    response: Relayed,
+    ex: Exchange,
+    parser: UsageParser | None,
+) -> None:
+    """Relay a reply whose whole body is already here: one write, no stream."""
+    try:
+        try:
+            body = await reply.content.readany()  # all of it, without waiting
+        except (TimeoutError, aiohttp.ClientError) as err:  # (never, once whole)
+            timed_out = isinstance(err, TimeoutError)
+            ex.outcome = "upstream_timeout" if timed_out else "upstream_error"
+            _abort(request, reply, err)
+            return
+        try:
+            if response.sends_whole(request, body):
+                ex.ttfb = time.monotonic() - ex.started
+                await response.send_whole(request, body)
+            else:  # HEAD, 204, 304, a chunked upstream reply: prepare's way
+                await start_response(response, request)
+                ex.ttfb = time.monotonic() - ex.started
+                if body:
+                    await response.write(body)
+                await response.write_eof()
+        except ConnectionError:
+            _client_left(reply, ex)
+            return
+        ex.bytes_out += len(body)
         if parser is not None:
-            ex.usage = parser.finish()
-            _judge_stream(ex)
+            parser.feed(body)
+    except asyncio.CancelledError:
+        reply.close()
+        raise
+    finally:
+        _finish_usage(ex, parser)
 
 
-class _Relayed(web.StreamResponse):
-    """A relayed reply whose head waits for the first body bytes, when they are here.
+def _client_left(reply: Reply, ex: Exchange) -> None:
+    """The client left mid-reply: the upstream reply is not read further."""
+    reply.close()
+    ex.outcome = "client_disconnected"
+    log.info("client_disconnected")
 
-    aiohttp's ``StreamResponse`` sends its head on ``prepare`` by itself (one
-    ``send`` for the head, one per chunk); a small reply that came whole is
-    then sent in one ``send`` instead of two. aiohttp's ``Response`` does the
-    same (``_send_headers_immediately``, aiohttp 3.14 internals, pinned).
-    """
 
-    _send_headers_immediately = False
+def _finish_usage(ex: Exchange, parser: UsageParser | None) -> None:
+    if parser is not None:
+        ex.usage = parser.finish()
+        _judge_stream(ex)
 
 
 def _body_ready(reply: Reply) -> bool:

@@ -9,10 +9,12 @@ bench/results/issue14-levers.md, which measured building and reading
 ``web.Request`` at about a fifth of the proxy's CPU). One pipeline, so a
 check is never written twice.
 
-``start_response`` is the one place a ``ProxyRequest`` meets aiohttp's
-``StreamResponse.prepare``, which is typed for ``BaseRequest`` but reads only
-``_payload_writer``, ``_prepare_hook``, ``version``, ``keep_alive``,
-``method``, ``headers`` and ``task`` from it (aiohttp 3.x, pinned).
+``start_response`` and ``run_prepare_hook`` are the places a ``ProxyRequest``
+meets aiohttp's ``StreamResponse.prepare`` and the request's hook for the
+app's ``on_response_prepare`` signals, typed for ``BaseRequest``; prepare
+reads only ``_payload_writer``, ``_prepare_hook``, ``version``,
+``keep_alive``, ``method``, ``headers`` and ``task`` from it (aiohttp 3.x,
+pinned), and every front's request has those.
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ class ProxyRequest(Protocol):
         """The HTTP version."""
 
     @property
+    def keep_alive(self) -> bool:
+        """Whether the connection stays open after the reply (as the client asked)."""
+
+    @property
     def body_exists(self) -> bool:
         """Whether a body was announced."""
 
@@ -133,6 +139,11 @@ async def start_response(
 ) -> AbstractStreamWriter | None:
     """Send ``response``'s head for ``request`` (``StreamResponse.prepare``)."""
     return await response.prepare(cast(web.BaseRequest, request))
+
+
+async def run_prepare_hook(request: ProxyRequest, response: web.StreamResponse) -> None:
+    """Send the app's ``on_response_prepare`` signals, as ``prepare`` does."""
+    await cast(web.BaseRequest, request)._prepare_hook(response)
 
 
 def _conforms(request: web.Request) -> ProxyRequest:

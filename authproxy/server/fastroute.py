@@ -17,17 +17,17 @@ patterns, the admin API) gets ``None``: aiohttp routes it as always.
 
 Warning:
     Relies on aiohttp 3.x internals (``UrlMappingMatchInfo``,
-    ``web_app._build_middlewares``, ``Request._match_info``,
+    ``Request._match_info``, what ``web_app._build_middlewares`` chains,
     ``DynamicResource._pattern``), which the version pin keeps stable;
     tests/server/test_fastroute.py checks the answers against aiohttp's own.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple, cast
 
 from aiohttp import hdrs, web
-from aiohttp.web_app import _build_middlewares
 from aiohttp.web_urldispatcher import (
     DynamicResource,
     PlainResource,
@@ -70,10 +70,24 @@ def find_catch_all(app: web.Application) -> CatchAll | None:
         catch_all = routes[0]
     if catch_all is None:
         return None
-    # The chain is the pipeline's middlewares around proxy_route, all of
-    # which take a ProxyRequest (aiohttp types it for its own Request).
-    chain = cast(ProxyHandler, _build_middlewares(catch_all.handler, (app,)))
-    return CatchAll(app, catch_all, chain, frozenset(plain))
+    return CatchAll(app, catch_all, _chain(app, catch_all), frozenset(plain))
+
+
+def _chain(app: web.Application, route: web.AbstractRoute) -> ProxyHandler:
+    """The app's middlewares around the route's handler, as aiohttp chains them.
+
+    aiohttp's chain (``web_app._build_middlewares``) also wraps everything in
+    ``_fix_request_current_app``, which points the match info's
+    ``current_app`` at each app in turn for sub-apps; with one app
+    ``add_app`` has already set it (aiohttp skips the wrapper itself when an
+    app has no middlewares), and it made the lean front build every
+    request's match info. The middlewares are the pipeline's, which take a
+    ``ProxyRequest`` (aiohttp types them for its own ``Request``).
+    """
+    handler = route.handler
+    for middleware in reversed(app.middlewares):
+        handler = partial(middleware, handler=handler)
+    return cast(ProxyHandler, handler)
 
 
 def catch_all_handler(app: web.Application) -> Handler | None:

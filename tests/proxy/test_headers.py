@@ -244,6 +244,33 @@ class TestFilterResponseHeaders:
             ("Content-Length", "12"),
         ]
 
+    @pytest.mark.parametrize("value", ["keep-alive", "close", "Keep-Alive, close"])
+    def test_a_connection_of_hop_by_hop_names_only(self, value: str) -> None:
+        """``Connection: keep-alive`` (nginx's, say) drops the hop-by-hop set alone."""
+        for _ in range(2):  # the second time from the remembered tokens
+            out = filter_response_headers(
+                proxy_of(
+                    ("Server", "nginx"),
+                    ("Connection", value),
+                    ("Keep-Alive", "timeout=5"),
+                    ("X-Kept", "1"),
+                )
+            )
+            assert list(out.items()) == [("Server", "nginx"), ("X-Kept", "1")]
+
+    def test_remembered_tokens_stay_per_value(self) -> None:
+        """Past the memo's bound, each Connection value still names its own headers."""
+        for round_ in range(2):
+            for i in range(KEEP_MEMO_SIZE + 5):
+                out = filter_response_headers(
+                    proxy_of(
+                        ("Connection", f"X-Hop-{i}"),
+                        (f"X-Hop-{i}", "dropped"),
+                        (f"X-Hop-{i + 1}", "kept"),
+                    )
+                )
+                assert list(out.items()) == [(f"X-Hop-{i + 1}", "kept")], round_
+
 
 async def test_proxied_headers_match_direct(proxy, bearer, upstream) -> None:
     """End-to-end headers are the upstream's (minus hop-by-hop) plus X-Request-ID."""

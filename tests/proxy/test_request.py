@@ -27,6 +27,7 @@ def test_the_type_names_what_the_pipeline_reads() -> None:
         "content",
         "content_length",
         "headers",
+        "keep_alive",
         "match_info",
         "method",
         "path",
@@ -63,6 +64,7 @@ async def test_aiohttp_request_has_every_member(aiohttp_client: AiohttpClient) -
     assert seen["body_exists"] is True
     assert seen["content_length"] == len(b'{"model":"m"}')
     assert seen["remote"] == "127.0.0.1"
+    assert seen["keep_alive"] is True
     assert seen["clone"](rel_url=seen["rel_url"].with_path("/x")).path == "/x"
 
 

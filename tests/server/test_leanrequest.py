@@ -31,6 +31,7 @@ _FIELDS = (
     "content_length",
     "scheme",
     "remote",
+    "keep_alive",
 )
 
 
