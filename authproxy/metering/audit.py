@@ -3,8 +3,9 @@
 Lines are written whole on an ``O_APPEND`` descriptor, so they never
 interleave. The records of requests that end in one turn of the event loop
 are sealed and written together at the start of the next turn, with one
-``write(2)`` (``append_soon``): before the loop next waits for the network, so
-a ``kill -9`` loses only requests in flight or ended within that same turn.
+``write(2)`` (``append_soon``, or ``write_all`` from ``web.finish``): before the
+loop next waits for the network, so a ``kill -9`` loses only requests in
+flight or ended within that same turn.
 Sealing a batch keeps orjson's and SHA-256's code and data warm; one record at
 a time, cold, they were a tenth of a busy proxy's CPU. Only a full disk tears
 a line: the record stays queued and is written again whole on a line of its
@@ -25,7 +26,7 @@ import structlog
 
 from authproxy.config.model import AuditConfig
 from authproxy.errors import ConfigError
-from authproxy.metering.chain import GENESIS, ChainState, seal, tail_state
+from authproxy.metering.chain import GENESIS, ChainState, seal, seal_many, tail_state
 from authproxy.metering.logfiles import open_private
 
 log = structlog.stdlib.get_logger(__name__)
@@ -45,6 +46,8 @@ class AuditWriter:
         self.written = 0
         self.dropped = 0
         self.healthy = True
+        # Rotation's size limit; none for standard output.
+        self._limit = config.max_bytes if config.file != STDOUT else 0
         self._fd: int | None = None
         self._size = 0
         self._state = ChainState()
@@ -95,6 +98,15 @@ class AuditWriter:
         """Queue a record for the next ``write_waiting`` (a batch's caller calls it)."""
         self._pending.append(record)
 
+    def write_all(self, records: list[dict[str, Any]]) -> None:
+        """Seal and write the waiting records, then ``records``, with one ``write(2)``.
+
+        A loop turn's finished requests, in order (``web.finish``): one call,
+        not one ``add`` per record.
+        """
+        self._pending.extend(records)
+        self.write_waiting()
+
     def append_soon(self, record: dict[str, Any]) -> None:
         """Seal and write the record at the start of the event loop's next turn.
 
@@ -116,12 +128,18 @@ class AuditWriter:
         """Seal the waiting records, in order, and write them with one ``write(2)``."""
         self._drain_scheduled = False
         pending, self._pending = self._pending, []
-        state = self._state
         backlog = self._backlog
-        for record in pending:
-            line, state = seal(record, state)
-            backlog.append(line)
-        self._state = state
+        if pending:
+            try:
+                lines, self._state = seal_many(pending, self._state)
+            except TypeError:
+                # A record orjson cannot encode (a bug): queue the records
+                # before it, chained, and raise at it, as one at a time would.
+                for record in pending:
+                    line, self._state = seal(record, self._state)
+                    backlog.append(line)
+                raise
+            backlog.extend(lines)
         self._flush()
         while len(backlog) > self.config.backlog:
             backlog.popleft()
@@ -164,9 +182,12 @@ class AuditWriter:
 
         At most ``BATCH_BYTES`` (one line at least), and none past a rotation.
         """
+        limit = self._limit
+        total = sum(map(len, self._backlog))
+        if total <= BATCH_BYTES and not (limit and self._size + total > limit):
+            return list(self._backlog)  # the usual case: all of it
         lines: list[bytes] = []
         size = 0
-        limit = self.config.max_bytes if self.config.file != STDOUT else 0
         for line in self._backlog:
             if lines and (
                 size + len(line) > BATCH_BYTES
@@ -191,8 +212,11 @@ class AuditWriter:
                 whole stay queued.
         """
         done = self._written_whole(fd, lines)
-        for _ in range(done):
-            self._backlog.popleft()
+        if done == len(self._backlog):
+            self._backlog.clear()
+        else:
+            for _ in range(done):
+                self._backlog.popleft()
         self.written += done
         if done < len(lines):
             raise OSError(errno.ENOSPC, f"short write ({done} of {len(lines)} lines)")
@@ -265,13 +289,8 @@ class AuditWriter:
             self._fd = None
 
     def _rotation_due(self, incoming: int) -> bool:
-        limit = self.config.max_bytes
-        return (
-            bool(limit)
-            and self.config.file != STDOUT
-            and self._size > 0
-            and self._size + incoming > limit
-        )
+        limit = self._limit
+        return bool(limit) and self._size > 0 and self._size + incoming > limit
 
     def _rotate(self) -> int:
         self._close()

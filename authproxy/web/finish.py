@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -67,11 +67,12 @@ class Finisher:
         if not waiting:
             return
         writer, counters, recent, metrics, replica = self._sinks()
+        audited: list[dict[str, Any]] = []  # the audit's, handed over in one call
         for ex, ended in waiting:
             try:
                 record = build_record(ex, ended, replica)
                 if writer is not None:
-                    writer.add(record)
+                    audited.append(record)
                 if counters is not None:
                     counters.count(record)
                 # The live page's window: the same record, kept as is.
@@ -80,4 +81,4 @@ class Finisher:
             except Exception:  # a bug; the other requests are still recorded
                 log.exception("record_failed", request_id=ex.request_id)
         if writer is not None:
-            writer.write_waiting()
+            writer.write_all(audited)

@@ -13,11 +13,13 @@ from authproxy.config.model import AuditConfig
 from authproxy.errors import ConfigError
 from authproxy.metering.audit import AuditWriter
 from authproxy.metering.chain import (
+    ChainState,
     check_line,
     tail_state,
     verify_files,
 )
 from authproxy.metering.logfiles import rotated_files
+from tests.metering.chainformat import RECORDS, reference_lines
 from tests.support.audit import (
     read_audit,
     sealed_lines,
@@ -282,6 +284,50 @@ class TestBatches:
         writer.append_soon({"n": 0})
         assert [r["n"] for r in read_audit(path)] == [0]
         writer.close()
+
+    def test_write_all_writes_the_documented_lines(self, tmp_path: Path) -> None:
+        """A turn's records handed over at once are the docs' lines, in one file."""
+        path = tmp_path / "a.jsonl"
+        writer = writer_for(path)
+        writer.write_all(RECORDS[:4])
+        writer.write_all(RECORDS[4:])
+        writer.close()
+        lines, state = reference_lines(RECORDS, ChainState())
+        assert path.read_bytes() == b"".join(lines)
+        assert (writer.written, writer.state) == (len(RECORDS), state)
+
+    def test_write_all_follows_waiting_records(self, tmp_path: Path) -> None:
+        """Records already waiting go first, then the handed-over ones, chained."""
+        path = tmp_path / "a.jsonl"
+        writer = writer_for(path)
+        writer.add({"n": 0})
+        writer.write_all([{"n": 1}, {"n": 2}])
+        assert (writer.waiting, writer.written) == (0, 3)
+        writer.close()
+        lines, _ = reference_lines([{"n": 0}, {"n": 1}, {"n": 2}], ChainState())
+        assert path.read_bytes() == b"".join(lines)
+
+    def test_an_unencodable_record_keeps_the_chain_whole(self, tmp_path: Path) -> None:
+        """A record orjson refuses raises; those before it are kept, chained."""
+        path = tmp_path / "a.jsonl"
+        writer = writer_for(path)
+        with pytest.raises(TypeError):
+            writer.write_all([{"n": 0}, {"n": object()}, {"n": 2}])
+        writer.write_all([{"n": 3}])
+        writer.close()
+        assert [(r["n"], r["seq"]) for r in read_audit(path)] == [(0, 1), (3, 2)]
+        assert verify_files([path]).ok
+
+    def test_a_batch_over_the_write_size_is_split(self, tmp_path: Path) -> None:
+        """More than ``BATCH_BYTES`` waiting goes out in several whole writes."""
+        path = tmp_path / "a.jsonl"
+        writer = writer_for(path)
+        records = [{"n": i, "pad": "x" * 100_000} for i in range(6)]
+        writer.write_all(records)
+        writer.close()
+        lines, state = reference_lines(records, ChainState())
+        assert path.read_bytes() == b"".join(lines)
+        assert (writer.written, writer.state) == (6, state)
 
     async def test_batches_respect_rotation(self, tmp_path: Path) -> None:
         """A batch that would pass ``max_bytes`` is split at the rotation."""

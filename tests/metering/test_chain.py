@@ -11,12 +11,15 @@ import pytest
 from authproxy.metering.chain import (
     GENESIS,
     ChainState,
+    VerifyReport,
     check_line,
     seal,
+    seal_many,
     split_chains,
     tail_state,
     verify_files,
 )
+from tests.metering.chainformat import RECORDS, reference_lines
 from tests.support.audit import sealed_lines, write_n, writer_for
 
 
@@ -51,6 +54,43 @@ class TestChain:
         digest = hashlib.sha256(body).hexdigest()
         assert line == body[:-1] + f',"hash":"{digest}"}}\n'.encode()
         assert after == ChainState(42, digest)
+
+    @pytest.mark.parametrize(
+        "state",
+        [ChainState(), ChainState(41, "ab" * 32)],
+        ids=["genesis", "mid-chain"],
+    )
+    def test_seal_many_writes_the_documented_lines(self, state: ChainState) -> None:
+        """Sealed together, records give the docs' lines byte for byte, chained."""
+        lines, after = seal_many(RECORDS, state)
+        assert (lines, after) == reference_lines(RECORDS, state)
+
+    def test_seal_many_is_seal_one_record_at_a_time(self) -> None:
+        """A batch seals to the same lines and state as ``seal`` record by record."""
+        state = ChainState(9, "cd" * 32)
+        one_by_one = []
+        for record in RECORDS:
+            line, state = seal(record, state)
+            one_by_one.append(line)
+        assert seal_many(RECORDS, ChainState(9, "cd" * 32)) == (one_by_one, state)
+
+    def test_seal_many_leaves_the_records_alone(self) -> None:
+        """Sealing adds no field to the records, which other sinks still hold."""
+        records = [dict(r) for r in RECORDS]
+        seal_many(records, ChainState())
+        assert records == RECORDS
+
+    def test_seal_many_of_nothing(self) -> None:
+        """No records: no lines, and the chain stays where it was."""
+        state = ChainState(3, "ef" * 32)
+        assert seal_many([], state) == ([], state)
+
+    def test_sealed_batch_verifies(self, tmp_path: Path) -> None:
+        """A batch's lines pass ``verify_files`` as one chain."""
+        path = tmp_path / "a.jsonl"
+        lines, _ = seal_many(RECORDS, ChainState())
+        path.write_bytes(b"".join(lines))
+        assert verify_files([path]) == VerifyReport(len(RECORDS), 1)
 
     @pytest.mark.parametrize(
         ("mutate", "message"),
