@@ -13,7 +13,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
-import aiohttp
 import zstandard
 from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
@@ -26,7 +25,7 @@ from authproxy.policy.routes import FORM_MODEL_ROUTES, MODEL_FIELDS, ZSTD_ROUTES
 from authproxy.policy.rules import ModelUse
 from authproxy.proxy.formbody import form_field
 from authproxy.proxy.jsonbody import BodyFormatError, folded_get, parse_object
-from authproxy.proxy.request import ProxyRequest
+from authproxy.proxy.request import BodyReader, ProxyRequest
 
 # Parsing a body this big (base64 images) would stall the loop noticeably.
 PARSE_OFF_LOOP: Final = 1024 * 1024
@@ -60,7 +59,7 @@ async def send_continue(request: ProxyRequest) -> None:
     request.writer.output_size = 0  # the response proper has not started
 
 
-async def _next_chunk(content: aiohttp.StreamReader, idle: float) -> bytes:
+async def _next_chunk(content: BodyReader, idle: float) -> bytes:
     try:
         async with asyncio.timeout(idle or None):
             return await content.readany()
@@ -111,9 +110,7 @@ class BodyLimit:
         self.seen = 0
         self.refusal: Denied | None = None
 
-    async def relay(
-        self, content: aiohttp.StreamReader, ex: Exchange
-    ) -> AsyncIterator[bytes]:
+    async def relay(self, content: BodyReader, ex: Exchange) -> AsyncIterator[bytes]:
         """Yield the body as it arrives; stop past the limit or when it stalls."""
         try:
             while chunk := await _next_chunk(content, self.idle):

@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar, cast, overload
 
-from aiohttp import StreamReader, web
+from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http import HttpVersion
 from aiohttp.typedefs import Middleware
@@ -32,6 +32,19 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 _T = TypeVar("_T")
+
+
+class BodyReader(Protocol):
+    """The request body as the body readers read it (``StreamReader``'s part)."""
+
+    def is_eof(self) -> bool:
+        """Tell whether the body's end has arrived (bytes may still be unread)."""
+
+    def read_nowait(self) -> bytes:
+        """Return what has arrived and not been read, without waiting."""
+
+    async def readany(self) -> bytes:
+        """Return the next bytes as they arrive; ``b""`` at the end."""
 
 
 class ProxyRequest(Protocol):
@@ -90,7 +103,7 @@ class ProxyRequest(Protocol):
         """``Content-Length``, if sent."""
 
     @property
-    def content(self) -> StreamReader:
+    def content(self) -> BodyReader:
         """The body as it arrives."""
 
     @property

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import Any, Final, cast
 
 import structlog
-from aiohttp import StreamReader, web
+from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_writer import StreamWriter
@@ -47,8 +47,8 @@ from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.tcp_helpers import tcp_keepalive
 
 from authproxy.server.fastroute import CatchAll
-from authproxy.server.leanrequest import Connection, LeanRequest
-from authproxy.server.plainhttp import MAX_BODY, Limits, plain_request
+from authproxy.server.leanrequest import Connection, LeanRequest, WholeBody
+from authproxy.server.plainhttp import Limits, plain_request
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -168,12 +168,7 @@ class LeanFront(BaseProtocol):
             self._hand_off(data)
             return
         self._held = data[plain.end :]
-        if plain.body:
-            content = StreamReader(self, MAX_BODY, loop=self._loop)
-            content.feed_data(plain.body)
-            content.feed_eof()
-        else:
-            content = EMPTY_PAYLOAD
+        content = WholeBody(plain.body) if plain.body else EMPTY_PAYLOAD
         writer = StreamWriter(self, self._loop)
         request = LeanRequest(self._conn, plain, plain.target, content, writer)
         task = self._loop.create_task(self._answer(request))

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any, NamedTuple, cast
 
-from aiohttp import StreamReader, hdrs, web
+from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion, HttpVersion11
 from aiohttp.http_writer import StreamWriter
 from aiohttp.web_urldispatcher import UrlMappingMatchInfo
 from yarl import URL
 
-from authproxy.proxy.request import ProxyRequest
+from authproxy.proxy.request import BodyReader, ProxyRequest
 from authproxy.server.fastroute import CatchAll
 from authproxy.server.plainhttp import PlainRequest
 
@@ -29,6 +29,32 @@ class Connection(NamedTuple):
     transport: asyncio.Transport
     remote: str | None
     scheme: str
+
+
+class WholeBody:
+    """A body that came whole with its head: a ``BodyReader`` of one bytes object.
+
+    aiohttp's ``StreamReader`` (a buffer, waiters, flow control) is for bodies
+    that arrive over time; the lean front only serves bodies already here.
+    """
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def is_eof(self) -> bool:
+        """Always: the whole body is here."""
+        return True
+
+    def read_nowait(self) -> bytes:
+        """Return the body the first time, ``b""`` after."""
+        body, self._body = self._body, b""
+        return body
+
+    async def readany(self) -> bytes:
+        """Return the body the first time, ``b""`` after (never waits)."""
+        return self.read_nowait()
 
 
 class LeanRequest(dict[Any, Any]):
@@ -47,7 +73,7 @@ class LeanRequest(dict[Any, Any]):
         conn: Connection,
         plain: PlainRequest,
         target: str,
-        content: StreamReader,
+        content: BodyReader,
         writer: StreamWriter,
     ) -> None:
         super().__init__()

@@ -11,7 +11,7 @@ import asyncio
 from typing import Any, cast
 
 import pytest
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.http_writer import StreamWriter
 from aiohttp.streams import EMPTY_PAYLOAD
@@ -19,7 +19,7 @@ from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
 from authproxy.server.fastroute import find_catch_all
-from authproxy.server.leanrequest import Connection, LeanRequest
+from authproxy.server.leanrequest import Connection, LeanRequest, WholeBody
 from authproxy.server.plainhttp import Limits, plain_request
 
 _FIELDS = (
@@ -91,3 +91,19 @@ async def test_members_match_aiohttps_request(
     response_writer = StreamWriter(BaseProtocol(loop), loop)  # never written to
     lean = LeanRequest(conn, plain, plain.target, EMPTY_PAYLOAD, response_writer)
     assert _view(lean) == seen
+
+
+async def test_a_whole_body_reads_once_like_a_fed_stream_reader() -> None:
+    """``WholeBody`` answers the body readers as a ``StreamReader`` fed to its end."""
+    loop = asyncio.get_running_loop()
+    fed = StreamReader(BaseProtocol(loop), 2**16, loop=loop)
+    fed.feed_data(b'{"model":"m"}')
+    fed.feed_eof()
+    for reader in (WholeBody(b'{"model":"m"}'), fed):
+        assert reader.is_eof()
+        assert reader.read_nowait() == b'{"model":"m"}'
+        assert reader.read_nowait() == b""
+        assert await reader.readany() == b""
+        assert reader.is_eof()
+    streamed = WholeBody(b"abc")
+    assert [await streamed.readany(), await streamed.readany()] == [b"abc", b""]
