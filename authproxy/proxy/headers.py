@@ -194,9 +194,10 @@ def forward_request_headers(
     listed = connection_tokens(headers)
     drop = REQUEST_DROP if trusted_peer else _UNTRUSTED_REQUEST_DROP
     if listed - drop:  # Connection names a header the sets do not drop anyway
-        out = _without(headers, drop | listed)
+        out = _without(headers, drop | listed, CIMultiDict())
     else:
-        out = _kept(headers, _TRUSTED_KEEP if trusted_peer else _UNTRUSTED_KEEP)
+        keep = _TRUSTED_KEEP if trusted_peer else _UNTRUSTED_KEEP
+        out = _kept(headers, keep, CIMultiDict())
     # Host, X-Forwarded-* and X-Request-ID were all dropped: add, not set.
     out.add("Host", upstream_host)
     forwarded_for = peer
@@ -216,12 +217,20 @@ def forward_request_headers(
     return out
 
 
-def filter_response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """Copy the upstream response headers minus hop-by-hop ones."""
+def filter_response_headers(
+    headers: CIMultiDictProxy[str], out: CIMultiDict[str] | None = None
+) -> CIMultiDict[str]:
+    """Copy the upstream response headers minus hop-by-hop ones (into ``out``).
+
+    ``out`` is a response's own, still empty, headers: filling them saves
+    the copy ``StreamResponse(headers=...)`` would make.
+    """
+    if out is None:
+        out = CIMultiDict()
     listed = connection_tokens(headers)
     if listed - HOP_BY_HOP:  # more than "keep-alive" or "close"
-        return _without(headers, HOP_BY_HOP | listed)
-    return _kept(headers, _RESPONSE_KEEP)
+        return _without(headers, HOP_BY_HOP | listed, out)
+    return _kept(headers, _RESPONSE_KEEP, out)
 
 
 class _KeepMemo(dict[str, bool]):
@@ -250,16 +259,18 @@ _RESPONSE_KEEP: Final = _KeepMemo(HOP_BY_HOP)
 _TOKENS_SEEN: Final[dict[str, frozenset[str]]] = {}
 
 
-def _kept(headers: CIMultiDictProxy[str], keep: _KeepMemo) -> CIMultiDict[str]:
-    out: CIMultiDict[str] = CIMultiDict()
+def _kept(
+    headers: CIMultiDictProxy[str], keep: _KeepMemo, out: CIMultiDict[str]
+) -> CIMultiDict[str]:
     for name, value in headers.items():
         if keep[name]:
             out.add(name, value)
     return out
 
 
-def _without(headers: CIMultiDictProxy[str], drop: frozenset[str]) -> CIMultiDict[str]:
-    out: CIMultiDict[str] = CIMultiDict()
+def _without(
+    headers: CIMultiDictProxy[str], drop: frozenset[str], out: CIMultiDict[str]
+) -> CIMultiDict[str]:
     for name, value in headers.items():
         if name.lower() not in drop:
             out.add(name, value)

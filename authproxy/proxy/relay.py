@@ -45,11 +45,8 @@ async def relay(
     ex.status = reply.status
     ex.streamed = content_type.startswith(_STREAM_TYPES)
     parser = UsageParser(content_type) if is_metered(ex.route_class) else None
-    response = Relayed(
-        status=reply.status,
-        reason=reply.reason,
-        headers=filter_response_headers(reply.headers),
-    )
+    response = Relayed(status=reply.status, reason=reply.reason)
+    filter_response_headers(reply.headers, response.headers)
     response.headers[REQUEST_ID_HEADER] = ex.request_id
     if _body_done(reply):
         # A reply that came whole is relayed without waiting: no open stream
