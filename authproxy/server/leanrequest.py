@@ -65,6 +65,26 @@ class LeanRequest(dict[Any, Any]):
     ``_prepare_hook``, ``keep_alive`` and ``task``.
     """
 
+    # Attributes in slots: no second dict per request besides the state's.
+    __slots__ = (
+        "_conn",
+        "_match",
+        "_payload_writer",
+        "_plain",
+        "_query",
+        "_url",
+        "app",
+        "body_exists",
+        "content",
+        "headers",
+        "method",
+        "path",
+        "raw_path",
+        "remote",
+        "scheme",
+        "task",
+        "transport",
+    )
     version: HttpVersion = HttpVersion11
     keep_alive = True
 
