@@ -23,7 +23,11 @@ from authproxy.metering.bounds import (
     MAX_REASON,
     clip,
 )
-from authproxy.metering.usage import Usage
+from authproxy.metering.usage import (
+    Usage,
+    estimate_prompt_tokens,
+    requested_output_tokens,
+)
 from authproxy.policy.routes import RouteClass, is_metered
 from authproxy.times import format_timestamp
 
@@ -45,9 +49,6 @@ class Exchange:
     presented_key_id: str | None = None
     scheme: str | None = None
     model: str | None = None
-    prompt_estimate: int = 0
-    # The output cap the request asked for (num_predict, max_tokens, ...), if any.
-    max_output: int | None = None
     status: int | None = None
     usage: Usage | None = None
     streamed: bool = False
@@ -55,6 +56,52 @@ class Exchange:
     bytes_out: int = 0
     ttfb: float | None = None
     _tokens: tuple[int, int, bool] | None = None
+    # The request body's estimates (``prompt_estimate``, ``max_output``), and
+    # the parsed body they are read from until first asked for.
+    _prompt_estimate: int = 0
+    _max_output: int | None = None
+    _estimate_from: Any = None
+
+    def estimate_from(self, data: Any, *, lazily: bool) -> None:
+        """Take the request's estimates from its parsed JSON body.
+
+        ``lazily`` keeps ``data`` until an estimate is first read: only a
+        reservation against token limits and a reply without exact counts
+        read them, so most requests never pay for the walk through the body.
+        The caller keeps it for small bodies only (it stays in memory with
+        the exchange).
+        """
+        self._estimate_from = data
+        if not lazily:
+            self._estimate()
+
+    @property
+    def prompt_estimate(self) -> int:
+        """The prompt's tokens estimated from the request (chars / 4)."""
+        self._estimate()
+        return self._prompt_estimate
+
+    @prompt_estimate.setter
+    def prompt_estimate(self, value: int) -> None:
+        self._estimate()
+        self._prompt_estimate = value
+
+    @property
+    def max_output(self) -> int | None:
+        """The output cap the request asked for (num_predict, max_tokens, ...)."""
+        self._estimate()
+        return self._max_output
+
+    @max_output.setter
+    def max_output(self, value: int | None) -> None:
+        self._estimate()
+        self._max_output = value
+
+    def _estimate(self) -> None:
+        data, self._estimate_from = self._estimate_from, None
+        if data is not None:
+            self._prompt_estimate = estimate_prompt_tokens(data)
+            self._max_output = requested_output_tokens(data)
 
     def deny(self, reason: str, key_id: str | None = None) -> None:
         """Mark the request as rejected by the proxy."""

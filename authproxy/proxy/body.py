@@ -19,7 +19,6 @@ from aiohttp.http import HttpVersion11
 
 from authproxy.errors import Denied
 from authproxy.metering.exchange import Exchange
-from authproxy.metering.usage import estimate_prompt_tokens, requested_output_tokens
 from authproxy.policy.names import ModelNameError, ModelRef, parse_model
 from authproxy.policy.routes import FORM_MODEL_ROUTES, MODEL_FIELDS, ZSTD_ROUTES
 from authproxy.policy.rules import ModelUse
@@ -29,6 +28,8 @@ from authproxy.proxy.request import BodyReader, ProxyRequest
 
 # Parsing a body this big (base64 images) would stall the loop noticeably.
 PARSE_OFF_LOOP: Final = 1024 * 1024
+# Bodies up to this size keep their parsed JSON until an estimate is read.
+LAZY_ESTIMATE: Final = 4 * 1024
 # Ollama caps a zstd body at 20 MiB once decompressed (maxDecompressedBodySize).
 MAX_DECOMPRESSED: Final = 20 * 1024 * 1024
 _INCLUDE_USAGE_PATHS: Final = frozenset({"/v1/chat/completions", "/v1/completions"})
@@ -160,8 +161,7 @@ async def read_model_body(
     else:
         decoded, data, models = _inspect(request, body, zstd)
     if data is not None:
-        ex.prompt_estimate = estimate_prompt_tokens(data)
-        ex.max_output = requested_output_tokens(data)
+        ex.estimate_from(data, lazily=len(decoded) <= LAZY_ESTIMATE)
         if include_usage and request.path in _INCLUDE_USAGE_PATHS:
             decoded = _with_include_usage(decoded, data)
     if models.models:

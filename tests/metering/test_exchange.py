@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from authproxy.metering.exchange import _ms, timestamp
+from authproxy.metering.exchange import Exchange, _ms, timestamp
+from authproxy.metering.usage import estimate_prompt_tokens, requested_output_tokens
+from authproxy.policy.routes import RouteClass
 from authproxy.times import format_timestamp
 from tests.support.audit import wait_audit
 from tests.support.payloads import SAY_HI
@@ -104,3 +106,58 @@ def test_milliseconds_are_rounded_as_round_does() -> None:
     values += [rng.random() * 10.0**e for e in range(-6, 4) for _ in range(2000)]
     for seconds in values:
         assert _ms(seconds) == round(seconds * 1000, 3), seconds
+
+
+def _exchange() -> Exchange:
+    return Exchange(
+        request_id="r",
+        method="POST",
+        path="/api/chat",
+        client="127.0.0.1",
+        started=0.0,
+        started_at=datetime.now(UTC),
+        route_class=RouteClass.INFERENCE,
+    )
+
+
+_BODY = {
+    "model": "m",
+    "messages": [{"role": "user", "content": "x" * 40}],
+    "options": {"num_predict": 12},
+}
+
+
+@pytest.mark.parametrize("lazily", [True, False])
+def test_estimates_read_from_the_body_either_way(lazily: bool) -> None:
+    """Lazy or not, the estimates are the body's: 40 chars / 4, the cap asked for."""
+    ex = _exchange()
+    ex.estimate_from(_BODY, lazily=lazily)
+    assert (ex.prompt_estimate, ex.max_output) == (
+        estimate_prompt_tokens(_BODY),
+        requested_output_tokens(_BODY),
+    )
+    assert (ex.prompt_estimate, ex.max_output) == (10, 12)
+
+
+def test_a_lazy_body_is_walked_once_and_let_go() -> None:
+    """The parsed body is held only until the first read, and not read after."""
+    ex = _exchange()
+    body = {"model": "m", "prompt": "y" * 8}
+    ex.estimate_from(body, lazily=True)
+    body["prompt"] = "y" * 400  # what is read is the body when first asked
+    assert ex.max_output is None
+    body["prompt"] = "changed after the first read"
+    assert ex.prompt_estimate == 100
+    assert ex._estimate_from is None
+
+
+def test_setting_an_estimate_keeps_the_other_from_the_body() -> None:
+    """Setting one estimate first reads both, then overrides only that one."""
+    ex = _exchange()
+    ex.estimate_from(_BODY, lazily=True)
+    ex.prompt_estimate = 99
+    assert (ex.prompt_estimate, ex.max_output) == (99, 12)
+    ex.max_output = None
+    assert (ex.prompt_estimate, ex.max_output) == (99, None)
+    fresh = _exchange()
+    assert (fresh.prompt_estimate, fresh.max_output) == (0, None)
