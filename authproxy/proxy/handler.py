@@ -50,7 +50,7 @@ async def forward(
     ex: Exchange,
     principal: Principal,
     fwd: Forwarding,
-    reserve: Reserve,
+    reserve: Reserve | None,
 ) -> web.StreamResponse:
     """Check policy, forward one request, relay the response chunk by chunk.
 
@@ -59,7 +59,8 @@ async def forward(
         ex: its record.
         principal: who sent it (already authenticated and admitted).
         fwd: the upstream and the client session.
-        reserve: reserves the request's tokens once they can be estimated.
+        reserve: reserves the request's tokens once they can be estimated
+            (``None`` for a key without limits).
 
     Raises:
         Denied: the policy, the body or a quota refuses the request.
@@ -87,7 +88,8 @@ async def forward(
     require_models(
         principal.scopes, principal.model_rules, request.path, ex.route_class, use
     )
-    await reserve(ex)
+    if reserve is not None:
+        await reserve(ex)
     return await _send(request, ex, url, headers, body, limit, principal, fwd)
 
 

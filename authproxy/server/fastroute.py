@@ -25,7 +25,7 @@ Warning:
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple, cast
+from typing import Final, NamedTuple, cast
 
 from aiohttp import hdrs, web
 from aiohttp.web_urldispatcher import (
@@ -38,6 +38,8 @@ from authproxy.proxy.request import ProxyHandler
 from authproxy.responses import Handler
 from authproxy.web.app import CATCH_ALL
 
+MATCH_MEMO_SIZE: Final = 1024
+
 
 class CatchAll(NamedTuple):
     """The proxy app's catch-all route, its middleware chain and the plain paths."""
@@ -46,6 +48,25 @@ class CatchAll(NamedTuple):
     route: web.AbstractRoute
     chain: ProxyHandler
     plain_paths: frozenset[str]
+    # Frozen match infos by tail, shared by the requests of one path.
+    matches: dict[str, UrlMappingMatchInfo]
+
+    def match_info(self, tail: str) -> UrlMappingMatchInfo:
+        """The catch-all's match info for ``tail``, as aiohttp would build it.
+
+        Frozen, and nothing in the chain sets its ``current_app`` (see
+        ``_chain``), so one object serves every request of that path; the
+        memo is bounded, since paths are the client's.
+        """
+        match = self.matches.get(tail)
+        if match is None:
+            match = UrlMappingMatchInfo({"tail": tail}, self.route)
+            match.add_app(self.app)
+            match.freeze()
+            if len(self.matches) >= MATCH_MEMO_SIZE:
+                self.matches.clear()
+            self.matches[tail] = match
+        return match
 
 
 def find_catch_all(app: web.Application) -> CatchAll | None:
@@ -70,7 +91,8 @@ def find_catch_all(app: web.Application) -> CatchAll | None:
         catch_all = routes[0]
     if catch_all is None:
         return None
-    return CatchAll(app, catch_all, _chain(app, catch_all), frozenset(plain))
+    chain = _chain(app, catch_all)
+    return CatchAll(app, catch_all, chain, frozenset(plain), {})
 
 
 def _chain(app: web.Application, route: web.AbstractRoute) -> ProxyHandler:

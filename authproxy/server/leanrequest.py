@@ -145,11 +145,7 @@ class LeanRequest(dict[Any, Any]):
     def match_info(self) -> UrlMappingMatchInfo:
         """The catch-all route with its ``tail``, as aiohttp would match it."""
         if self._match is None:
-            catch_all = self._conn.catch_all
-            match = UrlMappingMatchInfo({"tail": self.path[1:]}, catch_all.route)
-            match.add_app(catch_all.app)
-            match.freeze()
-            self._match = match
+            self._match = self._conn.catch_all.match_info(self.path[1:])
         return self._match
 
     def clone(self, *, rel_url: URL) -> LeanRequest:

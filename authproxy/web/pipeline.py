@@ -98,6 +98,8 @@ async def proxy_route(request: ProxyRequest) -> web.StreamResponse:
     # admitted(), spelled out: no async generator and two awaits per request.
     principal, ticket = await admit_request(request)
     try:
+        if ticket is None:  # a key without limits: nothing to reserve
+            return await forward(request, ex, principal, fwd, None)
 
         async def reserve_tokens(ex: Exchange) -> None:
             await gate.reserve(ticket, ex, fwd.upstream.default_output)

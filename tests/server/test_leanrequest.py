@@ -18,7 +18,7 @@ from aiohttp.streams import EMPTY_PAYLOAD
 from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
-from authproxy.server.fastroute import find_catch_all
+from authproxy.server.fastroute import MATCH_MEMO_SIZE, find_catch_all
 from authproxy.server.leanrequest import Connection, LeanRequest, WholeBody
 from authproxy.server.plainhttp import Limits, plain_request
 
@@ -107,3 +107,29 @@ async def test_a_whole_body_reads_once_like_a_fed_stream_reader() -> None:
         assert reader.is_eof()
     streamed = WholeBody(b"abc")
     assert [await streamed.readany(), await streamed.readany()] == [b"abc", b""]
+
+
+def test_match_infos_are_shared_per_path_and_bounded() -> None:
+    """One frozen match info per tail, as aiohttp builds it; the memo stays bounded."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", _never_called, name="proxy")
+    app.freeze()
+    found = find_catch_all(app)
+    assert found is not None
+    chat = found.match_info("api/chat")
+    assert found.match_info("api/chat") is chat
+    assert (chat["tail"], chat.route.name, chat.apps, chat.current_app) == (
+        "api/chat",
+        "proxy",
+        (app,),
+        app,
+    )
+    with pytest.raises(RuntimeError):
+        chat.add_app(app)  # frozen: no request can change what others share
+    for i in range(MATCH_MEMO_SIZE + 3):
+        assert found.match_info(f"p{i}")["tail"] == f"p{i}"
+    assert len(found.matches) <= MATCH_MEMO_SIZE
+
+
+async def _never_called(request: web.Request) -> web.Response:
+    raise AssertionError("not served")
