@@ -110,7 +110,7 @@ def connection_tokens(
     tokens = frozenset(
         t.strip().lower() for v in values for t in v.split(",") if t.strip()
     )
-    if len(values) == 1:
+    if len(values) == 1 and len(values[0]) <= TOKENS_MEMO_VALUE:
         if len(_TOKENS_SEEN) >= KEEP_MEMO_SIZE:
             _TOKENS_SEEN.clear()
         _TOKENS_SEEN[values[0]] = tokens
@@ -255,7 +255,9 @@ KEEP_MEMO_SIZE: Final = 1024
 _TRUSTED_KEEP: Final = _KeepMemo(REQUEST_DROP)
 _UNTRUSTED_KEEP: Final = _KeepMemo(_UNTRUSTED_REQUEST_DROP)
 _RESPONSE_KEEP: Final = _KeepMemo(HOP_BY_HOP)
-# Connection header values and their tokens, bounded like the keep memos.
+# Connection header values and their tokens, bounded like the keep memos; a
+# long value (the client's to choose) is parsed each time, not kept.
+TOKENS_MEMO_VALUE: Final = 64
 _TOKENS_SEEN: Final[dict[str, frozenset[str]]] = {}
 
 

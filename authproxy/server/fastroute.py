@@ -39,6 +39,7 @@ from authproxy.responses import Handler
 from authproxy.web.app import CATCH_ALL
 
 MATCH_MEMO_SIZE: Final = 1024
+MATCH_MEMO_TAIL: Final = 64  # characters of a remembered tail at most
 
 
 class CatchAll(NamedTuple):
@@ -56,16 +57,18 @@ class CatchAll(NamedTuple):
 
         Frozen, and nothing in the chain sets its ``current_app`` (see
         ``_chain``), so one object serves every request of that path; the
-        memo is bounded, since paths are the client's.
+        memo is bounded in entries and in their length, since paths are the
+        client's.
         """
         match = self.matches.get(tail)
         if match is None:
             match = UrlMappingMatchInfo({"tail": tail}, self.route)
             match.add_app(self.app)
             match.freeze()
-            if len(self.matches) >= MATCH_MEMO_SIZE:
-                self.matches.clear()
-            self.matches[tail] = match
+            if len(tail) <= MATCH_MEMO_TAIL:  # Ollama's routes; not any long path
+                if len(self.matches) >= MATCH_MEMO_SIZE:
+                    self.matches.clear()
+                self.matches[tail] = match
         return match
 
 

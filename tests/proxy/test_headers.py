@@ -9,8 +9,10 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from authproxy.proxy import headers as headers_module
 from authproxy.proxy.headers import (
     KEEP_MEMO_SIZE,
+    TOKENS_MEMO_VALUE,
     TRUST_MEMO_SIZE,
     TrustedProxies,
     client_address,
@@ -257,6 +259,16 @@ class TestFilterResponseHeaders:
                 )
             )
             assert list(out.items()) == [("Server", "nginx"), ("X-Kept", "1")]
+
+    def test_long_connection_values_are_not_remembered(self) -> None:
+        """A long value is parsed each time: the memo holds short values only."""
+        hop = "X-" + "h" * TOKENS_MEMO_VALUE
+        for _ in range(2):
+            out = filter_response_headers(
+                proxy_of(("Connection", hop), (hop, "dropped"), ("X-Kept", "1"))
+            )
+            assert list(out.items()) == [("X-Kept", "1")]
+        assert hop not in headers_module._TOKENS_SEEN
 
     def test_remembered_tokens_stay_per_value(self) -> None:
         """Past the memo's bound, each Connection value still names its own headers."""
