@@ -110,7 +110,7 @@ def connection_tokens(
     tokens = frozenset(
         t.strip().lower() for v in values for t in v.split(",") if t.strip()
     )
-    if len(values) == 1 and len(values[0]) <= TOKENS_MEMO_VALUE:
+    if len(values) == 1 and len(values[0]) <= MEMO_KEY_LENGTH:
         if len(_TOKENS_SEEN) >= KEEP_MEMO_SIZE:
             _TOKENS_SEEN.clear()
         _TOKENS_SEEN[values[0]] = tokens
@@ -237,7 +237,8 @@ class _KeepMemo(dict[str, bool]):
     """Whether a header name is kept by a drop set, remembered per exact name.
 
     ``name.lower()`` per header was most of the filtering's cost; a few names
-    come on every request. Bounded, like ``TrustedProxies``.
+    come on every request. Bounded, like ``TrustedProxies``, in entries and in
+    the length of the names it keeps (the client chooses them).
     """
 
     def __init__(self, drop: frozenset[str]) -> None:
@@ -245,19 +246,22 @@ class _KeepMemo(dict[str, bool]):
         self.drop = drop
 
     def __missing__(self, name: str) -> bool:
-        if len(self) >= KEEP_MEMO_SIZE:
-            self.clear()
-        keep = self[name] = name.lower() not in self.drop
+        keep = name.lower() not in self.drop
+        if len(name) <= MEMO_KEY_LENGTH:  # a long name is judged, not kept
+            if len(self) >= KEEP_MEMO_SIZE:
+                self.clear()
+            self[name] = keep
         return keep
 
 
 KEEP_MEMO_SIZE: Final = 1024
+# The longest header name or Connection value a memo keeps: the client chooses
+# them, so a long one is judged each time rather than held.
+MEMO_KEY_LENGTH: Final = 64
 _TRUSTED_KEEP: Final = _KeepMemo(REQUEST_DROP)
 _UNTRUSTED_KEEP: Final = _KeepMemo(_UNTRUSTED_REQUEST_DROP)
 _RESPONSE_KEEP: Final = _KeepMemo(HOP_BY_HOP)
-# Connection header values and their tokens, bounded like the keep memos; a
-# long value (the client's to choose) is parsed each time, not kept.
-TOKENS_MEMO_VALUE: Final = 64
+# Connection header values and their tokens, bounded like the keep memos.
 _TOKENS_SEEN: Final[dict[str, frozenset[str]]] = {}
 
 

@@ -12,7 +12,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from authproxy.proxy import headers as headers_module
 from authproxy.proxy.headers import (
     KEEP_MEMO_SIZE,
-    TOKENS_MEMO_VALUE,
+    MEMO_KEY_LENGTH,
     TRUST_MEMO_SIZE,
     TrustedProxies,
     client_address,
@@ -170,6 +170,22 @@ class TestForwardRequestHeaders:
             assert "Authorization" not in out
             assert "Cookie" not in out
 
+    def test_long_header_names_are_judged_and_not_kept(self) -> None:
+        """A name past the memo's length is filtered right and not remembered."""
+        long = "X-" + "n" * MEMO_KEY_LENGTH
+        for _ in range(2):
+            out = forward_request_headers(
+                proxy_of((long, "v"), ("Authorization", "Bearer x")),
+                upstream_host="ollama:11434",
+                peer="10.0.0.1",
+                scheme="http",
+                request_id="rid",
+                trusted_peer=False,
+            )
+            assert out[long] == "v"
+            assert "Authorization" not in out
+        assert long not in headers_module._UNTRUSTED_KEEP
+
     def test_untrusted_peer(self) -> None:
         """Credentials, hop-by-hop and spoofable forwarding headers are replaced."""
         out = forward_request_headers(
@@ -262,7 +278,7 @@ class TestFilterResponseHeaders:
 
     def test_long_connection_values_are_not_remembered(self) -> None:
         """A long value is parsed each time: the memo holds short values only."""
-        hop = "X-" + "h" * TOKENS_MEMO_VALUE
+        hop = "X-" + "h" * MEMO_KEY_LENGTH
         for _ in range(2):
             out = filter_response_headers(
                 proxy_of(("Connection", hop), (hop, "dropped"), ("X-Kept", "1"))
