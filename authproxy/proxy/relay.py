@@ -64,9 +64,7 @@ async def relay(
             try:
                 chunk = await content.readany()
             except (TimeoutError, aiohttp.ClientError) as err:
-                timed_out = isinstance(err, TimeoutError)
-                ex.outcome = "upstream_timeout" if timed_out else "upstream_error"
-                _abort(request, reply, err)
+                _abort(request, reply, ex, err)
                 return response
             try:
                 if not chunk:
@@ -99,9 +97,7 @@ async def _relay_whole(
         try:
             body = await reply.content.readany()  # all of it, without waiting
         except (TimeoutError, aiohttp.ClientError) as err:  # (never, once whole)
-            timed_out = isinstance(err, TimeoutError)
-            ex.outcome = "upstream_timeout" if timed_out else "upstream_error"
-            _abort(request, reply, err)
+            _abort(request, reply, ex, err)
             return
         try:
             if response.sends_whole(request, body):
@@ -168,8 +164,12 @@ def _judge_stream(ex: Exchange) -> None:
         ex.outcome = "stream_error"
 
 
-def _abort(request: ProxyRequest, reply: Reply, err: BaseException) -> None:
+def _abort(
+    request: ProxyRequest, reply: Reply, ex: Exchange, err: BaseException
+) -> None:
     """End the client's stream without its terminator so it can tell it was cut."""
+    timed_out = isinstance(err, TimeoutError)
+    ex.outcome = "upstream_timeout" if timed_out else "upstream_error"
     reply.close()
     log.warning(
         "upstream_failed",

@@ -4,8 +4,8 @@ A reply the lean upstream client read whole before the relay began (most
 non-streamed answers) does not need ``StreamResponse``'s general machinery:
 ``prepare`` (head preparation for cookies, compression, chunking and every
 version), then ``write`` and ``write_eof`` each through the writer's checks.
-Measured with a prototype of the lean front, that machinery was about a tenth
-of the proxy's CPU for a small reply (bench/results/issue14-levers.md).
+Skipping it measured at 1 to 2 % of the proxy's CPU for a small reply
+(bench/results/issue14-levers.md).
 ``Relayed.send_whole`` prepares the head as ``prepare`` would for this one
 case (HTTP/1.1, a sized body, no compression, no cookies), runs the same
 ``on_response_prepare`` signals at the same point, and hands head and body to

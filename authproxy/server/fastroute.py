@@ -56,7 +56,8 @@ class CatchAll(NamedTuple):
         """The catch-all's match info for ``tail``, as aiohttp would build it.
 
         Frozen, and nothing in the chain sets its ``current_app`` (see
-        ``_chain``), so one object serves every request of that path; the
+        ``_chain``), so one object serves every request of that path, on
+        either front; the
         memo is bounded in entries and in their length, since paths are the
         client's.
         """
@@ -120,7 +121,7 @@ def catch_all_handler(app: web.Application) -> Handler | None:
     found = find_catch_all(app)
     if found is None:
         return None
-    route, chain, plain = found.route, found.chain, found.plain_paths
+    chain, plain = found.chain, found.plain_paths
     routed = app._handle
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -136,10 +137,7 @@ def catch_all_handler(app: web.Application) -> Handler | None:
         tail = path[1:]
         if "%" in tail:  # as aiohttp unquotes a path-safe match
             tail = tail.replace("%2F", "/").replace("%25", "%")
-        match_info = UrlMappingMatchInfo({"tail": tail}, route)
-        match_info.add_app(app)
-        match_info.freeze()
-        request._match_info = match_info
+        request._match_info = found.match_info(tail)
         return await chain(request)
 
     return handle
