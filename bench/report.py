@@ -101,7 +101,7 @@ def _small(small: dict[str, Any]) -> list[str]:
         "Audit on vs off: both proxies loaded at the same time on the proxy core "
         "(32 connections each), so they share one CPU and the host's speed drift "
         f"cancels. req/s ratios on/off: {ratios}; median cost "
-        f"{audit['cost'] * 100:.1f} %. Audit file lines written: "
+        f"{audit['cost'] * 100:.2f} %. Audit file lines written: "
         f"{audit['audit_file_lines']}"
         + (
             "."
