@@ -16,6 +16,8 @@ from typing import Final
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from authproxy.memo import remember
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 HOP_BY_HOP: Final = frozenset(
@@ -66,7 +68,9 @@ class TrustedProxies:
 
     Answers are remembered per address string (a few peers ask on every
     request; parsing an address each time was 5 % of a request's CPU). The
-    memo is bounded, so spoofed X-Forwarded-For hops cannot grow it.
+    memo is bounded in entries and in key length (``authproxy.memo``), so
+    spoofed X-Forwarded-For hops can neither grow it nor fill it with long
+    strings.
     """
 
     __slots__ = ("_seen", "networks")
@@ -84,9 +88,7 @@ class TrustedProxies:
         known = self._seen.get(address)
         if known is None:
             known = self._check(address)
-            if len(self._seen) >= TRUST_MEMO_SIZE:
-                self._seen.clear()
-            self._seen[address] = known
+            remember(self._seen, address, known, TRUST_MEMO_SIZE)
         return known
 
     def _check(self, address: str) -> bool:
@@ -110,10 +112,8 @@ def connection_tokens(
     tokens = frozenset(
         t.strip().lower() for v in values for t in v.split(",") if t.strip()
     )
-    if len(values) == 1 and len(values[0]) <= MEMO_KEY_LENGTH:
-        if len(_TOKENS_SEEN) >= KEEP_MEMO_SIZE:
-            _TOKENS_SEEN.clear()
-        _TOKENS_SEEN[values[0]] = tokens
+    if len(values) == 1:
+        remember(_TOKENS_SEEN, values[0], tokens, KEEP_MEMO_SIZE)
     return tokens
 
 
@@ -238,7 +238,7 @@ class _KeepMemo(dict[str, bool]):
 
     ``name.lower()`` per header was most of the filtering's cost; a few names
     come on every request. Bounded, like ``TrustedProxies``, in entries and in
-    the length of the names it keeps (the client chooses them).
+    the length of the names it keeps (``authproxy.memo``).
     """
 
     def __init__(self, drop: frozenset[str]) -> None:
@@ -247,17 +247,11 @@ class _KeepMemo(dict[str, bool]):
 
     def __missing__(self, name: str) -> bool:
         keep = name.lower() not in self.drop
-        if len(name) <= MEMO_KEY_LENGTH:  # a long name is judged, not kept
-            if len(self) >= KEEP_MEMO_SIZE:
-                self.clear()
-            self[name] = keep
+        remember(self, name, keep, KEEP_MEMO_SIZE)  # a long name: judged, not kept
         return keep
 
 
 KEEP_MEMO_SIZE: Final = 1024
-# The longest header name or Connection value a memo keeps: the client chooses
-# them, so a long one is judged each time rather than held.
-MEMO_KEY_LENGTH: Final = 64
 _TRUSTED_KEEP: Final = _KeepMemo(REQUEST_DROP)
 _UNTRUSTED_KEEP: Final = _KeepMemo(_UNTRUSTED_REQUEST_DROP)
 _RESPONSE_KEEP: Final = _KeepMemo(HOP_BY_HOP)

@@ -34,12 +34,12 @@ from aiohttp.web_urldispatcher import (
     UrlMappingMatchInfo,
 )
 
+from authproxy.memo import remember
 from authproxy.proxy.request import ProxyHandler
 from authproxy.responses import Handler
 from authproxy.web.app import CATCH_ALL
 
 MATCH_MEMO_SIZE: Final = 1024
-MATCH_MEMO_TAIL: Final = 64  # characters of a remembered tail at most
 
 
 class CatchAll(NamedTuple):
@@ -66,10 +66,8 @@ class CatchAll(NamedTuple):
             match = UrlMappingMatchInfo({"tail": tail}, self.route)
             match.add_app(self.app)
             match.freeze()
-            if len(tail) <= MATCH_MEMO_TAIL:  # Ollama's routes; not any long path
-                if len(self.matches) >= MATCH_MEMO_SIZE:
-                    self.matches.clear()
-                self.matches[tail] = match
+            # Ollama's routes are kept; a long path is matched each time.
+            remember(self.matches, tail, match, MATCH_MEMO_SIZE)
         return match
 
 

@@ -9,10 +9,10 @@ import aiohttp
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from authproxy.memo import MEMO_KEY_LENGTH
 from authproxy.proxy import headers as headers_module
 from authproxy.proxy.headers import (
     KEEP_MEMO_SIZE,
-    MEMO_KEY_LENGTH,
     TRUST_MEMO_SIZE,
     TrustedProxies,
     client_address,
@@ -77,6 +77,16 @@ class TestTrustedProxies:
             assert f"198.18.{n // 250 % 250}.{n % 250}" not in trusted
             assert len(trusted._seen) <= TRUST_MEMO_SIZE
         assert f"10.0.{n % 250}.1" in trusted
+
+    def test_long_hops_are_judged_not_kept(self) -> None:
+        """A spoofed hop longer than any address is answered but not remembered."""
+        trusted = TrustedProxies(parse_networks(["10.0.0.0/8"]))
+        long = "10.0.0.1" + "x" * MEMO_KEY_LENGTH
+        for _ in range(2):
+            assert long not in trusted
+        assert long not in trusted._seen
+        assert "10.0.0.1" in trusted
+        assert "10.0.0.1" in trusted._seen
 
     def test_none_trusted(self) -> None:
         """Without networks nothing is trusted and the object is falsy."""

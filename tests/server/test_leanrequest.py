@@ -18,7 +18,8 @@ from aiohttp.streams import EMPTY_PAYLOAD
 from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
-from authproxy.server.fastroute import MATCH_MEMO_SIZE, MATCH_MEMO_TAIL, find_catch_all
+from authproxy.memo import MEMO_KEY_LENGTH
+from authproxy.server.fastroute import MATCH_MEMO_SIZE, find_catch_all
 from authproxy.server.leanrequest import Connection, LeanRequest, WholeBody
 from authproxy.server.plainhttp import Limits, plain_request
 
@@ -129,7 +130,7 @@ def test_match_infos_are_shared_per_path_and_bounded() -> None:
     for i in range(MATCH_MEMO_SIZE + 3):
         assert found.match_info(f"p{i}")["tail"] == f"p{i}"
     assert len(found.matches) <= MATCH_MEMO_SIZE
-    long = "a/" * MATCH_MEMO_TAIL
+    long = "a/" * MEMO_KEY_LENGTH
     assert found.match_info(long)["tail"] == long
     assert long not in found.matches  # built each time, not kept
 
