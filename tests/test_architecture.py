@@ -58,6 +58,7 @@ LIGHT = [
     "proxy.headers",
     "proxy.jsonbody",
     "proxy.formbody",
+    "proxy.replypoll",
 ]
 APP_KEY_LAYERS = {"web", "admin", "console", "server", "cli"}
 

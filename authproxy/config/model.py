@@ -61,6 +61,10 @@ class UpstreamConfig:
     response_timeout: float = option(600.0, parse=seconds)
     idle_timeout: float = option(600.0, parse=seconds)
     max_connections: int = option(256, check=(_positive, "int > 0"))
+    # proxy.replypoll: how long the lean client polls for a reply head.
+    reply_poll_us: int = option(
+        100, check=(lambda v: 0 <= v <= 10_000, "int in 0..10000 (microseconds)")
+    )
     client: str = option(
         "lean", check=(lambda v: v in {"lean", "aiohttp"}, "lean|aiohttp")
     )

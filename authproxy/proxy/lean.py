@@ -12,18 +12,18 @@ it is not a timeout; the method is safe (``GET``, ``HEAD``, ``OPTIONS``,
 ``TRACE``: repeating it changes nothing even if the upstream saw it); and the
 body can be sent again (none, or bytes; never a client's stream). Anything
 else fails as it happened (``POST /api/chat`` so cut is a 502, as with aiohttp).
-Pool times are ``time.monotonic()`` (``get_running_loop()`` is a ``getpid(2)``).
+While a reply's head is awaited the loop polls for it for up to ``reply_poll``
+seconds instead of sleeping (``proxy.replypoll``). Pool times are
+``time.monotonic()`` (``get_running_loop()`` is a ``getpid(2)``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Final
 
@@ -31,12 +31,16 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from authproxy.proxy.h1 import H1Connection, LeanFailure, LeanTimeout, connect_words
+from authproxy.proxy.leanwire import (
+    SAFE_METHODS,
+    Body,
+    payload,
+    request_head,
+    write_request,
+)
+from authproxy.proxy.replypoll import ReplyPoll
 
 KEEPALIVE: Final = 15.0  # aiohttp's keepalive_timeout
-SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-_BODYLESS_METHODS: Final = SAFE_METHODS  # no Content-Length: 0 (as aiohttp)
-_JOIN_BELOW: Final = 64 * 1024
-Body = bytes | io.BytesIO | AsyncIterator[bytes] | None
 
 
 class LeanClient:
@@ -49,6 +53,7 @@ class LeanClient:
         connect_timeout: float,
         response_timeout: float,
         max_connections: int,
+        reply_poll: float = 0.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._host, self._port = origin.raw_host or "", origin.port
@@ -57,6 +62,7 @@ class LeanClient:
         self.connect_timeout = connect_timeout
         self.response_timeout = response_timeout
         self.max_connections = max_connections
+        self.reply_poll = ReplyPoll(reply_poll)
         self._idle: list[H1Connection] = []
         self.in_use = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -88,16 +94,22 @@ class LeanClient:
         Raises:
             LeanFailure: the upstream could not be reached or did not answer.
         """
-        data, stream = _payload(body)
-        head = _request_head(method, url, headers, data, stream)
+        data, stream = payload(body)
+        head = request_head(method, url, headers, data, stream)
         replayable = stream is None and method in SAFE_METHODS
         fresh = False
         while True:
             conn = await self._acquire(fresh)
             try:
                 conn.begin(method == "HEAD", self.response_timeout)
-                await _write(conn, head, data, stream, "Content-Length" in headers)
-                await conn.read_head()
+                await write_request(
+                    conn, head, data, stream, "Content-Length" in headers
+                )
+                started = self.reply_poll.begin()
+                try:
+                    await conn.read_head()
+                finally:
+                    self.reply_poll.end(started)
             except LeanFailure as err:
                 self.release(conn, keep=False)
                 retry = conn.reused and not conn.seen and not fresh and replayable
@@ -263,66 +275,3 @@ class LeanResponse:
         client, self._client = self._client, None
         if client is not None:
             client.release(self._conn, keep=keep)
-
-
-def _payload(
-    body: Body,
-) -> tuple[bytes | memoryview | None, AsyncIterator[bytes] | None]:
-    if body is None or isinstance(body, bytes):
-        return body, None
-    if isinstance(body, io.BytesIO):
-        return body.getbuffer(), None
-    return None, body
-
-
-def _request_head(
-    method: str,
-    url: URL,
-    headers: CIMultiDict[str],
-    data: bytes | memoryview | None,
-    stream: AsyncIterator[bytes] | None,
-) -> bytes:
-    lines = [f"{method} {url.raw_path_qs} HTTP/1.1\r\n"]
-    lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
-    if "Content-Length" not in headers:
-        if stream is not None:
-            lines.append("Transfer-Encoding: chunked\r\n")
-        elif data is not None:
-            lines.append(f"Content-Length: {len(data)}\r\n")
-        elif method not in _BODYLESS_METHODS:
-            lines.append("Content-Length: 0\r\n")
-    lines.append("\r\n")
-    text = "".join(lines)
-    # One line each: a CR or LF inside a value would split a header in two.
-    if text.count("\n") != len(lines) or text.count("\r") != len(lines):
-        raise LeanFailure("invalid request header")
-    return text.encode("utf-8", "surrogateescape")
-
-
-async def _write(
-    conn: H1Connection,
-    head: bytes,
-    data: bytes | memoryview | None,
-    stream: AsyncIterator[bytes] | None,
-    sized: bool,
-) -> None:
-    if stream is None:
-        if data is not None and len(data) <= _JOIN_BELOW:
-            await conn.write(head + data)  # one send for a small request
-        else:
-            await conn.write(head)
-            if data is not None:
-                await conn.write(data)
-        return
-    await conn.write(head)
-    try:
-        async for chunk in stream:
-            if chunk:
-                await conn.write(
-                    chunk if sized else b"%x\r\n%b\r\n" % (len(chunk), chunk)
-                )
-        if not sized:
-            await conn.write(b"0\r\n\r\n")
-    except LeanFailure:
-        if not conn.status:
-            raise  # else the upstream answered before the body's end: read that

@@ -276,6 +276,7 @@ def _lean_client(config: Config, upstream: Upstream) -> LeanClient | None:
         connect_timeout=config.upstream.connect_timeout,
         response_timeout=config.upstream.response_timeout,
         max_connections=config.upstream.max_connections,
+        reply_poll=config.upstream.reply_poll_us / 1e6,
     )
 
 

@@ -369,6 +369,36 @@ async def test_response_timeout_and_idle_timeout() -> None:
         assert body.value.reason == "read timeout"
         assert await poll_until(lambda: up.ended == 2, within=5)
         assert (client.idle, client.in_use) == (0, 0)
+    assert client.reply_poll.waiting == 0  # the timed-out wait ended too
+
+
+POLL = 0.05
+
+
+async def test_reply_head_is_polled_for_unless_replies_come_late() -> None:
+    """A quick reply is awaited polling; after a late one, until a quick one, asleep."""
+
+    async def late_second(up: Scripted, reader: Any, writer: Any) -> None:
+        for number in range(1, 5):
+            await up.read_request(reader)
+            if number == 2:
+                await asyncio.sleep(POLL * 3)
+            writer.write(OK)
+
+    async with scripted(late_second) as up:
+        client = _client(up.port, reply_poll=POLL)
+        poll = client.reply_poll
+        assert await _get(client) == (200, b"hello")
+        assert poll.passes > 0
+        assert await _get(client) == (200, b"hello")  # late: polled, then asleep
+        assert await poll_until(lambda: not poll.polling, within=5)
+        passes = poll.passes
+        assert await _get(client) == (200, b"hello")  # quick, but not polled
+        assert poll.passes == passes
+        assert await _get(client) == (200, b"hello")  # polled again
+        assert poll.passes > passes
+        assert (poll.waiting, up.connections) == (0, 1)
+        await client.close()
 
 
 async def test_cancelled_request_closes_its_connection() -> None:
