@@ -45,7 +45,7 @@ class ReplyPoll:
     def __init__(self, window: float) -> None:
         self.window = window
         self.waiting = 0
-        self.passes = 0  # loop passes polled, for tests and the bench
+        self.passes = 0  # loop passes polled, for the tests
         self._quick = True  # did the last wait end within the window?
         self._deadline = 0.0
         self._polling = False
